@@ -1,0 +1,294 @@
+"""FTGD — fine-tuning via gradient differentials (method.md, "FTGD").
+
+The loss on a batch of pairs is `−mean(logp(good) − logp(bad))`, so what both sentences share cancels and only
+the targeted phenomenon pushes the weights. Only the top `sparsity` fraction of parameters by accumulated
+|gradient differential| is updated; that mask is the task's parameter footprint. The tuned model is kept as a
+compact delta (selected entries, their base and tuned values) that can be applied to and removed from a loaded
+base model bit for bit, so one base model serves every task's evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from taskspace.models import LM
+from taskspace.scoring import collate, encode, sequence_logprobs
+
+Progress = Callable[[int], None]
+OBJECTIVES = ("differential", "margin", "lm")
+PARAM_GROUPS = {
+    "embeddings": r"(embed|wte|wpe|lm_head|embed_out)",
+    "attention": r"(attn|attention)",
+    "mlp": r"mlp",
+}
+
+
+class FTGDError(RuntimeError):
+    """Tuning that cannot go on (e.g. a non-finite loss); nothing is written."""
+
+
+@dataclass
+class FTGDConfig:
+    """Every FTGD knob, with method.md's defaults (mirrored in params.yaml under `ftgd`)."""
+
+    objective: str = "differential"
+    margin: float = 1.0
+    sparsity: float = 0.01
+    lr: float = 1e-4
+    steps: int = 100
+    batch_size: int = 16
+    seed: int = 0
+    early_stop: bool = False
+    patience: int = 10
+    weight_decay: float = 0.0
+    params: str = "all"
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"ftgd.objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if not 0 < self.sparsity <= 1:
+            raise ValueError(f"ftgd.sparsity must be in (0, 1], got {self.sparsity}")
+
+
+def param_group(model: torch.nn.Module, group: str = "all") -> dict[str, torch.nn.Parameter]:
+    """Named parameters of a group: all, embeddings, attention, mlp, or layer:N."""
+    named = dict(model.named_parameters())
+    if group == "all":
+        return named
+    if group.startswith("layer:"):
+        pattern = rf"\.(layers|h)\.{int(group.split(':', 1)[1])}\."
+    elif group in PARAM_GROUPS:
+        pattern = PARAM_GROUPS[group]
+    else:
+        raise ValueError(f"unknown parameter group {group!r}: use all, embeddings, attention, mlp or layer:N")
+    out = {n: p for n, p in named.items() if re.search(pattern, n)}
+    if not out:
+        raise ValueError(f"parameter group {group!r} matches no parameter of this model")
+    return out
+
+
+@dataclass
+class EncodedPairs:
+    """Token ids of a task's pairs, encoded once."""
+
+    good: list[list[int]]
+    bad: list[list[int]]
+
+    @classmethod
+    def of(cls, lm: LM, good: Sequence[str], bad: Sequence[str]) -> EncodedPairs:
+        return cls(encode(lm.tokenizer, good), encode(lm.tokenizer, bad))
+
+    def __len__(self) -> int:
+        return len(self.good)
+
+
+def pair_logprobs(lm: LM, pairs: EncodedPairs, idx: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Differentiable (logp(good), logp(bad)) for the pairs at idx, in one forward pass."""
+    seqs = [pairs.good[i] for i in idx] + [pairs.bad[i] for i in idx]
+    ids, mask = collate(seqs, lm.prefix_id, lm.tokenizer.pad_token_id, lm.device)
+    lp = sequence_logprobs(lm.model, ids, mask)
+    return lp[: len(idx)], lp[len(idx) :]
+
+
+def ftgd_loss(good: torch.Tensor, bad: torch.Tensor, objective: str = "differential", margin: float = 1.0):
+    """differential: −mean(d); margin: mean(max(0, m − d)); lm: plain LM loss on the good sentences."""
+    d = good - bad
+    if objective == "differential":
+        return -d.mean()
+    if objective == "margin":
+        return torch.relu(margin - d).mean()
+    return -good.mean()
+
+
+def gradient_differential(
+    lm: LM,
+    pairs: EncodedPairs,
+    params: dict[str, torch.nn.Parameter],
+    batch_size: int = 16,
+    objective: str = "differential",
+    progress: Progress | None = None,
+) -> dict[str, torch.Tensor]:
+    """Mean gradient of the FTGD loss over all pairs, i.e. mean(∇logp(bad) − ∇logp(good)) for `differential`."""
+    for p in lm.model.parameters():
+        p.grad = None
+    lm.model.eval()  # no dropout: the differential must be deterministic
+    n = len(pairs)
+    for start in range(0, n, batch_size):
+        idx = range(start, min(start + batch_size, n))
+        good, bad = pair_logprobs(lm, pairs, idx)
+        loss = ftgd_loss(good, bad, "lm" if objective == "lm" else "differential") * (len(idx) / n)
+        loss.backward()
+        if progress:
+            progress(len(idx))
+    grads = {name: p.grad.detach().float().clone() for name, p in params.items()}
+    for p in lm.model.parameters():
+        p.grad = None
+    return grads
+
+
+def topk_mask(grads: dict[str, torch.Tensor], sparsity: float) -> dict[str, torch.Tensor]:
+    """Flat indices of the ⌈sparsity·P⌉ entries with the largest |gradient| over all given tensors."""
+    total = sum(g.numel() for g in grads.values())
+    k = math.ceil(sparsity * total)
+    if k >= total:
+        return {n: torch.arange(g.numel()) for n, g in grads.items()}
+    flat = torch.cat([g.reshape(-1).abs() for g in grads.values()])
+    top = torch.topk(flat, k, sorted=False).indices.sort().values
+    out, offset = {}, 0
+    for name, g in grads.items():
+        lo, hi = torch.searchsorted(top, torch.tensor([offset, offset + g.numel()]))
+        out[name] = top[lo:hi] - offset
+        offset += g.numel()
+    return {n: i for n, i in out.items() if i.numel()}
+
+
+@dataclass
+class Delta:
+    """A tuned model as changes to its base: per tensor, flat indices, base values and tuned values."""
+
+    idx: dict[str, torch.Tensor]
+    base: dict[str, torch.Tensor]
+    value: dict[str, torch.Tensor]
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_selected(self) -> int:
+        return sum(i.numel() for i in self.idx.values())
+
+    @property
+    def n_changed(self) -> int:
+        return sum(int((self.value[n] != self.base[n]).sum()) for n in self.idx)
+
+    def save(self, path: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        from taskspace.io import atomic_write
+
+        tensors = {}
+        for n in self.idx:
+            tensors[f"{n}::idx"] = self.idx[n].contiguous()
+            tensors[f"{n}::base"] = self.base[n].contiguous()
+            tensors[f"{n}::value"] = self.value[n].contiguous()
+        meta = {k: str(v) for k, v in self.meta.items()}
+        return atomic_write(path, lambda p: save_file(tensors, str(p), metadata=meta))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Delta:
+        from safetensors import safe_open
+
+        parts: dict[str, dict[str, torch.Tensor]] = {"idx": {}, "base": {}, "value": {}}
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+            for key in f.keys():
+                name, kind = key.rsplit("::", 1)
+                parts[kind][name] = f.get_tensor(key)
+        return cls(parts["idx"], parts["base"], parts["value"], meta)
+
+    def _write(self, model: torch.nn.Module, which: str, expect: str) -> None:
+        named = dict(model.named_parameters())
+        src, check = getattr(self, which), getattr(self, expect)
+        with torch.no_grad():
+            for n, idx in self.idx.items():
+                if n not in named:
+                    raise FTGDError(f"delta names parameter {n!r}, which this model lacks: wrong base model")
+                flat = named[n].data.view(-1)
+                i = idx.to(flat.device)
+                if not torch.equal(flat[i].cpu().to(check[n].dtype), check[n]):
+                    raise FTGDError(
+                        f"parameter {n!r} does not hold the delta's {expect} values: wrong base model "
+                        "or the delta is already applied/removed"
+                    )
+                flat[i] = src[n].to(flat.device, flat.dtype)
+
+    def apply(self, model: torch.nn.Module) -> None:
+        """Write the tuned values into a base model (checks it is the base the delta was made on)."""
+        self._write(model, "value", "base")
+
+    def remove(self, model: torch.nn.Module) -> None:
+        """Restore the base values exactly (no floating-point subtraction)."""
+        self._write(model, "base", "value")
+
+
+@dataclass
+class FTGDResult:
+    delta: Delta
+    grads: dict[str, torch.Tensor]
+    history: list[dict]
+    config: dict
+
+
+def finetune(
+    lm: LM,
+    pairs: EncodedPairs,
+    cfg: FTGDConfig,
+    grads: dict[str, torch.Tensor] | None = None,
+    progress: Progress | None = None,
+) -> FTGDResult:
+    """Tune `lm` on one task's train pairs; returns the delta and leaves `lm.model` at its base weights."""
+    params = param_group(lm.model, cfg.params)
+    if grads is None:
+        grads = gradient_differential(lm, pairs, params, cfg.batch_size, cfg.objective)
+    mask = topk_mask(grads, cfg.sparsity)
+    base = {n: params[n].detach().view(-1)[i.to(params[n].device)].float().cpu().clone() for n, i in mask.items()}
+    # AdamW over the selected entries only: state is O(k), and entries outside the footprint can never move.
+    state = {n: torch.zeros(2, b.numel(), device=lm.device) for n, b in base.items()}
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    frozen = [p for n, p in lm.model.named_parameters() if n not in mask and p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)  # no backward work for tensors without selected entries
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history: list[dict] = []
+    solved = 0
+    try:
+        for step in range(1, cfg.steps + 1):
+            idx = torch.randint(len(pairs), (min(cfg.batch_size, len(pairs)),), generator=gen).tolist()
+            good, bad = pair_logprobs(lm, pairs, idx)
+            loss = ftgd_loss(good, bad, cfg.objective, cfg.margin)
+            if not torch.isfinite(loss):
+                raise FTGDError(f"non-finite FTGD loss at step {step} (lr {cfg.lr} too high?); nothing was written")
+            loss.backward()
+            with torch.no_grad():
+                for n, i in mask.items():
+                    p = params[n]
+                    flat, i = p.data.view(-1), i.to(p.device)
+                    g = p.grad.view(-1)[i].float()
+                    m, v = state[n]
+                    m.mul_(b1).add_(g, alpha=1 - b1)
+                    v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                    w = flat[i].float()
+                    upd = (m / (1 - b1**step)) / ((v / (1 - b2**step)).sqrt() + eps) + cfg.weight_decay * w
+                    flat[i] = (w - cfg.lr * upd).to(flat.dtype)
+                    p.grad = None
+            acc = float(((good - bad) > 0).float().mean())
+            history.append({"step": step, "loss": float(loss.detach()), "train_acc": acc})
+            if progress:
+                progress(1)
+            solved = solved + 1 if acc == 1.0 else 0
+            if cfg.early_stop and cfg.objective != "lm" and solved >= cfg.patience:
+                break
+        named = dict(lm.model.named_parameters())
+        value = {n: named[n].detach().view(-1)[i.to(named[n].device)].float().cpu().clone() for n, i in mask.items()}
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+        with torch.no_grad():  # leave the base model as it was, whatever happened
+            for n, i in mask.items():
+                params[n].data.view(-1)[i.to(params[n].device)] = base[n].to(params[n].device, params[n].dtype)
+            for p in lm.model.parameters():
+                p.grad = None
+    meta = {**lm.meta(), **{f"ftgd.{k}": v for k, v in asdict(cfg).items()}, "steps_run": len(history)}
+    return FTGDResult(Delta(mask, base, value, meta), grads, history, asdict(cfg))
+
+
+def lm_loss(lm: LM, sentences: Sequence[str], batch_size: int = 32) -> float:
+    """Mean per-token negative log-likelihood (exp of it is perplexity) — the low-impact measure."""
+    from taskspace.scoring import sentence_logprobs
+
+    n_tokens = sum(len(s) for s in encode(lm.tokenizer, sentences))
+    return float(-sentence_logprobs(lm, sentences, batch_size).sum() / n_tokens)

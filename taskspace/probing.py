@@ -1,0 +1,245 @@
+"""Similarity probing → task spaces (method.md, "Similarity probing").
+
+eval1 on every task; for each task i: gradient differential g_i and FTGD footprint, tune, eval2 on every task
+with the delta applied to the one loaded base model, then remove it. Three T×T spaces come out:
+transfer (eval2_i[j] − eval1[j], raw and diagonal-normalised), gradient similarity (cos(g_i, g_j)) and
+parameter sharing (Jaccard of footprints). Each finished task is written to `OUT/tasks/<task>/` before the next
+starts, so an interrupted probe resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from taskspace.ftgd import Delta, EncodedPairs, FTGDConfig, finetune, gradient_differential, param_group
+from taskspace.io import write_json, write_parquet
+from taskspace.models import LM
+from taskspace.scoring import encode, score_pairs
+
+KINDS = ("transfer", "transfer_norm", "transfer_margin", "gradient", "sharing")
+
+
+@dataclass
+class ProbeConfig:
+    """Probing knobs (params.yaml `probing`)."""
+
+    metric: str = "accuracy"  # what transfer measures: accuracy (the paper's) or mean margin
+    grad_params: str = "all"  # parameter group for gradient similarity
+    grad_projection: int = 0  # 0 = exact cosine; k > 0 = seeded count-sketch projection to k dims
+    projection_seed: int = 0
+    eval_batch_size: int = 64
+
+
+# ---- the maths: small pure functions ------------------------------------------------------------------------
+
+
+def transfer_matrix(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """transfer[i, j] = after[i, j] − before[j]: row i is the model tuned on task i, column j the task evaluated."""
+    return np.asarray(after, dtype=np.float64) - np.asarray(before, dtype=np.float64)[None, :]
+
+
+def normalise_transfer(transfer: np.ndarray) -> np.ndarray:
+    """Row-normalise by the diagonal (transfer[i, j] / transfer[i, i]); NaN rows where the diagonal is 0."""
+    diag = np.diag(transfer).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(diag[:, None] != 0, transfer / diag[:, None], np.nan)
+
+
+def cosine_matrix(vectors: np.ndarray) -> np.ndarray:
+    """cos(v_i, v_j) for the rows of a (T, D) array (a zero vector gets similarity 0)."""
+    v = np.asarray(vectors, dtype=np.float64)
+    norms = np.linalg.norm(v, axis=1)
+    unit = v / np.where(norms == 0, 1.0, norms)[:, None]
+    return unit @ unit.T
+
+
+def jaccard_matrix(masks: Sequence[np.ndarray]) -> np.ndarray:
+    """|A ∩ B| / |A ∪ B| for footprints given as sorted unique global parameter indices."""
+    t = len(masks)
+    out = np.eye(t)
+    for i in range(t):
+        for j in range(i + 1, t):
+            inter = np.intersect1d(masks[i], masks[j], assume_unique=True).size
+            union = masks[i].size + masks[j].size - inter
+            out[i, j] = out[j, i] = inter / union if union else 0.0
+    return out
+
+
+def flatten(grads: dict[str, torch.Tensor]) -> np.ndarray:
+    return torch.cat([g.reshape(-1).float().cpu() for g in grads.values()]).numpy()
+
+
+def count_sketch(grads: dict[str, torch.Tensor], k: int, seed: int = 0) -> np.ndarray:
+    """Project a gradient to k dims (each entry hashed to a bucket with a random sign; seeded per tensor name).
+
+    Preserves inner products in expectation at O(P) cost and O(k) memory, unlike a dense P×k Gaussian.
+    """
+    out = torch.zeros(k, dtype=torch.float64)
+    for name, g in grads.items():
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + int(hashlib.sha1(name.encode()).hexdigest()[:8], 16))
+        flat = g.reshape(-1).double().cpu()
+        bucket = torch.randint(k, (flat.numel(),), generator=gen)
+        sign = torch.randint(2, (flat.numel(),), generator=gen).double() * 2 - 1
+        out.index_add_(0, bucket, flat * sign)
+    return out.numpy()
+
+
+def global_indices(model: torch.nn.Module, idx: dict[str, torch.Tensor]) -> np.ndarray:
+    """Per-tensor flat indices → sorted indices into the model's concatenated parameter vector."""
+    offsets, off = {}, 0
+    for n, p in model.named_parameters():
+        offsets[n] = off
+        off += p.numel()
+    if not idx:
+        return np.zeros(0, dtype=np.int64)
+    return np.sort(np.concatenate([i.numpy().astype(np.int64) + offsets[n] for n, i in idx.items()]))
+
+
+# ---- the loop: I/O at the edges -----------------------------------------------------------------------------
+
+
+def _accuracy_and_margin(scores: pa.Table, tasks: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    names = np.asarray(scores.column("task").to_pylist())
+    margin = scores.column("margin").to_numpy()
+    acc = np.array([(margin[names == t] > 0).mean() for t in tasks])
+    mm = np.array([margin[names == t].mean() for t in tasks])
+    return acc, mm
+
+
+def _lm_loss_other(scores: pa.Table, good_tokens: np.ndarray, task: str) -> float:
+    """Mean NLL per token of the grammatical eval sentences of every *other* task (the low-impact measure)."""
+    other = np.asarray(scores.column("task").to_pylist()) != task
+    return float(-scores.column("logp_good").to_numpy()[other].sum() / good_tokens[other].sum())
+
+
+def config_hash(*cfgs) -> str:
+    return hashlib.sha1(json.dumps([asdict(c) for c in cfgs], sort_keys=True).encode()).hexdigest()[:12]
+
+
+def probe(
+    lm: LM,
+    train: pa.Table,
+    evalset: pa.Table,
+    out: Path,
+    ftgd_cfg: FTGDConfig,
+    cfg: ProbeConfig | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict:
+    """Run eval1 → (tune, eval2) per task → matrices; writes everything under `out` and returns a summary."""
+    cfg = cfg or ProbeConfig()
+    out = Path(out)
+    tasks = list(dict.fromkeys(evalset.column("task").to_pylist()))
+    h = config_hash(ftgd_cfg, cfg)
+    say = progress or (lambda *a: None)
+    good_tokens = np.array([len(s) for s in encode(lm.tokenizer, evalset.column("good").to_pylist())])
+    eval1_path = out / "eval1.parquet"
+    if eval1_path.exists() and pq.read_schema(eval1_path).metadata.get(b"config") == h.encode():
+        eval1 = pq.read_table(eval1_path)
+    else:
+        eval1 = score_pairs(lm, evalset, cfg.eval_batch_size)
+        write_parquet(eval1.replace_schema_metadata({"config": h}), eval1_path)
+    acc1, margin1 = _accuracy_and_margin(eval1, tasks)
+    say("eval1", len(tasks), len(tasks))
+    grad_params = param_group(lm.model, cfg.grad_params)
+    acc2, margin2, grad_vecs, masks, per_task = [], [], [], [], {}
+    train_names = np.asarray(train.column("task").to_pylist())
+    for i, task in enumerate(tasks):
+        tdir = out / "tasks" / task
+        done = tdir / "done.json"
+        if done.exists() and json.loads(done.read_text()).get("config") == h:
+            info = json.loads(done.read_text())
+            eval2 = pq.read_table(tdir / "eval2.parquet")
+            delta = Delta.load(tdir / "delta.safetensors")
+            gvec = np.load(tdir / "grad.npy")
+        else:
+            rows = train.filter(pa.array(train_names == task))
+            pairs = EncodedPairs.of(lm, rows.column("good").to_pylist(), rows.column("bad").to_pylist())
+            ftgd_params = param_group(lm.model, ftgd_cfg.params)
+            grads_all = gradient_differential(lm, pairs, {**ftgd_params, **grad_params}, ftgd_cfg.batch_size)
+            result = finetune(lm, pairs, ftgd_cfg, grads={n: grads_all[n] for n in ftgd_params})
+            g = {n: grads_all[n] for n in grad_params}
+            gvec = count_sketch(g, cfg.grad_projection, cfg.projection_seed) if cfg.grad_projection else flatten(g)
+            delta = result.delta
+            delta.meta["task"] = task
+            delta.apply(lm.model)
+            try:
+                eval2 = score_pairs(lm, evalset, cfg.eval_batch_size)
+            finally:
+                delta.remove(lm.model)
+            info = {
+                "task": task,
+                "config": h,
+                "steps_run": len(result.history),
+                "history": result.history,
+                "n_selected": delta.n_selected,
+                "n_changed": delta.n_changed,
+                "lm_loss_before": _lm_loss_other(eval1, good_tokens, task),
+                "lm_loss_after": _lm_loss_other(eval2, good_tokens, task),
+            }
+            tdir.mkdir(parents=True, exist_ok=True)
+            delta.save(tdir / "delta.safetensors")
+            write_parquet(eval2, tdir / "eval2.parquet")
+            _save_npy(tdir / "grad.npy", gvec)
+            write_json(info, done)  # written last: its presence marks the task finished
+        a2, m2 = _accuracy_and_margin(eval2, tasks)
+        acc2.append(a2)
+        margin2.append(m2)
+        grad_vecs.append(gvec)
+        masks.append(global_indices(lm.model, delta.idx))
+        per_task[task] = {k: v for k, v in info.items() if k != "history"}
+        say("tune+eval2", i + 1, len(tasks))
+    transfer_acc = transfer_matrix(acc1, np.array(acc2))
+    transfer_margin = transfer_matrix(margin1, np.array(margin2))
+    transfer = transfer_acc if cfg.metric == "accuracy" else transfer_margin
+    mats = {
+        "transfer": transfer,
+        "transfer_norm": normalise_transfer(transfer),
+        "transfer_margin": transfer_margin,
+        "gradient": cosine_matrix(np.stack(grad_vecs)),
+        "sharing": jaccard_matrix(masks),
+    }
+    save_matrices(out / "matrices.npz", tasks, mats)
+    summary = {
+        **lm.meta(),
+        "tasks": tasks,
+        "config": h,
+        "ftgd": asdict(ftgd_cfg),
+        "probing": asdict(cfg),
+        "eval1": {t: {"accuracy": float(a), "mean_margin": float(m)} for t, a, m in zip(tasks, acc1, margin1)},
+        "per_task": per_task,
+    }
+    write_json(summary, out / "probe.json")
+    return {"tasks": tasks, **mats, "summary": summary}
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    from taskspace.io import atomic_write
+
+    atomic_write(path, lambda p: np.save(open(p, "wb"), arr.astype(np.float32)))
+
+
+def save_matrices(path: Path, tasks: Sequence[str], mats: dict[str, np.ndarray]) -> None:
+    from taskspace.io import atomic_write
+
+    atomic_write(path, lambda p: np.savez(open(p, "wb"), tasks=np.array(tasks), **mats))
+
+
+def load_matrices(path: str | Path) -> tuple[list[str], dict[str, np.ndarray]]:
+    with np.load(path, allow_pickle=False) as z:
+        return [str(t) for t in z["tasks"]], {k: z[k] for k in z.files if k != "tasks"}
+
+
+def sharing_vs_chance(sharing: np.ndarray, sparsity: float) -> np.ndarray:
+    """Jaccard relative to two random masks of the same sparsity (1 = chance level)."""
+    chance = 1.0 if sparsity >= 1 else sparsity**2 / (2 * sparsity - sparsity**2)
+    return sharing / chance if not math.isclose(chance, 0) else sharing
