@@ -167,3 +167,213 @@ def make_tiny(blimp, tasks, phenomena, fields, seed, out, steps, save_every, n_t
             out, vocab, sentences, steps=steps, save_every=save_every, seed=seed, progress=lambda k: bar.advance(job, k)
         )
     console.print(f"saved {', '.join(saved)} under {out}")
+
+
+def ftgd_options(fn):
+    from taskspace.ftgd import FTGDConfig
+
+    d = FTGDConfig()
+    for opt in reversed(
+        [
+            click.option("--objective", default=d.objective, show_default=True, help="differential / margin / lm"),
+            click.option("--margin", default=d.margin, show_default=True, help="hinge margin (objective margin)"),
+            click.option("--sparsity", default=d.sparsity, show_default=True, help="fraction updated (1.0 = dense)"),
+            click.option("--lr", default=d.lr, show_default=True),
+            click.option("--steps", default=d.steps, show_default=True),
+            click.option("--batch-size", default=d.batch_size, show_default=True, help="pairs per step"),
+            click.option("--ftgd-seed", default=d.seed, show_default=True),
+            click.option("--early-stop/--no-early-stop", default=d.early_stop, show_default=True),
+            click.option(
+                "--params",
+                "param_group",
+                default=d.params,
+                show_default=True,
+                help="all / embeddings / attention / mlp / layer:N",
+            ),
+            click.option("--n-train", default=500, show_default=True, help="train pairs per task"),
+            click.option("--n-eval", default=200, show_default=True, help="eval pairs per task"),
+        ]
+    ):
+        fn = opt(fn)
+    return fn
+
+
+def make_ftgd_config(kw: dict):
+    from taskspace.ftgd import FTGDConfig
+
+    return FTGDConfig(
+        objective=kw.pop("objective"),
+        margin=kw.pop("margin"),
+        sparsity=kw.pop("sparsity"),
+        lr=kw.pop("lr"),
+        steps=kw.pop("steps"),
+        batch_size=kw.pop("batch_size"),
+        seed=kw.pop("ftgd_seed"),
+        early_stop=kw.pop("early_stop"),
+        params=kw.pop("param_group"),
+    )
+
+
+def matrix_table(tasks: list[str], m, title: str) -> Table:
+    t = Table(title=title)
+    t.add_column("tuned on ↓ / eval →", overflow="fold")
+    for j in range(len(tasks)):
+        t.add_column(str(j), justify="right")
+    for i, name in enumerate(tasks):
+        t.add_row(f"{i} {name}", *(f"{v:+.3f}" for v in m[i]))
+    return t
+
+
+def load_split(blimp, tasks, phenomena, fields, seed, n_train, n_eval):
+    source, names = load_tasks(blimp, tasks, phenomena, fields)
+    return names, data.split_pairs(data.load_blimp(source, names), n_train, n_eval, seed)
+
+
+@main.command()
+@model_options
+@data_options
+@ftgd_options
+@click.option("--compare/--no-compare", default=False, help="also dense differential and plain LM tuning")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="folder for delta + report")
+@friendly_errors
+def ftgd(
+    model_spec,
+    revision,
+    prefix,
+    device,
+    dtype,
+    blimp,
+    tasks,
+    phenomena,
+    fields,
+    seed,
+    n_train,
+    n_eval,
+    compare,
+    out,
+    **kw,
+):
+    """Fine-tune on one task with FTGD; report own-task gain and the LM-loss change on other tasks."""
+    import dataclasses
+
+    from taskspace.ftgd import EncodedPairs, finetune, lm_loss
+    from taskspace.io import write_json
+    from taskspace.scoring import score_pairs, task_accuracy
+
+    cfg = make_ftgd_config(kw)
+    names, (train, ev) = load_split(blimp, tasks, phenomena, fields, seed, n_train, n_eval)
+    task = names[0]
+    lm = load_lm(model_spec, revision, prefix, device, dtype)
+    rows = train.filter(train["task"].to_numpy(zero_copy_only=False) == task)
+    pairs = EncodedPairs.of(lm, rows["good"].to_pylist(), rows["bad"].to_pylist())
+    own = ev.filter(ev["task"].to_numpy(zero_copy_only=False) == task)
+    # held-out grammatical sentences of the *other* tasks, never tuned on
+    other = ev.filter(ev["task"].to_numpy(zero_copy_only=False) != task)["good"].to_pylist() or own["good"].to_pylist()
+    variants = [("ftgd", cfg)]
+    if compare:
+        variants += [
+            ("dense", dataclasses.replace(cfg, sparsity=1.0)),
+            ("lm", dataclasses.replace(cfg, sparsity=1.0, objective="lm")),
+        ]
+    base_acc = task_accuracy(score_pairs(lm, own))[0]
+    base_loss = lm_loss(lm, other)
+    report = {"task": task, "model": lm.meta(), "before": {**base_acc, "lm_loss_other": base_loss}, "variants": {}}
+    table = Table(title=f"{task}: own-task gain vs LM loss on other tasks' grammatical sentences")
+    for col in ("tuning", "steps", "changed", "acc before→after", "margin before→after", "LM loss before→after"):
+        table.add_column(col, justify="right")
+    for label, vcfg in variants:
+        with progress_bar() as bar:
+            job = bar.add_task(f"{label} tuning", total=vcfg.steps)
+            res = finetune(lm, pairs, vcfg, progress=lambda k, job=job: bar.advance(job, k))
+        res.delta.apply(lm.model)
+        try:
+            acc = task_accuracy(score_pairs(lm, own))[0]
+            loss = lm_loss(lm, other)
+        finally:
+            res.delta.remove(lm.model)
+        report["variants"][label] = {
+            "config": res.config,
+            "after": {**acc, "lm_loss_other": loss},
+            "n_changed": res.delta.n_changed,
+            "history": res.history,
+        }
+        table.add_row(
+            label,
+            str(len(res.history)),
+            f"{res.delta.n_changed:,}",
+            f"{base_acc['accuracy']:.3f}→{acc['accuracy']:.3f}",
+            f"{base_acc['mean_margin']:+.2f}→{acc['mean_margin']:+.2f}",
+            f"{base_loss:.3f}→{loss:.3f}",
+        )
+        if out and label == "ftgd":
+            res.delta.meta["task"] = task
+            res.delta.save(Path(out) / f"{task}.delta.safetensors")
+    out_console.print(table)
+    if out:
+        write_json(report, Path(out) / f"{task}.ftgd.json")
+        console.print(f"wrote {out}")
+
+
+def probe_options(fn):
+    from taskspace.probing import ProbeConfig
+
+    d = ProbeConfig()
+    for opt in reversed(
+        [
+            click.option("--metric", default=d.metric, show_default=True, help="transfer on accuracy / margin"),
+            click.option("--grad-params", default=d.grad_params, show_default=True, help="group for gradient sim."),
+            click.option(
+                "--grad-projection",
+                default=d.grad_projection,
+                show_default=True,
+                help="0 = exact cosine; k = count-sketch to k dims",
+            ),
+            click.option("--eval-batch-size", default=d.eval_batch_size, show_default=True),
+        ]
+    ):
+        fn = opt(fn)
+    return fn
+
+
+@main.command()
+@model_options
+@data_options
+@ftgd_options
+@probe_options
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@friendly_errors
+def probe(
+    model_spec,
+    revision,
+    prefix,
+    device,
+    dtype,
+    blimp,
+    tasks,
+    phenomena,
+    fields,
+    seed,
+    n_train,
+    n_eval,
+    metric,
+    grad_params,
+    grad_projection,
+    eval_batch_size,
+    out,
+    **kw,
+):
+    """Task spaces: eval1, FTGD per task, eval2 → transfer, gradient-similarity and parameter-sharing matrices."""
+    from taskspace.probing import ProbeConfig
+    from taskspace.probing import probe as run_probe
+
+    cfg = make_ftgd_config(kw)
+    pcfg = ProbeConfig(
+        metric=metric, grad_params=grad_params, grad_projection=grad_projection, eval_batch_size=eval_batch_size
+    )
+    names, (train, ev) = load_split(blimp, tasks, phenomena, fields, seed, n_train, n_eval)
+    lm = load_lm(model_spec, revision, prefix, device, dtype)
+    with progress_bar() as bar:
+        job = bar.add_task("probing", total=len(names) + 1)
+        res = run_probe(lm, train, ev, out, cfg, pcfg, progress=lambda stage, i, n: bar.advance(job, 1))
+    out_console.print(matrix_table(res["tasks"], res["transfer"], f"transfer ({metric}: eval2 − eval1)"))
+    console.print(f"wrote {out}/matrices.npz, probe.json, eval1.parquet, tasks/*/")

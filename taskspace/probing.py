@@ -126,78 +126,117 @@ def config_hash(*cfgs) -> str:
     return hashlib.sha1(json.dumps([asdict(c) for c in cfgs], sort_keys=True).encode()).hexdigest()[:12]
 
 
-def probe(
+def _stamped(path: Path, h: str) -> bool:
+    """A Parquet output exists and was made with config hash h (otherwise it is stale and redone)."""
+    return path.exists() and (pq.read_schema(path).metadata or {}).get(b"config") == h.encode()
+
+
+def _tasks(table: pa.Table) -> list[str]:
+    return list(dict.fromkeys(table.column("task").to_pylist()))
+
+
+def run_eval1(lm: LM, evalset: pa.Table, out: Path, cfg: ProbeConfig) -> pa.Table:
+    """eval1: the untuned model on every task's eval pairs → `out/eval1.parquet`."""
+    path, h = Path(out) / "eval1.parquet", config_hash(cfg)
+    if _stamped(path, h):
+        return pq.read_table(path)
+    scores = score_pairs(lm, evalset, cfg.eval_batch_size)
+    write_parquet(scores.replace_schema_metadata({"config": h, **{k: str(v) for k, v in lm.meta().items()}}), path)
+    return scores
+
+
+def run_ftgd(
     lm: LM,
     train: pa.Table,
-    evalset: pa.Table,
     out: Path,
     ftgd_cfg: FTGDConfig,
-    cfg: ProbeConfig | None = None,
+    cfg: ProbeConfig,
     progress: Callable[[str, int, int], None] | None = None,
-) -> dict:
-    """Run eval1 → (tune, eval2) per task → matrices; writes everything under `out` and returns a summary."""
-    cfg = cfg or ProbeConfig()
-    out = Path(out)
-    tasks = list(dict.fromkeys(evalset.column("task").to_pylist()))
+) -> None:
+    """Per task: gradient differential (→ grad.npy), FTGD (→ delta.safetensors, ftgd.json written last).
+
+    A task whose ftgd.json carries the current config hash is skipped, so a killed run resumes.
+    """
     h = config_hash(ftgd_cfg, cfg)
-    say = progress or (lambda *a: None)
-    good_tokens = np.array([len(s) for s in encode(lm.tokenizer, evalset.column("good").to_pylist())])
-    eval1_path = out / "eval1.parquet"
-    if eval1_path.exists() and pq.read_schema(eval1_path).metadata.get(b"config") == h.encode():
-        eval1 = pq.read_table(eval1_path)
-    else:
-        eval1 = score_pairs(lm, evalset, cfg.eval_batch_size)
-        write_parquet(eval1.replace_schema_metadata({"config": h}), eval1_path)
-    acc1, margin1 = _accuracy_and_margin(eval1, tasks)
-    say("eval1", len(tasks), len(tasks))
+    tasks = _tasks(train)
+    names = np.asarray(train.column("task").to_pylist())
+    ftgd_params = param_group(lm.model, ftgd_cfg.params)
     grad_params = param_group(lm.model, cfg.grad_params)
-    acc2, margin2, grad_vecs, masks, per_task = [], [], [], [], {}
-    train_names = np.asarray(train.column("task").to_pylist())
     for i, task in enumerate(tasks):
-        tdir = out / "tasks" / task
-        done = tdir / "done.json"
-        if done.exists() and json.loads(done.read_text()).get("config") == h:
-            info = json.loads(done.read_text())
-            eval2 = pq.read_table(tdir / "eval2.parquet")
-            delta = Delta.load(tdir / "delta.safetensors")
-            gvec = np.load(tdir / "grad.npy")
-        else:
-            rows = train.filter(pa.array(train_names == task))
+        tdir = Path(out) / "tasks" / task
+        done = tdir / "ftgd.json"
+        if not (done.exists() and json.loads(done.read_text()).get("config") == h):
+            rows = train.filter(pa.array(names == task))
             pairs = EncodedPairs.of(lm, rows.column("good").to_pylist(), rows.column("bad").to_pylist())
-            ftgd_params = param_group(lm.model, ftgd_cfg.params)
-            grads_all = gradient_differential(lm, pairs, {**ftgd_params, **grad_params}, ftgd_cfg.batch_size)
-            result = finetune(lm, pairs, ftgd_cfg, grads={n: grads_all[n] for n in ftgd_params})
-            g = {n: grads_all[n] for n in grad_params}
+            # one pass gives both the FTGD mask's differential and the task gradient g_i
+            grads = gradient_differential(lm, pairs, {**ftgd_params, **grad_params}, ftgd_cfg.batch_size)
+            result = finetune(lm, pairs, ftgd_cfg, grads={n: grads[n] for n in ftgd_params})
+            g = {n: grads[n] for n in grad_params}
             gvec = count_sketch(g, cfg.grad_projection, cfg.projection_seed) if cfg.grad_projection else flatten(g)
-            delta = result.delta
-            delta.meta["task"] = task
-            delta.apply(lm.model)
-            try:
-                eval2 = score_pairs(lm, evalset, cfg.eval_batch_size)
-            finally:
-                delta.remove(lm.model)
+            result.delta.meta["task"] = task
+            tdir.mkdir(parents=True, exist_ok=True)
+            result.delta.save(tdir / "delta.safetensors")
+            _save_npy(tdir / "grad.npy", gvec)
             info = {
                 "task": task,
                 "config": h,
                 "steps_run": len(result.history),
                 "history": result.history,
-                "n_selected": delta.n_selected,
-                "n_changed": delta.n_changed,
-                "lm_loss_before": _lm_loss_other(eval1, good_tokens, task),
-                "lm_loss_after": _lm_loss_other(eval2, good_tokens, task),
+                "n_selected": result.delta.n_selected,
+                "n_changed": result.delta.n_changed,
             }
-            tdir.mkdir(parents=True, exist_ok=True)
-            delta.save(tdir / "delta.safetensors")
-            write_parquet(eval2, tdir / "eval2.parquet")
-            _save_npy(tdir / "grad.npy", gvec)
             write_json(info, done)  # written last: its presence marks the task finished
+        if progress:
+            progress("ftgd", i + 1, len(tasks))
+
+
+def run_eval2(
+    lm: LM,
+    evalset: pa.Table,
+    out: Path,
+    ftgd_cfg: FTGDConfig,
+    cfg: ProbeConfig,
+    ftgd_dir: Path | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict:
+    """Per tuned task: apply its delta, eval2 on every task, remove it; then the T×T matrices and probe.json."""
+    out, ftgd_dir = Path(out), Path(ftgd_dir or out)
+    h = config_hash(ftgd_cfg, cfg)
+    tasks = _tasks(evalset)
+    eval1 = run_eval1(lm, evalset, ftgd_dir, cfg) if ftgd_dir == out else pq.read_table(ftgd_dir / "eval1.parquet")
+    acc1, margin1 = _accuracy_and_margin(eval1, tasks)
+    good_tokens = np.array([len(s) for s in encode(lm.tokenizer, evalset.column("good").to_pylist())])
+    acc2, margin2, grad_vecs, masks, per_task = [], [], [], [], {}
+    for i, task in enumerate(tasks):
+        src = ftgd_dir / "tasks" / task
+        info = json.loads((src / "ftgd.json").read_text())
+        if info.get("config") != h:
+            raise RuntimeError(f"{src / 'ftgd.json'} was made with other ftgd/probing settings; rerun the ftgd stage")
+        delta = Delta.load(src / "delta.safetensors")
+        # eval2 is stale when its delta was re-made, whatever the settings: stamp it with the delta's content
+        stamp = f"{h}:{hashlib.sha1((src / 'delta.safetensors').read_bytes()).hexdigest()[:12]}"
+        path = out / "tasks" / task / "eval2.parquet"
+        if _stamped(path, stamp):
+            eval2 = pq.read_table(path)
+        else:
+            delta.apply(lm.model)
+            try:
+                eval2 = score_pairs(lm, evalset, cfg.eval_batch_size)
+            finally:
+                delta.remove(lm.model)
+            write_parquet(eval2.replace_schema_metadata({"config": stamp}), path)
         a2, m2 = _accuracy_and_margin(eval2, tasks)
         acc2.append(a2)
         margin2.append(m2)
-        grad_vecs.append(gvec)
+        grad_vecs.append(np.load(src / "grad.npy"))
         masks.append(global_indices(lm.model, delta.idx))
-        per_task[task] = {k: v for k, v in info.items() if k != "history"}
-        say("tune+eval2", i + 1, len(tasks))
+        per_task[task] = {
+            **{k: v for k, v in info.items() if k != "history"},
+            "lm_loss_before": _lm_loss_other(eval1, good_tokens, task),
+            "lm_loss_after": _lm_loss_other(eval2, good_tokens, task),
+        }
+        if progress:
+            progress("eval2", i + 1, len(tasks))
     transfer_acc = transfer_matrix(acc1, np.array(acc2))
     transfer_margin = transfer_matrix(margin1, np.array(margin2))
     transfer = transfer_acc if cfg.metric == "accuracy" else transfer_margin
@@ -220,6 +259,24 @@ def probe(
     }
     write_json(summary, out / "probe.json")
     return {"tasks": tasks, **mats, "summary": summary}
+
+
+def probe(
+    lm: LM,
+    train: pa.Table,
+    evalset: pa.Table,
+    out: Path,
+    ftgd_cfg: FTGDConfig,
+    cfg: ProbeConfig | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict:
+    """eval1 → FTGD per task → eval2 per task → matrices, all under `out` (resumable)."""
+    cfg = cfg or ProbeConfig()
+    run_eval1(lm, evalset, out, cfg)
+    if progress:
+        progress("eval1", 1, 1)
+    run_ftgd(lm, train, out, ftgd_cfg, cfg, progress)
+    return run_eval2(lm, evalset, out, ftgd_cfg, cfg, progress=progress)
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:

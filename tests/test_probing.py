@@ -82,7 +82,7 @@ def test_three_task_probe_gives_positive_diagonal(probed):
 def test_probe_resumes_without_redoing_finished_tasks(probed, tiny_lm):
     out, res, (train, ev, cfg) = probed
     stamp = {t: (out / "tasks" / t / "delta.safetensors").stat().st_mtime_ns for t in TASKS}
-    (out / "tasks" / TASKS[1] / "done.json").unlink()  # as if killed while tuning task 2
+    (out / "tasks" / TASKS[1] / "ftgd.json").unlink()  # as if killed while tuning task 2
     again = probe(tiny_lm, train, ev, out, cfg, ProbeConfig(metric="margin"))
     assert (out / "tasks" / TASKS[0] / "delta.safetensors").stat().st_mtime_ns == stamp[TASKS[0]]
     assert (out / "tasks" / TASKS[1] / "delta.safetensors").stat().st_mtime_ns != stamp[TASKS[1]]
