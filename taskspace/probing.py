@@ -272,11 +272,11 @@ def probe(
 ) -> dict:
     """eval1 → FTGD per task → eval2 per task → matrices, all under `out` (resumable)."""
     cfg = cfg or ProbeConfig()
-    run_eval1(lm, evalset, out, cfg)
+    eval1 = run_eval1(lm, evalset, out, cfg)
     if progress:
         progress("eval1", 1, 1)
     run_ftgd(lm, train, out, ftgd_cfg, cfg, progress)
-    return run_eval2(lm, evalset, out, ftgd_cfg, cfg, progress=progress)
+    return run_eval2(lm, evalset, eval1, out, out, ftgd_cfg, cfg, progress=progress)
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
