@@ -38,7 +38,7 @@ def friendly_errors(fn):
 
         try:
             return fn(*args, **kwargs)
-        except (data.DataError, ModelError, FileNotFoundError) as e:
+        except (data.DataError, ModelError, FileNotFoundError, ValueError, RuntimeError) as e:
             console.print(f"[red]error:[/red] {e}", soft_wrap=True, highlight=False)
             sys.exit(2)
 
@@ -377,3 +377,60 @@ def probe(
         res = run_probe(lm, train, ev, out, cfg, pcfg, progress=lambda stage, i, n: bar.advance(job, 1))
     out_console.print(matrix_table(res["tasks"], res["transfer"], f"transfer ({metric}: eval2 − eval1)"))
     console.print(f"wrote {out}/matrices.npz, probe.json, eval1.parquet, tasks/*/")
+
+
+@main.group()
+def stage() -> None:
+    """Pipeline stage bodies (called by dvc.yaml; read params.yaml in the current folder)."""
+
+
+def _stage_cmd(name: str, per_model: bool):
+    def run(model=None, params="params.yaml"):
+        from taskspace import pipeline
+
+        p = pipeline.load_params(params)
+        fn = getattr(pipeline, f"stage_{name}")
+        say = lambda msg: console.print(msg, highlight=False)  # noqa: E731
+        fn(p, model, say=say) if per_model else fn(p, say=say)
+
+    opts = [click.option("--params", default="params.yaml", show_default=True)]
+    if per_model:
+        opts.append(click.option("--model", required=True, help="a key under `models` in params.yaml"))
+    for opt in opts:
+        run = opt(run)
+    return stage.command(name, help=f"The {name} stage.")(friendly_errors(run))
+
+
+for _name, _per_model in (("prepare", False), ("eval", True), ("ftgd", True), ("probe", True), ("analyze", False)):
+    _stage_cmd(_name, _per_model)
+
+
+@main.command()
+@click.option("--db", default="data/index/taskspace.duckdb", show_default=True, type=click.Path(path_type=Path))
+@click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))
+@click.option("--analysis", "analysis_file", default="data/analyze/analysis.json", show_default=True)
+@friendly_errors
+def index(db, data_dir, analysis_file):
+    """(Re)build the DuckDB index from the stage outputs: adds new runs only, atomically."""
+    from taskspace.index import IndexUnavailable, build_index
+
+    try:
+        counts = build_index(db, data_dir, analysis_file)
+    except IndexUnavailable as e:
+        raise RuntimeError(str(e)) from None
+    t = Table(title=f"index {db}")
+    t.add_column("table")
+    t.add_column("rows", justify="right")
+    for k, v in counts.items():
+        t.add_row(k, f"{v:,}")
+    out_console.print(t)
+
+
+@main.command()
+@click.option("--db", default="data/index/taskspace.duckdb", show_default=True)
+@click.option("--project", default=".", show_default=True, help="the DVC project (for the pipeline screen)")
+def tui(db, project):
+    """Open the Textual TUI over the index and the DVC project."""
+    from tui.app import TaskspaceApp
+
+    TaskspaceApp(db=db, project=project).run()

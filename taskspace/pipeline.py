@@ -231,7 +231,7 @@ def stage_analyze(p: dict, out: Path = DATA / "analyze", say: Say = print) -> di
     from taskspace.probing import load_matrices
 
     cfg = p["analysis"]
-    perms, seed = int(cfg.get("permutations", 1000)), int(cfg.get("seed", 0))
+    perms, seed, sym = int(cfg.get("permutations", 1000)), int(cfg.get("seed", 0)), bool(cfg.get("symmetric", True))
     train, ev = splits()
     meta = {r["task"]: r for r in pq.read_table(DATA / "prepare" / "splits" / "tasks.parquet").to_pylist()}
     words: dict[str, set[str]] = {}
@@ -256,7 +256,7 @@ def stage_analyze(p: dict, out: Path = DATA / "analyze", say: Say = print) -> di
             kinds = {}
             for kind in ("transfer", "transfer_norm", "gradient", "sharing"):
                 m = np.nan_to_num(mats[kind], nan=0.0)
-                kinds[kind] = A.summarize(m, groups, lexical=lexical, permutations=perms, seed=seed)
+                kinds[kind] = A.summarize(m, groups, lexical=lexical, permutations=perms, seed=seed, symmetric=sym)
             chance = A.jaccard_chance(sparsity)
             kinds["sharing"].update(
                 within_vs_chance=_ratio(kinds["sharing"]["within"], chance),
@@ -372,3 +372,11 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     w.writeheader()
     w.writerows(rows)
     atomic_write(path, lambda f: f.write_text(buf.getvalue()))
+
+
+def compose_params(overrides: list[str] | None = None, out: str | Path = "params.yaml", conf: str = "conf") -> Path:
+    """Write params.yaml from conf/ the way `dvc exp run -S …` does (Hydra), e.g. overrides=["profile=offline"]."""
+    from dvc.utils.hydra import compose_and_dump
+
+    compose_and_dump(out, str(Path(conf).resolve()), None, "config", str(Path(conf).resolve()), overrides or [])
+    return Path(out)

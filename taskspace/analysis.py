@@ -1,0 +1,315 @@
+"""Hypothesis spaces and the statistics that compare task spaces with them (method.md, "Hypothesis space").
+
+Pure NumPy/SciPy over T×T matrices. Permutation tests permute task labels (rows and columns together) and are
+vectorised: all permutations are gathered and correlated at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.cluster.hierarchy import leaves_list, linkage
+from scipy.spatial.distance import squareform
+from scipy.stats import rankdata
+
+# ---- hypothesis spaces --------------------------------------------------------------------------------------
+
+
+def hypothesis_space(groups: Sequence[str]) -> np.ndarray:
+    """H[i, j] = 1 if tasks i and j share a group (phenomenon, field, …), else 0."""
+    g = np.asarray(groups)
+    return (g[:, None] == g[None, :]).astype(np.float64)
+
+
+def paper_phenomenon(phenomenon: str) -> str:
+    """The paper's 12 phenomena: the two `s-selection` paradigms count under argument structure."""
+    return "argument_structure" if phenomenon == "s-selection" else phenomenon
+
+
+def load_grouping(path: str | Path) -> dict[str, str]:
+    """A user grouping: JSON {task: group}, or CSV/TSV rows `task,group` (header optional)."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(
+            f"grouping file {path} not found; give analysis.grouping as phenomenon, paper, field or a file"
+        )
+    text = path.read_text()
+    if path.suffix == ".json":
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
+        if not isinstance(obj, dict) or not all(isinstance(v, str) for v in obj.values()):
+            raise ValueError(f"{path}: expected a JSON object mapping task names to group names")
+        return obj
+    out: dict[str, str] = {}
+    first = text.splitlines()[0] if text.strip() else ""
+    dialect = "excel-tab" if "\t" in first else "excel"
+    for lineno, row in enumerate(csv.reader(text.splitlines(), dialect=dialect), 1):
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) != 2:
+            raise ValueError(f"{path}:{lineno}: expected two columns task,group; got {len(row)}")
+        if lineno == 1 and [c.strip().lower() for c in row] == ["task", "group"]:
+            continue
+        out[row[0].strip()] = row[1].strip()
+    if not out:
+        raise ValueError(f"{path}: no task,group rows")
+    return out
+
+
+def groups_for(tasks: Sequence[str], grouping: dict[str, str]) -> list[str]:
+    missing = [t for t in tasks if t not in grouping]
+    if missing:
+        raise ValueError(f"grouping has no group for task(s) {', '.join(missing[:5])}; add them to the grouping file")
+    return [grouping[t] for t in tasks]
+
+
+# ---- off-diagonal vectors and correlations ------------------------------------------------------------------
+
+
+def symmetrize(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    return (m + m.T) / 2
+
+
+def _offdiag_index(t: int, symmetric: bool) -> tuple[np.ndarray, np.ndarray]:
+    if symmetric:
+        return np.triu_indices(t, k=1)
+    i, j = np.nonzero(~np.eye(t, dtype=bool))
+    return i, j
+
+
+def offdiag(m: np.ndarray, symmetric: bool = True) -> np.ndarray:
+    """Upper-triangle entries (symmetric) or every i ≠ j entry (both directions)."""
+    i, j = _offdiag_index(len(m), symmetric)
+    return np.asarray(m, dtype=np.float64)[i, j]
+
+
+def _prepare(m: np.ndarray, symmetric: bool) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise ValueError(f"a task space must be square, got shape {m.shape}")
+    if np.isnan(m).any():
+        raise ValueError("task space has NaN entries (e.g. transfer normalised by a zero diagonal); fill or drop them")
+    return symmetrize(m) if symmetric else m
+
+
+def _corr_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row of x with the vector y (NaN where a row is constant)."""
+    xc = x - x.mean(axis=-1, keepdims=True)
+    yc = y - y.mean()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (xc @ yc) / (np.linalg.norm(xc, axis=-1) * np.linalg.norm(yc))
+
+
+def spearman_offdiag(a: np.ndarray, b: np.ndarray, symmetrize_first: bool = True) -> float:
+    """Spearman rho of the off-diagonal entries of two spaces (NaN if either is constant)."""
+    x = offdiag(_prepare(a, symmetrize_first), symmetrize_first)
+    y = offdiag(_prepare(b, symmetrize_first), symmetrize_first)
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(_corr_rows(rankdata(x)[None], rankdata(y))[0])
+
+
+@dataclass(frozen=True)
+class MantelResult:
+    r: float
+    p: float
+    permutations: int
+
+
+def _permutations(t: int, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.argsort(rng.random((n, t)), axis=1)
+
+
+def mantel_test(
+    a: np.ndarray,
+    b: np.ndarray,
+    permutations: int = 1000,
+    seed: int = 0,
+    symmetric: bool = True,
+    method: str = "spearman",
+    alternative: str = "two-sided",
+) -> MantelResult:
+    """Correlation of off-diagonal entries, p-value by permuting a's task labels (rows and columns together)."""
+    if permutations < 1:
+        raise ValueError("mantel_test needs permutations >= 1")
+    a, b = _prepare(a, symmetric), _prepare(b, symmetric)
+    t = len(a)
+    if t < 3 or b.shape != a.shape:
+        raise ValueError(f"mantel_test needs two T×T spaces with T >= 3, got {a.shape} and {b.shape}")
+    i, j = _offdiag_index(t, symmetric)
+    y = offdiag(b, symmetric)
+    perms = _permutations(t, permutations, seed)
+    xs = np.concatenate([a[i, j][None], a[perms[:, i], perms[:, j]]])  # row 0: observed
+    if method == "spearman":
+        xs, y = rankdata(xs, axis=1), rankdata(y)
+    elif method != "pearson":
+        raise ValueError(f"method must be spearman or pearson, got {method!r}")
+    r = _corr_rows(xs, y)
+    r_obs, r_perm = r[0], r[1:]
+    if np.isnan(r_obs):
+        return MantelResult(float("nan"), float("nan"), permutations)
+    r_perm = np.nan_to_num(r_perm, nan=0.0)
+    if alternative == "greater":
+        hits = np.sum(r_perm >= r_obs - 1e-12)
+    else:
+        hits = np.sum(np.abs(r_perm) >= abs(r_obs) - 1e-12)
+    return MantelResult(float(r_obs), float((1 + hits) / (permutations + 1)), permutations)
+
+
+def partial_spearman(a: np.ndarray, b: np.ndarray, control: np.ndarray, symmetric: bool = True) -> float:
+    """Spearman correlation of a and b with the control space partialled out (ranks, then partial Pearson)."""
+    x, y, z = (rankdata(offdiag(_prepare(m, symmetric), symmetric)) for m in (a, b, control))
+    r_xy, r_xz, r_yz = (float(_corr_rows(u[None], v)[0]) for u, v in ((x, y), (x, z), (y, z)))
+    denom = np.sqrt((1 - r_xz**2) * (1 - r_yz**2))
+    return float((r_xy - r_xz * r_yz) / denom) if denom > 0 else float("nan")
+
+
+# ---- within vs between --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WithinBetweenResult:
+    within: float
+    between: float
+    contrast: float
+    p: float
+    n_within: int
+    n_between: int
+
+
+def within_between(
+    m: np.ndarray, groups: Sequence[str], permutations: int = 1000, seed: int = 0, symmetric: bool = True
+) -> WithinBetweenResult:
+    """Mean off-diagonal value for same-group vs different-group pairs; one-sided permutation p for the contrast."""
+    m = _prepare(m, symmetric)
+    i, j = _offdiag_index(len(m), symmetric)
+    v = m[i, j]
+    codes = np.unique(np.asarray(groups), return_inverse=True)[1]
+    same = codes[i] == codes[j]
+    if same.all() or not same.any():
+        raise ValueError("within/between needs both same-group and different-group task pairs; check the grouping")
+    perms = _permutations(len(m), permutations, seed)
+    pc = codes[perms]  # permuted labels, (n, T)
+    same_p = pc[:, i] == pc[:, j]
+    n_same = same_p.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        contrast_p = (same_p @ v) / n_same - ((~same_p) @ v) / (len(v) - n_same)
+    within, between = float(v[same].mean()), float(v[~same].mean())
+    contrast = within - between
+    hits = np.sum(np.nan_to_num(contrast_p, nan=-np.inf) >= contrast - 1e-12)
+    return WithinBetweenResult(
+        within, between, contrast, float((1 + hits) / (permutations + 1)), int(same.sum()), int((~same).sum())
+    )
+
+
+# ---- lexical control, comparison, stability, ordering -------------------------------------------------------
+
+_PUNCT = re.compile(r"[.,?!;:\"]")
+
+
+def sentence_words(sentences: Iterable[str]) -> set[str]:
+    return {w for s in sentences for w in _PUNCT.sub(" ", s.lower()).split()}
+
+
+def lexical_overlap(word_sets: Sequence[set[str]]) -> np.ndarray:
+    """Jaccard of the tasks' vocabularies: the control a task space should beat."""
+    t = len(word_sets)
+    out = np.eye(t)
+    for a in range(t):
+        for b in range(a + 1, t):
+            union = len(word_sets[a] | word_sets[b])
+            out[a, b] = out[b, a] = len(word_sets[a] & word_sets[b]) / union if union else 0.0
+    return out
+
+
+@dataclass(frozen=True)
+class Comparison:
+    r: float
+    p: float
+    difference: np.ndarray
+    most_changed: list[tuple[str, float]]
+
+
+def compare_spaces(
+    a: np.ndarray, b: np.ndarray, tasks: Sequence[str], permutations: int = 1000, seed: int = 0, top: int = 5
+) -> Comparison:
+    """Two spaces over the same tasks: Spearman + Mantel p, A − B, and the tasks whose rows changed most."""
+    res = mantel_test(a, b, permutations, seed)
+    diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    off = diff * (1 - np.eye(len(diff)))
+    change = np.linalg.norm(off, axis=1)
+    order = np.argsort(-change, kind="stable")[:top]
+    return Comparison(res.r, res.p, diff, [(tasks[k], float(change[k])) for k in order])
+
+
+@dataclass(frozen=True)
+class StabilityResult:
+    with_next: list[float]
+    with_last: list[float]
+
+
+def stability(series: Sequence[np.ndarray]) -> StabilityResult:
+    """Over an ordered checkpoint series: Spearman of each space with the next and with the last."""
+    nxt = [spearman_offdiag(a, b) for a, b in zip(series, series[1:])]
+    last = [spearman_offdiag(a, series[-1]) for a in series[:-1]] + [1.0]
+    return StabilityResult(nxt, last)
+
+
+def cluster_order(m: np.ndarray) -> list[int]:
+    """Display order by average-linkage clustering on 1 − similarity (similarity min–max scaled to [0, 1])."""
+    s = symmetrize(np.nan_to_num(np.asarray(m, np.float64)))
+    if len(s) < 3:
+        return list(range(len(s)))
+    v = offdiag(s)
+    lo, hi = v.min(), v.max()
+    sim = (s - lo) / (hi - lo) if hi > lo else np.zeros_like(s)
+    d = np.clip(1 - sim, 0, None)
+    np.fill_diagonal(d, 0)
+    return [int(k) for k in leaves_list(linkage(squareform(d, checks=False), method="average"))]
+
+
+def group_order(groups: Sequence[str]) -> list[int]:
+    """Tasks sorted by group name, stable within a group."""
+    return sorted(range(len(groups)), key=lambda k: (groups[k], k))
+
+
+def jaccard_chance(sparsity: float) -> float:
+    """Expected Jaccard of two independent random masks each keeping a fraction s: s² / (2s − s²)."""
+    s = float(sparsity)
+    return 1.0 if s >= 1 else s * s / (2 * s - s * s)
+
+
+def summarize(
+    space: np.ndarray,
+    groups: Sequence[str],
+    lexical: np.ndarray | None = None,
+    permutations: int = 1000,
+    seed: int = 0,
+    symmetric: bool = True,
+) -> dict:
+    """JSON-ready fit of one space: Mantel vs the hypothesis, within−between, and the lexical control."""
+    h = hypothesis_space(groups)
+    mt = mantel_test(space, h, permutations, seed, symmetric=symmetric)
+    wb = within_between(space, groups, permutations, seed, symmetric=symmetric)
+    out = {
+        "mantel_r": mt.r,
+        "mantel_p": mt.p,
+        "within": wb.within,
+        "between": wb.between,
+        "contrast": wb.contrast,
+        "contrast_p": wb.p,
+    }
+    if lexical is not None:
+        out["lexical_r"] = spearman_offdiag(space, lexical)
+        out["partial_r"] = partial_spearman(space, h, lexical)
+    return {k: (None if v is None or np.isnan(v) else float(v)) for k, v in out.items()}
