@@ -434,3 +434,101 @@ def tui(db, project):
     from tui.app import TaskspaceApp
 
     TaskspaceApp(db=db, project=project).run()
+
+
+@main.command()
+@click.option(
+    "--probe",
+    "probes",
+    multiple=True,
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="a `taskspace probe` output folder; repeat for a checkpoint series (in order)",
+)
+@click.option("--blimp", default=None, help="BLiMP source, for task metadata and the lexical control")
+@click.option("--grouping", default="phenomenon", show_default=True, help="phenomenon / paper / field / FILE")
+@click.option("--permutations", default=1000, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--both-directions", is_flag=True, help="correlate T's off-diagonal both ways, not (T + Tᵀ)/2")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="write analysis.json here")
+@friendly_errors
+def analyze(probes, blimp, grouping, permutations, seed, both_directions, out):
+    """Fit task spaces to the hypothesis space: Mantel test, within−between contrast, lexical control."""
+    import json
+
+    from taskspace import analysis as A
+    from taskspace.io import write_json
+    from taskspace.pipeline import _comparisons, analyze_run, series_stability
+    from taskspace.probing import load_matrices
+
+    source = blimp or data.default_source()
+    known = data.available_tasks(source)
+    series = {"series": []}
+    result = {"runs": {}}
+    for d in probes:
+        if not (d / "matrices.npz").exists():
+            raise FileNotFoundError(f"{d}/matrices.npz missing: run `taskspace probe --out {d}` first")
+        tasks, mats = load_matrices(d / "matrices.npz")
+        summary = json.loads((d / "probe.json").read_text())
+        unknown = [t for t in tasks if t not in known]
+        if unknown and grouping in ("phenomenon", "paper", "field"):
+            raise data.DataError(f"task {unknown[0]} is not in {source}; pass --blimp or a --grouping file")
+        if grouping in ("phenomenon", "paper", "field"):
+            col = 1 if grouping == "field" else 0
+            groups = [known[t][col] for t in tasks]
+            groups = [A.paper_phenomenon(g) for g in groups] if grouping == "paper" else groups
+        else:
+            groups = A.groups_for(tasks, A.load_grouping(grouping))
+        pairs = data.load_blimp(source, tasks)
+        words = {}
+        for t, g, b in zip(*(pairs.column(c).to_pylist() for c in ("task", "good", "bad"))):
+            words.setdefault(t, set()).update(A.sentence_words([g, b]))
+        kinds = analyze_run(
+            tasks, mats, groups, words, float(summary["ftgd"]["sparsity"]), permutations, seed, not both_directions
+        )
+        result["runs"][str(d)] = kinds
+        series["series"].append((str(d), str(d), tasks, mats))
+        out_console.print(matrix_table(tasks, mats["transfer"], f"{d}: transfer"))
+        t = Table(title=f"{d}: fit to the {grouping} hypothesis space")
+        for col in (
+            "space",
+            "Mantel r",
+            "Mantel p",
+            "within",
+            "between",
+            "within−between",
+            "p",
+            "lexical r",
+            "partial r",
+        ):
+            t.add_column(col, justify="right")
+        for kind, s in kinds.items():
+            t.add_row(
+                kind,
+                *(
+                    _f(s.get(k))
+                    for k in (
+                        "mantel_r",
+                        "mantel_p",
+                        "within",
+                        "between",
+                        "contrast",
+                        "contrast_p",
+                        "lexical_r",
+                        "partial_r",
+                    )
+                ),
+            )
+        out_console.print(t)
+    if len(probes) > 1:
+        result["comparisons"] = _comparisons(series, permutations, seed)
+        result["stability"] = series_stability(series).get("series", {})
+        for c in result["comparisons"]:
+            out_console.print(f"{c['kind']}: {c['a']} vs {c['b']}: r={_f(c['r'])} p={_f(c['p'])}")
+    if out:
+        write_json(result, Path(out) / "analysis.json")
+        console.print(f"wrote {out}/analysis.json")
+
+
+def _f(x, signed: bool = True) -> str:
+    return "—" if x is None else f"{x:+.3f}" if signed else f"{x:.3f}"

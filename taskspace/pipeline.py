@@ -251,17 +251,7 @@ def stage_analyze(p: dict, out: Path = DATA / "analyze", say: Say = print) -> di
             run = json.loads((d / "run.json").read_text())
             key = f"{run['run_id']}#{run['params_hash']}"
             tasks, mats = load_matrices(d / "matrices.npz")
-            groups = _groups(p, tasks, meta)
-            lexical = A.lexical_overlap([words[t] for t in tasks])
-            kinds = {}
-            for kind in ("transfer", "transfer_norm", "gradient", "sharing"):
-                m = np.nan_to_num(mats[kind], nan=0.0)
-                kinds[kind] = A.summarize(m, groups, lexical=lexical, permutations=perms, seed=seed, symmetric=sym)
-            chance = A.jaccard_chance(sparsity)
-            kinds["sharing"].update(
-                within_vs_chance=_ratio(kinds["sharing"]["within"], chance),
-                between_vs_chance=_ratio(kinds["sharing"]["between"], chance),
-            )
+            kinds = analyze_run(tasks, mats, _groups(p, tasks, meta), words, sparsity, perms, seed, sym)
             result["runs"][key] = kinds
             metrics[f"{model}@{rev}"] = {
                 "transfer_mantel_r": kinds["transfer"]["mantel_r"],
@@ -278,16 +268,10 @@ def stage_analyze(p: dict, out: Path = DATA / "analyze", say: Say = print) -> di
         key, rev, tasks, mats = series[model][-1]
         _write_matrix_csv(plots / "transfer" / f"{model}.csv", tasks, mats["transfer"])
     result["comparisons"] = _comparisons(series, perms, seed)
+    result["stability"] = series_stability(series)
     rows = []
     for model, runs in series.items():
-        if len(runs) > 1 and len({tuple(r[2]) for r in runs}) == 1:
-            for kind in ("transfer", "gradient", "sharing"):
-                st = A.stability([np.nan_to_num(r[3][kind]) for r in runs])
-                result["stability"].setdefault(model, {})[kind] = {
-                    "revisions": [r[1] for r in runs],
-                    "with_next": st.with_next,
-                    "with_last": st.with_last,
-                }
+        if model in result["stability"]:
             st = result["stability"][model]["transfer"]
             rows += [
                 {
@@ -307,6 +291,49 @@ def stage_analyze(p: dict, out: Path = DATA / "analyze", say: Say = print) -> di
     write_json(result, out / "analysis.json")
     write_json(metrics, out / "metrics.json")
     return result
+
+
+def analyze_run(
+    tasks: list[str],
+    mats: dict,
+    groups: list[str],
+    words: dict[str, set[str]],
+    sparsity: float,
+    permutations: int = 1000,
+    seed: int = 0,
+    symmetric: bool = True,
+) -> dict:
+    """Every kind of one run's task spaces against the hypothesis space, with the lexical control."""
+    from taskspace import analysis as A
+
+    lexical = A.lexical_overlap([words.get(t, set()) for t in tasks])
+    kinds = {}
+    for kind in ("transfer", "transfer_norm", "gradient", "sharing"):
+        m = np.nan_to_num(mats[kind], nan=0.0)  # a NaN row (zero diagonal) carries no transfer information
+        kinds[kind] = A.summarize(m, groups, lexical, permutations, seed, symmetric)
+    chance = A.jaccard_chance(sparsity)
+    kinds["sharing"].update(
+        within_vs_chance=_ratio(kinds["sharing"]["within"], chance),
+        between_vs_chance=_ratio(kinds["sharing"]["between"], chance),
+    )
+    return kinds
+
+
+def series_stability(series: dict) -> dict:
+    """Per model with ≥ 2 revisions over the same tasks: stability curves of each kind."""
+    from taskspace import analysis as A
+
+    out: dict = {}
+    for model, runs in series.items():
+        if len(runs) > 1 and len({tuple(r[2]) for r in runs}) == 1:
+            for kind in ("transfer", "gradient", "sharing"):
+                st = A.stability([np.nan_to_num(r[3][kind]) for r in runs])
+                out.setdefault(model, {})[kind] = {
+                    "revisions": [r[1] for r in runs],
+                    "with_next": st.with_next,
+                    "with_last": st.with_last,
+                }
+    return out
 
 
 def _comparisons(series: dict, perms: int, seed: int) -> list[dict]:
