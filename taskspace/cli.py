@@ -490,35 +490,12 @@ def analyze(probes, blimp, grouping, permutations, seed, both_directions, out):
         series["series"].append((str(d), str(d), tasks, mats))
         out_console.print(matrix_table(tasks, mats["transfer"], f"{d}: transfer"))
         t = Table(title=f"{d}: fit to the {grouping} hypothesis space")
-        for col in (
-            "space",
-            "Mantel r",
-            "Mantel p",
-            "within",
-            "between",
-            "within−between",
-            "p",
-            "lexical r",
-            "partial r",
-        ):
+        t.add_column("space", no_wrap=True)
+        for col in ("Mantel r", "p", "within", "between", "w−b", "p(w−b)", "lexical r", "partial r"):
             t.add_column(col, justify="right")
+        keys = ("mantel_r", "mantel_p", "within", "between", "contrast", "contrast_p", "lexical_r", "partial_r")
         for kind, s in kinds.items():
-            t.add_row(
-                kind,
-                *(
-                    _f(s.get(k))
-                    for k in (
-                        "mantel_r",
-                        "mantel_p",
-                        "within",
-                        "between",
-                        "contrast",
-                        "contrast_p",
-                        "lexical_r",
-                        "partial_r",
-                    )
-                ),
-            )
+            t.add_row(kind, *(_f(s.get(k), signed=not k.endswith("_p")) for k in keys))
         out_console.print(t)
     if len(probes) > 1:
         result["comparisons"] = _comparisons(series, permutations, seed)
