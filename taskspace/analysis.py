@@ -1,14 +1,14 @@
 """Hypothesis spaces and the statistics that compare task spaces with them (method.md, "Hypothesis space").
 
 Pure NumPy/SciPy over T×T matrices. Permutation tests permute task labels (rows and columns together) and are
-vectorised: all permutations are gathered and correlated at once.
+vectorised: all permutations are drawn as one (n, T) index array, gathered with fancy indexing and correlated
+with one matrix product.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +18,11 @@ from scipy.cluster.hierarchy import leaves_list, linkage
 from scipy.spatial.distance import squareform
 from scipy.stats import rankdata
 
-# ---- hypothesis spaces --------------------------------------------------------------------------------------
+# ---- hypothesis spaces ---------------------------------------------------------------------------------
 
 
 def hypothesis_space(groups: Sequence[str]) -> np.ndarray:
-    """H[i, j] = 1 if tasks i and j share a group (phenomenon, field, …), else 0."""
+    """H[i, j] = 1 if tasks i and j share a group (phenomenon, field, …), else 0; the diagonal is 1."""
     g = np.asarray(groups)
     return (g[:, None] == g[None, :]).astype(np.float64)
 
@@ -35,46 +35,53 @@ def paper_phenomenon(phenomenon: str) -> str:
 def load_grouping(path: str | Path) -> dict[str, str]:
     """A user grouping: JSON {task: group}, or CSV/TSV rows `task,group` (header optional)."""
     path = Path(path)
-    if not path.exists():
-        raise ValueError(
-            f"grouping file {path} not found; give analysis.grouping as phenomenon, paper, field or a file"
-        )
-    text = path.read_text()
-    if path.suffix == ".json":
+    if not path.is_file():
+        raise ValueError(f"grouping file {path} not found; use phenomenon, paper, field or a task→group file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason})") from None
+    if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
         if not isinstance(obj, dict) or not all(isinstance(v, str) for v in obj.values()):
             raise ValueError(f"{path}: expected a JSON object mapping task names to group names")
-        return obj
+        return {str(k): v for k, v in obj.items()}
+    lines = text.splitlines()
+    tab = path.suffix.lower() == ".tsv" or (bool(lines) and "\t" in lines[0])
     out: dict[str, str] = {}
-    first = text.splitlines()[0] if text.strip() else ""
-    dialect = "excel-tab" if "\t" in first else "excel"
-    for lineno, row in enumerate(csv.reader(text.splitlines(), dialect=dialect), 1):
-        if not row or not "".join(row).strip():
+    for lineno, row in enumerate(csv.reader(lines, dialect="excel-tab" if tab else "excel"), 1):
+        row = [c.strip() for c in row]
+        if not any(row) or row[0].startswith("#"):
             continue
-        if len(row) != 2:
-            raise ValueError(f"{path}:{lineno}: expected two columns task,group; got {len(row)}")
-        if lineno == 1 and [c.strip().lower() for c in row] == ["task", "group"]:
+        if len(row) != 2 or not all(row):
+            raise ValueError(f"{path}:{lineno}: expected two non-empty columns task,group; got {row!r}")
+        if not out and [c.lower() for c in row] == ["task", "group"]:
             continue
-        out[row[0].strip()] = row[1].strip()
+        if out.get(row[0], row[1]) != row[1]:
+            raise ValueError(f"{path}:{lineno}: task {row[0]} is given two groups ({out[row[0]]}, {row[1]})")
+        out[row[0]] = row[1]
     if not out:
         raise ValueError(f"{path}: no task,group rows")
     return out
 
 
 def groups_for(tasks: Sequence[str], grouping: dict[str, str]) -> list[str]:
+    """The group of each task, in task order; every task must be covered (a silent default would bias H)."""
     missing = [t for t in tasks if t not in grouping]
     if missing:
-        raise ValueError(f"grouping has no group for task(s) {', '.join(missing[:5])}; add them to the grouping file")
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise ValueError(f"grouping has no group for task(s) {', '.join(missing[:5])}{more}; add them")
     return [grouping[t] for t in tasks]
 
 
-# ---- off-diagonal vectors and correlations ------------------------------------------------------------------
+# ---- off-diagonal vectors and correlations ------------------------------------------------------------
 
 
 def symmetrize(m: np.ndarray) -> np.ndarray:
+    """(M + Mᵀ)/2: transfer is asymmetric, correlations use the mean of both directions by default."""
     m = np.asarray(m, dtype=np.float64)
     return (m + m.T) / 2
 
@@ -87,18 +94,25 @@ def _offdiag_index(t: int, symmetric: bool) -> tuple[np.ndarray, np.ndarray]:
 
 
 def offdiag(m: np.ndarray, symmetric: bool = True) -> np.ndarray:
-    """Upper-triangle entries (symmetric) or every i ≠ j entry (both directions)."""
+    """Upper-triangle entries i < j (symmetric) or every i ≠ j entry (both directions)."""
     i, j = _offdiag_index(len(m), symmetric)
     return np.asarray(m, dtype=np.float64)[i, j]
 
 
-def _prepare(m: np.ndarray, symmetric: bool) -> np.ndarray:
+def _prepare(m: np.ndarray, symmetric: bool, name: str = "task space") -> np.ndarray:
     m = np.asarray(m, dtype=np.float64)
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
-        raise ValueError(f"a task space must be square, got shape {m.shape}")
+        raise ValueError(f"{name} must be square, got shape {m.shape}")
     if np.isnan(m).any():
-        raise ValueError("task space has NaN entries (e.g. transfer normalised by a zero diagonal); fill or drop them")
+        raise ValueError(f"{name} has NaN entries (e.g. transfer normalised by a zero diagonal); fill them")
     return symmetrize(m) if symmetric else m
+
+
+def _pair(a: np.ndarray, b: np.ndarray, symmetric: bool) -> tuple[np.ndarray, np.ndarray]:
+    a, b = _prepare(a, symmetric, "a"), _prepare(b, symmetric, "b")
+    if a.shape != b.shape:
+        raise ValueError(f"task spaces differ in shape: {a.shape} vs {b.shape}")
+    return a, b
 
 
 def _corr_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -109,13 +123,16 @@ def _corr_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return (xc @ yc) / (np.linalg.norm(xc, axis=-1) * np.linalg.norm(yc))
 
 
-def spearman_offdiag(a: np.ndarray, b: np.ndarray, symmetrize_first: bool = True) -> float:
-    """Spearman rho of the off-diagonal entries of two spaces (NaN if either is constant)."""
-    x = offdiag(_prepare(a, symmetrize_first), symmetrize_first)
-    y = offdiag(_prepare(b, symmetrize_first), symmetrize_first)
-    if np.ptp(x) == 0 or np.ptp(y) == 0:
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")
     return float(_corr_rows(rankdata(x)[None], rankdata(y))[0])
+
+
+def spearman_offdiag(a: np.ndarray, b: np.ndarray, symmetrize_first: bool = True) -> float:
+    """Spearman rho of the off-diagonal entries of two spaces (NaN if either is constant)."""
+    a, b = _pair(a, b, symmetrize_first)
+    return _spearman(offdiag(a, symmetrize_first), offdiag(b, symmetrize_first))
 
 
 @dataclass(frozen=True)
@@ -126,8 +143,8 @@ class MantelResult:
 
 
 def _permutations(t: int, n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return np.argsort(rng.random((n, t)), axis=1)
+    """(n, T) random label permutations, reproducible from the seed."""
+    return np.argsort(np.random.default_rng(seed).random((n, t)), axis=1)
 
 
 def mantel_test(
@@ -139,26 +156,27 @@ def mantel_test(
     method: str = "spearman",
     alternative: str = "two-sided",
 ) -> MantelResult:
-    """Correlation of off-diagonal entries, p-value by permuting a's task labels (rows and columns together)."""
+    """Correlation of off-diagonal entries; p by permuting a's task labels (rows and columns together)."""
     if permutations < 1:
-        raise ValueError("mantel_test needs permutations >= 1")
-    a, b = _prepare(a, symmetric), _prepare(b, symmetric)
+        raise ValueError(f"mantel_test needs permutations >= 1, got {permutations}")
+    if method not in ("spearman", "pearson"):
+        raise ValueError(f"method must be 'spearman' or 'pearson', got {method!r}")
+    if alternative not in ("two-sided", "greater"):
+        raise ValueError(f"alternative must be 'two-sided' or 'greater', got {alternative!r}")
+    a, b = _pair(a, b, symmetric)
     t = len(a)
-    if t < 3 or b.shape != a.shape:
-        raise ValueError(f"mantel_test needs two T×T spaces with T >= 3, got {a.shape} and {b.shape}")
+    if t < 3:
+        raise ValueError(f"mantel_test needs T >= 3 tasks, got {t}")
     i, j = _offdiag_index(t, symmetric)
-    y = offdiag(b, symmetric)
+    y = b[i, j]
     perms = _permutations(t, permutations, seed)
     xs = np.concatenate([a[i, j][None], a[perms[:, i], perms[:, j]]])  # row 0: observed
     if method == "spearman":
         xs, y = rankdata(xs, axis=1), rankdata(y)
-    elif method != "pearson":
-        raise ValueError(f"method must be spearman or pearson, got {method!r}")
     r = _corr_rows(xs, y)
-    r_obs, r_perm = r[0], r[1:]
+    r_obs, r_perm = r[0], np.nan_to_num(r[1:], nan=0.0)
     if np.isnan(r_obs):
         return MantelResult(float("nan"), float("nan"), permutations)
-    r_perm = np.nan_to_num(r_perm, nan=0.0)
     if alternative == "greater":
         hits = np.sum(r_perm >= r_obs - 1e-12)
     else:
@@ -167,14 +185,16 @@ def mantel_test(
 
 
 def partial_spearman(a: np.ndarray, b: np.ndarray, control: np.ndarray, symmetric: bool = True) -> float:
-    """Spearman correlation of a and b with the control space partialled out (ranks, then partial Pearson)."""
-    x, y, z = (rankdata(offdiag(_prepare(m, symmetric), symmetric)) for m in (a, b, control))
+    """Spearman of a and b with the control space partialled out: does a fit b beyond what control explains?"""
+    a, b = _pair(a, b, symmetric)
+    _, c = _pair(a, control, symmetric)
+    x, y, z = (rankdata(offdiag(m, symmetric)) for m in (a, b, c))
     r_xy, r_xz, r_yz = (float(_corr_rows(u[None], v)[0]) for u, v in ((x, y), (x, z), (y, z)))
     denom = np.sqrt((1 - r_xz**2) * (1 - r_yz**2))
     return float((r_xy - r_xz * r_yz) / denom) if denom > 0 else float("nan")
 
 
-# ---- within vs between --------------------------------------------------------------------------------------
+# ---- within vs between ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -190,39 +210,39 @@ class WithinBetweenResult:
 def within_between(
     m: np.ndarray, groups: Sequence[str], permutations: int = 1000, seed: int = 0, symmetric: bool = True
 ) -> WithinBetweenResult:
-    """Mean off-diagonal value for same-group vs different-group pairs; one-sided permutation p for the contrast."""
+    """Mean off-diagonal value of same-group vs different-group pairs; one-sided permutation p (contrast ≥)."""
+    if permutations < 1:
+        raise ValueError(f"within_between needs permutations >= 1, got {permutations}")
     m = _prepare(m, symmetric)
+    if len(groups) != len(m):
+        raise ValueError(f"{len(groups)} groups for a {len(m)}-task space")
     i, j = _offdiag_index(len(m), symmetric)
     v = m[i, j]
-    codes = np.unique(np.asarray(groups), return_inverse=True)[1]
+    codes = np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
     same = codes[i] == codes[j]
     if same.all() or not same.any():
-        raise ValueError("within/between needs both same-group and different-group task pairs; check the grouping")
-    perms = _permutations(len(m), permutations, seed)
-    pc = codes[perms]  # permuted labels, (n, T)
-    same_p = pc[:, i] == pc[:, j]
-    n_same = same_p.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        contrast_p = (same_p @ v) / n_same - ((~same_p) @ v) / (len(v) - n_same)
+        raise ValueError("within/between needs both same-group and different-group task pairs; check grouping")
+    pc = codes[_permutations(len(m), permutations, seed)]  # permuted labels, (n, T)
+    same_p = (pc[:, i] == pc[:, j]).astype(np.float64)
+    n_same = same_p.sum(1)  # label permutations keep group sizes, so this equals same.sum()
+    contrast_p = (same_p @ v) / n_same - ((1 - same_p) @ v) / (len(v) - n_same)
     within, between = float(v[same].mean()), float(v[~same].mean())
     contrast = within - between
-    hits = np.sum(np.nan_to_num(contrast_p, nan=-np.inf) >= contrast - 1e-12)
-    return WithinBetweenResult(
-        within, between, contrast, float((1 + hits) / (permutations + 1)), int(same.sum()), int((~same).sum())
-    )
+    hits = np.sum(contrast_p >= contrast - 1e-12)
+    p = float((1 + hits) / (permutations + 1))
+    return WithinBetweenResult(within, between, contrast, p, int(same.sum()), int((~same).sum()))
 
 
-# ---- lexical control, comparison, stability, ordering -------------------------------------------------------
-
-_PUNCT = re.compile(r"[.,?!;:\"]")
+# ---- lexical control, comparison, stability, ordering --------------------------------------------------
 
 
 def sentence_words(sentences: Iterable[str]) -> set[str]:
-    return {w for s in sentences for w in _PUNCT.sub(" ", s.lower()).split()}
+    """Lower-cased words with `.,?!` stripped: the vocabulary a lexical-overlap control compares."""
+    return {w for s in sentences for tok in s.lower().split() if (w := tok.strip(".,?!"))}
 
 
 def lexical_overlap(word_sets: Sequence[set[str]]) -> np.ndarray:
-    """Jaccard of the tasks' vocabularies: the control a task space should beat."""
+    """Jaccard of the tasks' vocabularies (diagonal 1): the control a task space should beat."""
     t = len(word_sets)
     out = np.eye(t)
     for a in range(t):
@@ -246,8 +266,9 @@ def compare_spaces(
     """Two spaces over the same tasks: Spearman + Mantel p, A − B, and the tasks whose rows changed most."""
     res = mantel_test(a, b, permutations, seed)
     diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    off = diff * (1 - np.eye(len(diff)))
-    change = np.linalg.norm(off, axis=1)
+    if len(tasks) != len(diff):
+        raise ValueError(f"{len(tasks)} task names for a {len(diff)}-task space")
+    change = np.linalg.norm(diff * (1 - np.eye(len(diff))), axis=1)
     order = np.argsort(-change, kind="stable")[:top]
     return Comparison(res.r, res.p, diff, [(tasks[k], float(change[k])) for k in order])
 
@@ -260,14 +281,18 @@ class StabilityResult:
 
 def stability(series: Sequence[np.ndarray]) -> StabilityResult:
     """Over an ordered checkpoint series: Spearman of each space with the next and with the last."""
+    if len(series) == 0:
+        raise ValueError("stability needs at least one task space")
     nxt = [spearman_offdiag(a, b) for a, b in zip(series, series[1:])]
     last = [spearman_offdiag(a, series[-1]) for a in series[:-1]] + [1.0]
     return StabilityResult(nxt, last)
 
 
-def cluster_order(m: np.ndarray) -> list[int]:
-    """Display order by average-linkage clustering on 1 − similarity (similarity min–max scaled to [0, 1])."""
+def cluster_order(m: np.ndarray, tasks: Sequence[str] | None = None) -> list[int]:
+    """Display order by average-linkage clustering on 1 − similarity (off-diagonal min–max scaled to [0, 1])."""
     s = symmetrize(np.nan_to_num(np.asarray(m, np.float64)))
+    if tasks is not None and len(tasks) != len(s):
+        raise ValueError(f"{len(tasks)} task names for a {len(s)}-task space")
     if len(s) < 3:
         return list(range(len(s)))
     v = offdiag(s)
@@ -279,14 +304,16 @@ def cluster_order(m: np.ndarray) -> list[int]:
 
 
 def group_order(groups: Sequence[str]) -> list[int]:
-    """Tasks sorted by group name, stable within a group."""
+    """Tasks sorted by group name, stable within a group (for heatmaps with phenomenon separators)."""
     return sorted(range(len(groups)), key=lambda k: (groups[k], k))
 
 
 def jaccard_chance(sparsity: float) -> float:
     """Expected Jaccard of two independent random masks each keeping a fraction s: s² / (2s − s²)."""
     s = float(sparsity)
-    return 1.0 if s >= 1 else s * s / (2 * s - s * s)
+    if not 0 < s <= 1:
+        raise ValueError(f"sparsity must be in (0, 1], got {sparsity}")
+    return 1.0 if s == 1 else s * s / (2 * s - s * s)
 
 
 def summarize(
@@ -296,7 +323,7 @@ def summarize(
     permutations: int = 1000,
     seed: int = 0,
     symmetric: bool = True,
-) -> dict:
+) -> dict[str, float | None]:
     """JSON-ready fit of one space: Mantel vs the hypothesis, within−between, and the lexical control."""
     h = hypothesis_space(groups)
     mt = mantel_test(space, h, permutations, seed, symmetric=symmetric)
@@ -310,6 +337,6 @@ def summarize(
         "contrast_p": wb.p,
     }
     if lexical is not None:
-        out["lexical_r"] = spearman_offdiag(space, lexical)
-        out["partial_r"] = partial_spearman(space, h, lexical)
+        out["lexical_r"] = spearman_offdiag(space, lexical, symmetric)
+        out["partial_r"] = partial_spearman(space, h, lexical, symmetric)
     return {k: (None if v is None or np.isnan(v) else float(v)) for k, v in out.items()}

@@ -32,11 +32,12 @@ CREATE TABLE IF NOT EXISTS scores (
     logp_good DOUBLE, logp_bad DOUBLE, margin DOUBLE, correct BOOLEAN);
 CREATE TABLE IF NOT EXISTS similarities (
     run_id INTEGER, kind VARCHAR, task_a INTEGER, task_b INTEGER, value DOUBLE);
+CREATE TABLE IF NOT EXISTS pairs (task_id INTEGER, pair_id INTEGER, good VARCHAR, bad VARCHAR);
 CREATE TABLE IF NOT EXISTS analysis (run_id INTEGER, kind VARCHAR, metric VARCHAR, value DOUBLE);
 CREATE TABLE IF NOT EXISTS comparisons (
     kind VARCHAR, run_a INTEGER, run_b INTEGER, relation VARCHAR, r DOUBLE, p DOUBLE);
 """
-TABLES = ("runs", "tasks", "scores", "similarities", "analysis", "comparisons")
+TABLES = ("runs", "tasks", "pairs", "scores", "similarities", "analysis", "comparisons")
 
 
 class IndexUnavailable(RuntimeError):
@@ -212,6 +213,23 @@ def build_index(db: str | Path, data_dir: str | Path = "data", analysis_file: st
                 added += 1
             run_id = have[0] if have else (con.execute("SELECT coalesce(max(run_id), -1) + 1 FROM runs").fetchone()[0])
             _load_run(con, run, lambda names: _task_ids(con, tasks_file, names), run_id)
+        eval_file = data_dir / "prepare" / "splits" / "eval.parquet"
+        if eval_file.exists():  # the sentences behind the scores, for example pairs in the TUI
+            ev = pq.read_table(eval_file)
+            ids = _task_ids(con, tasks_file, ev.column("task").to_pylist())
+            con.execute("DELETE FROM pairs")
+            _insert(
+                con,
+                "pairs",
+                pa.table(
+                    {
+                        "task_id": pa.array([ids[t] for t in ev.column("task").to_pylist()], pa.int32()),
+                        "pair_id": ev.column("pair_id"),
+                        "good": ev.column("good"),
+                        "bad": ev.column("bad"),
+                    }
+                ),
+            )
         if analysis_file and Path(analysis_file).exists():
             load_analysis(con, json.loads(Path(analysis_file).read_text()))
         counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
@@ -319,8 +337,10 @@ class Index:
 
     def examples(self, run_id: int, task: str, limit: int = 10) -> list[dict]:
         """Example eval1 pairs of a task with their margins (worst first: the informative ones)."""
-        q = """SELECT s.pair_id, s.margin, s.correct FROM scores s JOIN tasks t ON t.task_id = s.task_id
-               WHERE s.run_id = ? AND s.stage = 'eval1' AND t.task = ? ORDER BY s.margin LIMIT ?"""
+        q = """SELECT s.pair_id, s.margin, s.correct, p.good, p.bad
+               FROM scores s JOIN tasks t ON t.task_id = s.task_id
+               LEFT JOIN pairs p ON p.task_id = s.task_id AND p.pair_id = s.pair_id
+               WHERE s.run_id = ? AND s.stage = 'eval1' AND t.task = ? ORDER BY s.margin, s.pair_id LIMIT ?"""
         cur = self.con.execute(q, [run_id, task, limit])
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, row)) for row in cur.fetchall()]

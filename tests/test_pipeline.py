@@ -1,0 +1,158 @@
+"""The real pipeline: dvc repro / exp run / push / pull on a temp git repo with the tiny model, and the index."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = ["regular_plural_subject_verb_agreement_1", "anaphor_gender_agreement", "anaphor_number_agreement"]
+N_EVAL = 20
+
+
+def params(blimp) -> dict:
+    return {
+        "data": {
+            "source": str(blimp),
+            "tasks": TASKS,
+            "phenomena": [],
+            "fields": [],
+            "n_train": 16,
+            "n_eval": N_EVAL,
+            "seed": 0,
+        },
+        "tiny_models": {"tiny": {"steps": 60, "save_every": 30, "seed": 0}},
+        "models": {"tiny": {"spec": "data/prepare/models/tiny", "scale": "0.4M", "revisions": ["step30", "step60"]}},
+        "ftgd": {"objective": "differential", "sparsity": 0.01, "lr": 0.001, "steps": 4, "batch_size": 8, "seed": 0},
+        "probing": {"metric": "margin", "grad_projection": 0, "eval_batch_size": 64},
+        "analysis": {"grouping": "phenomenon", "permutations": 200, "seed": 0},
+    }
+
+
+def sh(repo: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    res = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+    return res
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, blimp) -> Path:
+    repo = tmp_path_factory.mktemp("pipeline")
+    shutil.copy(ROOT / "dvc.yaml", repo)
+    shutil.copytree(ROOT / ".dvc" / "plots", repo / ".dvc" / "plots")
+    (repo / "params.yaml").write_text(yaml.safe_dump(params(blimp)))
+    (repo / ".gitignore").write_text("/data/index/\n")
+    sh(repo, "git", "init", "-q")
+    sh(repo, "git", "config", "user.email", "t@example.com")
+    sh(repo, "git", "config", "user.name", "t")
+    sh(repo, "dvc", "init", "-q")
+    sh(repo, "dvc", "remote", "add", "-d", "local", str(tmp_path_factory.mktemp("remote")))
+    res = sh(repo, "dvc", "repro")
+    assert "Running stage 'index'" in res.stdout
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "baseline")
+    return repo
+
+
+def counts(db: Path) -> dict:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return {
+            t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            for t in ("runs", "tasks", "scores", "similarities", "analysis")
+        }
+    finally:
+        con.close()
+
+
+def test_repro_builds_index_with_expected_rows(repo):
+    c = counts(repo / "data" / "index" / "taskspace.duckdb")
+    runs, t = 2, len(TASKS)
+    assert c["runs"] == runs and c["tasks"] == t
+    assert c["scores"] == runs * (t * N_EVAL + t * t * N_EVAL)  # eval1 + eval2 of each tuned model
+    assert c["similarities"] == runs * 5 * t * t
+    assert c["analysis"] > 0
+    metrics = json.loads((repo / "data" / "analyze" / "metrics.json").read_text())
+    assert set(metrics) == {"tiny@step30", "tiny@step60"}
+
+
+def test_second_repro_does_nothing(repo):
+    res = sh(repo, "dvc", "repro")
+    assert "Running stage" not in res.stdout
+    assert "up to date" in res.stdout
+
+
+def test_reindexing_is_idempotent(repo):
+    db = repo / "data" / "index" / "taskspace.duckdb"
+    before = counts(db)
+    for _ in range(2):
+        sh(repo, sys.executable, "-m", "taskspace", "index", "--db", str(db))
+    assert counts(db) == before
+
+
+def test_push_delete_cache_pull_restores_deltas(repo):
+    delta = repo / "data" / "ftgd" / "tiny" / "step60" / "tasks" / TASKS[0] / "delta.safetensors"
+    content = delta.read_bytes()
+    sh(repo, "dvc", "push")
+    shutil.rmtree(repo / ".dvc" / "cache")
+    shutil.rmtree(repo / "data" / "ftgd")
+    sh(repo, "dvc", "pull")
+    assert delta.read_bytes() == content
+
+
+def test_exp_run_variant_shows_in_exp_show(repo):
+    sh(repo, "dvc", "exp", "run", "-n", "sparse20", "-S", "ftgd.sparsity=0.2")
+    rows = json.loads(sh(repo, "dvc", "exp", "show", "--json").stdout)
+    exps = {}
+    for commit in rows:
+        for exp in [commit] + [e for ref in commit.get("experiments") or [] for e in ref.get("revs", [])]:
+            data = exp.get("data") or {}
+            name = exp.get("name") or data.get("name") or exp.get("rev")
+            metrics = (data.get("metrics") or {}).get("data/analyze/metrics.json", {}).get("data", {})
+            if metrics:
+                exps[name] = metrics
+    assert "sparse20" in exps and len(exps) >= 2
+    base = next(v for k, v in exps.items() if k != "sparse20")
+    assert exps["sparse20"] != base
+    # the index keeps both variants: runs are keyed by their params hash
+    c = counts(repo / "data" / "index" / "taskspace.duckdb")
+    assert c["runs"] == 4
+
+
+def test_killed_stage_resumes_without_redoing_finished_tasks(repo):
+    p = yaml.safe_load((repo / "params.yaml").read_text())
+    p["ftgd"]["steps"] = 40  # slow enough to be caught mid-way
+    (repo / "params.yaml").write_text(yaml.safe_dump(p))
+    first = repo / "data" / "ftgd" / "tiny" / "step30" / "tasks" / TASKS[0] / "ftgd.json"
+    old = first.read_text()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    proc = subprocess.Popen(
+        ["dvc", "repro"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and (not first.exists() or first.read_text() == old):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert first.read_text() != old, "first task did not finish before the deadline"
+    done_at = first.stat().st_mtime_ns
+    last = repo / "data" / "ftgd" / "tiny" / "step60" / "tasks" / TASKS[-1] / "ftgd.json"
+    assert json.loads(last.read_text())["config"] != json.loads(first.read_text())["config"]  # killed before
+    sh(repo, "dvc", "repro")
+    assert first.stat().st_mtime_ns == done_at  # finished work kept, not redone
+    assert json.loads(last.read_text())["config"] == json.loads(first.read_text())["config"]

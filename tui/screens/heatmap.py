@@ -1,0 +1,159 @@
+"""Heatmap screen: one run's task space (transfer / normalised / gradient / sharing) with a cell cursor."""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Header, Static
+
+from taskspace import analysis
+from tui.screens.base import DataScreen, message_box
+from tui.widgets.heatmap import Heatmap, legend
+
+KIND_ORDER = ["transfer", "transfer_norm", "gradient", "sharing", "transfer_margin"]
+
+
+def display_order(m: np.ndarray, groups: list[str], how: str) -> list[int]:
+    """Tasks by phenomenon (stable) or by clustering the space."""
+    return analysis.cluster_order(m) if how == "cluster" else analysis.group_order(groups)
+
+
+class HeatmapScreen(DataScreen):
+    BINDINGS = [
+        Binding("k", "next_kind", "kind"),
+        Binding("o", "toggle_order", "order"),
+        Binding("z", "zoom", "zoom block"),
+        Binding("enter", "task", "task"),
+        Binding("escape", "app.pop_screen", "back"),
+    ]
+    COMMANDS_ = [
+        ("heatmap: next kind", "transfer → normalised → gradient → sharing", "next_kind"),
+        ("heatmap: toggle order", "phenomenon grouping ↔ clustering", "toggle_order"),
+        ("heatmap: zoom to phenomenon", "Only the block of the cursor's phenomenon", "zoom"),
+    ]
+
+    def __init__(self, run: dict, kind: str = "transfer") -> None:
+        super().__init__()
+        self.run = run
+        self.kind = kind
+        self.kinds: list[str] = []
+        self.order_by = "phenomenon"
+        self.zoom: str | None = None
+        self.tasks: list[str] = []
+        self.matrix = np.zeros((0, 0))
+        self.meta: dict[str, dict] = {}
+        self.shown: list[int] = []  # display position → index into self.tasks
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield message_box()
+        with Horizontal(id="heatmap-body"):
+            yield Heatmap(id="heatmap")
+            with Vertical(id="side"):
+                yield Static(id="title")
+                yield Static(id="cell")
+                yield Static(id="legend")
+                yield Static(id="stats")
+        yield Footer()
+
+    def fetch(self, index):
+        kinds = index.kinds(self.run["run_id"])
+        if not kinds:
+            raise LookupError(f"run {self.run['run_key']} has no task-space matrices in the index; re-run its probe")
+        kind = self.kind if self.kind in kinds else kinds[0]
+        tasks, m = index.matrix(self.run["run_id"], kind)
+        meta = {t["task"]: t for t in index.tasks()}
+        return kinds, kind, tasks, m, meta, index.analysis(self.run["run_id"])
+
+    def show(self, data) -> None:
+        kinds, self.kind, self.tasks, self.matrix, self.meta, stats = data
+        self.kinds = [k for k in KIND_ORDER if k in kinds] + [k for k in kinds if k not in KIND_ORDER]
+        self.stats = stats
+        self.redraw()
+        self.query_one(Heatmap).focus()
+
+    def groups(self) -> list[str]:
+        return [self.meta.get(t, {}).get("phenomenon", "") for t in self.tasks]
+
+    def redraw(self) -> None:
+        groups = self.groups()
+        order = display_order(self.matrix, groups, self.order_by)
+        if self.zoom:
+            order = [k for k in order if groups[k] == self.zoom]
+        self.shown = order
+        sub = self.matrix[np.ix_(order, order)] if order else np.zeros((0, 0))
+        hm = self.query_one(Heatmap)
+        hm.set_data(sub, [groups[k] for k in order] if self.order_by == "phenomenon" else [])
+        run = self.run
+        self.query_one("#title", Static).update(
+            Text.assemble(
+                (f"{run['model']}@{run['revision']}", "bold"),
+                f"  {run.get('experiment') or ''}\n",
+                ("space: ", "dim"),
+                (self.kind, "bold cyan"),
+                ("  order: ", "dim"),
+                self.order_by,
+                ("  zoom: ", "dim"),
+                self.zoom or "all",
+                f"\n{len(order)} of {len(self.tasks)} tasks",
+            )
+        )
+        self.query_one("#legend", Static).update(Text.assemble(*[(s.text, s.style) for s in legend(hm.scale)]))
+        s = self.stats.get(self.kind, {})
+        lines = [f"{k}: {s[k]:+.3f}" for k in ("mantel_r", "mantel_p", "within", "between", "contrast") if k in s]
+        self.query_one("#stats", Static).update("\n".join(lines) or "no analysis for this space")
+        self.show_cell(*hm.cursor)
+
+    def cell(self, row: int, col: int) -> tuple[str, str, float]:
+        """(task A, task B, value) under display position (row, col)."""
+        a, b = self.tasks[self.shown[row]], self.tasks[self.shown[col]]
+        return a, b, float(self.matrix[self.shown[row], self.shown[col]])
+
+    def show_cell(self, row: int, col: int) -> None:
+        if not self.shown:
+            return
+        a, b, v = self.cell(row, col)
+        pa, pb = self.meta.get(a, {}).get("phenomenon", ""), self.meta.get(b, {}).get("phenomenon", "")
+        rel = "same phenomenon" if pa == pb else "different phenomena"
+        self.query_one("#cell", Static).update(
+            Text.assemble(
+                ("A ", "dim"),
+                (a, "bold"),
+                f"\n  {pa}\n",
+                ("B ", "dim"),
+                (b, "bold"),
+                f"\n  {pb}\n",
+                ("value ", "dim"),
+                (f"{v:+.4f}" if np.isfinite(v) else "n/a", "bold magenta"),
+                f"  ({rel})",
+            )
+        )
+
+    def on_heatmap_cursor_moved(self, event: Heatmap.CursorMoved) -> None:
+        self.show_cell(event.row, event.col)
+
+    def action_next_kind(self) -> None:
+        if self.kinds:
+            self.kind = self.kinds[(self.kinds.index(self.kind) + 1) % len(self.kinds)]
+            self.reload()
+
+    def action_toggle_order(self) -> None:
+        self.order_by = "cluster" if self.order_by == "phenomenon" else "phenomenon"
+        self.redraw()
+
+    def action_zoom(self) -> None:
+        if self.zoom:
+            self.zoom = None
+        elif self.shown:
+            self.zoom = self.groups()[self.shown[self.query_one(Heatmap).cursor[0]]]
+            self.query_one(Heatmap).cursor = (0, 0)
+        self.redraw()
+
+    def action_task(self) -> None:
+        from tui.screens.task import TaskScreen
+
+        if self.shown:
+            self.app.push_screen(TaskScreen(self.run, self.tasks[self.shown[self.query_one(Heatmap).cursor[0]]]))

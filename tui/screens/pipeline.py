@@ -1,0 +1,162 @@
+"""Pipeline screen: dvc status and stages, launch `dvc repro` / `dvc exp run -S …` with a live log, cancel.
+
+DVC allows one pipeline command per repo at a time, so launches are serialised here: a second launch while one
+runs is refused with a message rather than failing on DVC's lock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shlex
+import signal
+import sys
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Footer, Header, Input, LoadingIndicator, RichLog, Static
+
+
+def dvc_command() -> list[str]:
+    """`dvc` from the same environment as this app (works in the project's .venv without activating it)."""
+    exe = Path(sys.executable).parent / "dvc"
+    return [str(exe)] if exe.exists() else ["dvc"]
+
+
+class PipelineScreen(Screen):
+    BINDINGS = [
+        Binding("ctrl+r", "repro", "dvc repro"),
+        Binding("ctrl+e", "exp_run", "dvc exp run"),
+        Binding("ctrl+c", "cancel", "cancel", priority=True),
+        Binding("ctrl+s", "status", "refresh status"),
+        Binding("escape", "app.pop_screen", "back"),
+    ]
+    COMMANDS_ = [
+        ("pipeline: dvc repro", "Reproduce the pipeline", "repro"),
+        ("pipeline: dvc exp run", "Run an experiment with the overrides", "exp_run"),
+        ("pipeline: cancel", "Stop the running dvc command", "cancel"),
+        ("pipeline: refresh status", "Re-read dvc status", "status"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proc: asyncio.subprocess.Process | None = None
+        self.last_rc: int | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="pipeline-top"):
+            with Vertical(id="pipeline-left"):
+                yield DataTable(id="stages", cursor_type="row")
+            with Vertical(id="pipeline-form"):
+                yield Static("overrides for dvc exp run (e.g. profile=offline ftgd.sparsity=0.05)")
+                yield Input(placeholder="profile=offline ftgd.sparsity=0.05", id="overrides")
+                with Horizontal(id="buttons"):
+                    yield Button("repro", id="repro", variant="primary")
+                    yield Button("exp run", id="exp_run", variant="success")
+                    yield Button("cancel", id="cancel", variant="error", disabled=True)
+                yield Static("idle", id="run-state")
+                yield LoadingIndicator(id="running")
+        yield RichLog(id="log", highlight=False, markup=False, wrap=True, max_lines=5000)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#running").display = False
+        self.query_one("#stages", DataTable).add_columns("stage", "state")
+        self.action_status()
+
+    # ---- status --------------------------------------------------------------------------------------------
+
+    def action_status(self) -> None:
+        self.load_status()
+
+    @work(exclusive=True, group="status", exit_on_error=False)
+    async def load_status(self) -> None:
+        names = await self._dvc_output("stage", "list", "--name-only")
+        status = await self._dvc_output("status", "--json")
+        table = self.query_one("#stages", DataTable)
+        table.clear()
+        if names is None:
+            table.add_row("(no DVC project here)", str(self.app.project))
+            return
+        try:
+            changed = json.loads(status or "{}")
+        except json.JSONDecodeError:
+            changed = {}
+        for name in names.split():
+            table.add_row(name, "changed" if name in changed else "up to date")
+
+    async def _dvc_output(self, *args: str) -> str | None:
+        proc = await asyncio.create_subprocess_exec(
+            *dvc_command(),
+            *args,
+            cwd=self.app.project,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            env={**os.environ, "DVC_NO_ANALYTICS": "1"},
+        )
+        out, _ = await proc.communicate()
+        return out.decode() if proc.returncode == 0 else None
+
+    # ---- launching -----------------------------------------------------------------------------------------
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        getattr(self, f"action_{event.button.id}")()
+
+    def action_repro(self) -> None:
+        self.launch(["repro"])
+
+    def action_exp_run(self) -> None:
+        args = ["exp", "run"]
+        for item in shlex.split(self.query_one("#overrides", Input).value):
+            args += ["-S", item.removeprefix("-S")]
+        self.launch(args)
+
+    def launch(self, args: list[str]) -> None:
+        if self.proc is not None:
+            self.notify(
+                "a dvc command is already running (DVC runs one per project); cancel it first", severity="warning"
+            )
+            return
+        self.stream(args)
+
+    @work(exclusive=True, group="run", exit_on_error=False)
+    async def stream(self, args: list[str]) -> None:
+        log = self.query_one("#log", RichLog)
+        cmd = dvc_command() + args
+        log.write(f"$ {' '.join(cmd[1:] if len(cmd) > 1 else cmd)}".replace(str(Path(cmd[0]).parent) + "/", ""))
+        self._running(True, " ".join(["dvc", *args]))
+        env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+        self.proc = await asyncio.create_subprocess_exec(
+            *cmd,
+            cwd=self.app.project,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        try:
+            async for raw in self.proc.stdout:
+                log.write(raw.decode(errors="replace").rstrip("\n").split("\r")[-1])
+            self.last_rc = await self.proc.wait()
+        finally:
+            self.proc = None
+            self._running(False, f"finished with exit code {self.last_rc}")
+        log.write(f"[exit {self.last_rc}]")
+        self.load_status()
+        if self.last_rc == 0:
+            self.app.index_changed()
+
+    def _running(self, on: bool, text: str) -> None:
+        self.query_one("#running").display = on
+        self.query_one("#cancel", Button).disabled = not on
+        self.query_one("#run-state", Static).update(("running: " if on else "") + text)
+
+    def action_cancel(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            os.killpg(self.proc.pid, signal.SIGINT)  # DVC stops cleanly on SIGINT; stages resume next time
+            self.query_one("#log", RichLog).write("[cancel requested]")

@@ -1,0 +1,153 @@
+"""Runs screen: every run/experiment in the index with its key metrics; filter, sort, pick one or two."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Header, Input
+
+from tui.screens.base import DataScreen, message_box
+
+COLUMNS = [
+    ("model", "model"),
+    ("scale", "scale"),
+    ("revision", "revision"),
+    ("variant", "experiment"),
+    ("params", "params_hash"),
+    ("Mantel r", "mantel_r"),
+    ("p", "mantel_p"),
+    ("w−b", "contrast"),
+]
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "—"
+    return f"{v:+.3f}" if isinstance(v, float) else str(v)
+
+
+class RunsScreen(DataScreen):
+    BINDINGS = [
+        Binding("enter", "open", "heatmap"),
+        Binding("space", "mark", "mark"),
+        Binding("c", "compare", "compare"),
+        Binding("t", "task", "task"),
+        Binding("s", "sort", "sort"),
+        Binding("slash", "filter", "filter"),
+        Binding("R", "reload", "reload"),
+    ]
+    COMMANDS_ = [
+        ("runs: open heatmap", "Heatmap of the run under the cursor", "open"),
+        ("runs: compare", "Compare the two marked runs", "compare"),
+        ("runs: sort", "Sort by the next column", "sort"),
+        ("runs: reload", "Re-read the index", "reload"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[dict] = []
+        self.marked: list[int] = []
+        self.sort_col = 0
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="filter runs (model, revision, variant…)  /", id="filter")
+        yield message_box()
+        yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_column(" ", key="mark", width=1)
+        for label, key in COLUMNS:
+            table.add_column(label, key=key)
+        table.focus()
+        super().on_mount()
+
+    def fetch(self, index):
+        return index.runs()
+
+    def show(self, rows: list[dict]) -> None:
+        self.rows = rows
+        msg = self.query_one("#message")
+        msg.display = not rows
+        if not rows:
+            msg.update("The index has no runs yet: run the pipeline (./scripts/main.sh or `dvc repro`).")
+        self.refill()
+
+    def refill(self) -> None:
+        table = self.query_one(DataTable)
+        needle = self.query_one("#filter", Input).value.strip().lower()
+        key = COLUMNS[self.sort_col][1]
+        rows = [r for r in self.rows if not needle or needle in " ".join(str(v) for v in r.values()).lower()]
+        rows.sort(key=lambda r: (r[key] is None, r[key] if r[key] is not None else 0))
+        table.clear()
+        for r in rows:
+            table.add_row(
+                "●" if r["run_id"] in self.marked else " ", *(_fmt(r[k]) for _, k in COLUMNS), key=str(r["run_id"])
+            )
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.refill()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.query_one(DataTable).focus()
+
+    def current(self) -> dict | None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return next(r for r in self.rows if str(r["run_id"]) == key)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open()
+
+    def action_open(self) -> None:
+        from tui.screens.heatmap import HeatmapScreen
+
+        run = self.current()
+        if run:
+            self.app.push_screen(HeatmapScreen(run))
+
+    def action_task(self) -> None:
+        from tui.screens.task import TaskScreen
+
+        run = self.current()
+        if run:
+            self.app.push_screen(TaskScreen(run, None))
+
+    def action_mark(self) -> None:
+        run = self.current()
+        if not run:
+            return
+        rid = run["run_id"]
+        self.marked = [m for m in self.marked if m != rid] if rid in self.marked else (self.marked + [rid])[-2:]
+        table = self.query_one(DataTable)
+        for r in self.rows:
+            if str(r["run_id"]) in table.rows:
+                table.update_cell(str(r["run_id"]), "mark", "●" if r["run_id"] in self.marked else " ")
+
+    def action_compare(self) -> None:
+        from tui.screens.compare import CompareScreen
+
+        picked = [r for m in self.marked for r in self.rows if r["run_id"] == m]
+        if len(picked) < 2:
+            cur = self.current()
+            if cur and picked and cur["run_id"] != picked[0]["run_id"]:
+                picked.append(cur)
+        if len(picked) != 2:
+            self.notify("Mark two runs with space, then press c", severity="warning")
+            return
+        self.app.push_screen(CompareScreen(picked[0], picked[1]))
+
+    def action_sort(self) -> None:
+        self.sort_col = (self.sort_col + 1) % len(COLUMNS)
+        self.notify(f"sorted by {COLUMNS[self.sort_col][0]}")
+        self.refill()
+
+    def action_filter(self) -> None:
+        self.query_one("#filter", Input).focus()
+
+    def action_reload(self) -> None:
+        self.reload()

@@ -1,0 +1,79 @@
+"""Task screen: one task's strongest transfers to and from other tasks, accuracy before/after, example pairs."""
+
+from __future__ import annotations
+
+import numpy as np
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Footer, Header, Static
+
+from tui.screens.base import DataScreen, message_box
+
+
+class TaskScreen(DataScreen):
+    BINDINGS = [Binding("n", "next_task", "next task"), Binding("escape", "app.pop_screen", "back")]
+    COMMANDS_ = [("task: next task", "Show the next task of this run", "next_task")]
+
+    def __init__(self, run: dict, task: str | None) -> None:
+        super().__init__()
+        self.run, self.task = run, task
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield message_box()
+        yield Static(id="task-title")
+        with Horizontal(id="task-top"):
+            yield DataTable(id="from", cursor_type="row")
+            yield DataTable(id="to", cursor_type="row")
+        yield DataTable(id="examples", cursor_type="row")
+        yield Footer()
+
+    def fetch(self, index):
+        tasks, m = index.matrix(self.run["run_id"], "transfer")
+        if not tasks:
+            raise LookupError(f"run {self.run['run_key']} has no transfer matrix in the index")
+        task = self.task if self.task in tasks else tasks[0]
+        acc = {r["task"]: r for r in index.accuracy(self.run["run_id"])}
+        return tasks, m, task, acc, index.examples(self.run["run_id"], task, limit=12)
+
+    def show(self, data) -> None:
+        tasks, m, self.task, acc, examples = data
+        self.tasks = tasks
+        i = tasks.index(self.task)
+        a = acc.get(self.task, {})
+
+        def f(x, fmt="{:.3f}"):
+            return "—" if x is None else fmt.format(x)
+
+        self.query_one("#task-title", Static).update(
+            f"[b]{self.task}[/b]  ({a.get('phenomenon', '')})   accuracy {f(a.get('acc_before'))} → "
+            f"{f(a.get('acc_after'))} after tuning on it   mean margin {f(a.get('margin_before'), '{:+.2f}')} → "
+            f"{f(a.get('margin_after'), '{:+.2f}')}"
+        )
+        for table_id, values, title in (
+            ("#from", m[i], "tuning on it moves → task"),
+            ("#to", m[:, i], "task → tuning on it moves this"),
+        ):
+            t = self.query_one(table_id, DataTable)
+            t.clear(columns=True)
+            t.add_columns(title, "transfer")
+            order = [k for k in np.argsort(-np.nan_to_num(values)) if k != i]
+            for k in order:
+                t.add_row(tasks[k], f"{values[k]:+.3f}")
+        ex = self.query_one("#examples", DataTable)
+        ex.clear(columns=True)
+        ex.add_columns("pair", "margin", "correct", "good sentence", "bad sentence")
+        for e in examples:
+            ex.add_row(
+                str(e["pair_id"]),
+                f"{e['margin']:+.2f}",
+                "✓" if e["correct"] else "✗",
+                e.get("good") or "",
+                e.get("bad") or "",
+            )
+
+    def action_next_task(self) -> None:
+        if getattr(self, "tasks", None):
+            self.task = self.tasks[(self.tasks.index(self.task) + 1) % len(self.tasks)]
+            self.reload()

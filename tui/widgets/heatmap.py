@@ -1,0 +1,178 @@
+"""A task-space heatmap drawn with upper-half blocks: two matrix rows per terminal row, one column per char,
+so a 67×67 space fits in 67×34 cells. A cell cursor moves with the arrow keys; phenomenon separators are drawn
+as gaps between blocks. The widget only draws; the screen owns the data and listens to CursorMoved."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from rich.color import Color
+from rich.segment import Segment
+from rich.style import Style
+from textual.binding import Binding
+from textual.message import Message
+from textual.reactive import reactive
+from textual.strip import Strip
+from textual.widget import Widget
+
+# viridis at 9 stops (sequential spaces) and a blue–white–red ramp (spaces with a sign, e.g. transfer)
+VIRIDIS = [
+    (68, 1, 84),
+    (72, 40, 120),
+    (62, 74, 137),
+    (49, 104, 142),
+    (38, 130, 142),
+    (31, 158, 137),
+    (53, 183, 121),
+    (109, 205, 89),
+    (180, 222, 44),
+    (253, 231, 37),
+]
+DIVERGING = [
+    (33, 102, 172),
+    (103, 169, 207),
+    (209, 229, 240),
+    (247, 247, 247),
+    (253, 219, 199),
+    (239, 138, 98),
+    (178, 24, 43),
+]
+EMPTY = Color.from_rgb(40, 40, 40)
+
+
+def ramp(stops: list[tuple[int, int, int]], t: float) -> Color:
+    """Colour at t ∈ [0, 1] along a list of RGB stops (linear interpolation)."""
+    t = min(max(t, 0.0), 1.0) * (len(stops) - 1)
+    i = min(int(t), len(stops) - 2)
+    f = t - i
+    a, b = stops[i], stops[i + 1]
+    return Color.from_rgb(*(round(a[k] + (b[k] - a[k]) * f) for k in range(3)))
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Value → colour: diverging around 0 when values have both signs, else viridis over [lo, hi]."""
+
+    lo: float
+    hi: float
+    diverging: bool
+
+    @classmethod
+    def of(cls, m: np.ndarray) -> Scale:
+        v = m[np.isfinite(m)]
+        if v.size == 0:
+            return cls(0.0, 1.0, False)
+        lo, hi = float(v.min()), float(v.max())
+        if lo < 0 < hi:
+            bound = max(-lo, hi)
+            return cls(-bound, bound, True)
+        return cls(lo, hi if hi > lo else lo + 1e-12, False)
+
+    def color(self, x: float) -> Color:
+        if not np.isfinite(x):
+            return EMPTY
+        t = (x - self.lo) / (self.hi - self.lo)
+        return ramp(DIVERGING if self.diverging else VIRIDIS, t)
+
+
+class Heatmap(Widget, can_focus=True):
+    """T×T matrix with a cell cursor (row = tuned/first task, column = evaluated/second task)."""
+
+    BINDINGS = [
+        Binding("up", "move(-1, 0)", "up", show=False),
+        Binding("down", "move(1, 0)", "down", show=False),
+        Binding("left", "move(0, -1)", "left", show=False),
+        Binding("right", "move(0, 1)", "right", show=False),
+    ]
+    cursor: reactive[tuple[int, int]] = reactive((0, 0))
+
+    class CursorMoved(Message):
+        def __init__(self, heatmap: Heatmap, row: int, col: int) -> None:
+            super().__init__()
+            self.heatmap, self.row, self.col = heatmap, row, col
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.matrix = np.zeros((0, 0))
+        self.groups: list[str] = []
+        self.scale = Scale(0, 1, False)
+        self._cols: list[int | None] = []  # screen x → matrix column (None: separator gap)
+        self._rows: list[int | None] = []  # half-row → matrix row
+
+    def set_data(self, matrix: np.ndarray, groups: list[str], scale: Scale | None = None) -> None:
+        """Show a matrix already in display order; groups mark where separators go."""
+        self.matrix = np.asarray(matrix, dtype=float)
+        self.groups = list(groups)
+        self.scale = scale or Scale.of(self.matrix)
+        r, c = self.cursor
+        t = len(self.matrix)
+        self.cursor = (min(r, max(t - 1, 0)), min(c, max(t - 1, 0)))
+        self._layout()
+        self.refresh()
+
+    def _layout(self) -> None:
+        t = len(self.matrix)
+        width = max(self.size.width, 1)
+        seps = [k for k in range(1, t) if self.groups and self.groups[k] != self.groups[k - 1]]
+        cw = max(1, min(4, (width - len(seps)) // max(t, 1)))
+        ch = max(1, min(4, (2 * max(self.size.height, 1) - len(seps)) // max(t, 1)))
+        self._cols, self._rows = [], []
+        for k in range(t):
+            if k in seps:
+                self._cols.append(None)
+                self._rows.append(None)
+            self._cols += [k] * cw
+            self._rows += [k] * ch
+
+    def on_resize(self) -> None:
+        self._layout()
+
+    def render_line(self, y: int) -> Strip:
+        if not len(self.matrix):
+            return Strip.blank(self.size.width)
+        top = self._rows[2 * y] if 2 * y < len(self._rows) else -1
+        bottom = self._rows[2 * y + 1] if 2 * y + 1 < len(self._rows) else -1
+        cr, cc = self.cursor
+        segments = []
+        for col in self._cols[: self.size.width]:
+            fg = self._cell(top, col, cr, cc)
+            bg = self._cell(bottom, col, cr, cc)
+            segments.append(Segment("▀", Style(color=fg, bgcolor=bg)))
+        return Strip(segments).extend_cell_length(self.size.width)
+
+    def _cell(self, row, col, cr, cc) -> Color | None:
+        if row is None or col is None:
+            return Color.from_rgb(0, 0, 0)  # separator gap
+        if row == -1:
+            return None  # below the matrix: terminal background
+        if row == cr and col == cc:
+            return Color.from_rgb(255, 0, 255)  # the cursor cell
+        return self.scale.color(self.matrix[row, col])
+
+    def action_move(self, dr: int, dc: int) -> None:
+        t = len(self.matrix)
+        if t:
+            r, c = self.cursor
+            self.cursor = ((r + dr) % t, (c + dc) % t)
+
+    def watch_cursor(self, cursor: tuple[int, int]) -> None:
+        self.refresh()
+        self.post_message(self.CursorMoved(self, *cursor))
+
+    def on_click(self, event) -> None:
+        if 2 * event.y < len(self._rows) and event.x < len(self._cols):
+            row, col = self._rows[2 * event.y], self._cols[event.x]
+            if row is not None and col is not None:
+                self.cursor = (row, col)
+
+    def get_content_height(self, container, viewport, width: int) -> int:
+        return max(1, (len(self._rows) + 1) // 2)
+
+
+def legend(scale: Scale, width: int = 24) -> list[Segment]:
+    """A colour bar with its end values, for the side panel."""
+    bar = [
+        Segment("█", Style(color=scale.color(scale.lo + (scale.hi - scale.lo) * k / (width - 1)))) for k in range(width)
+    ]
+    return [Segment(f"{scale.lo:+.3g} "), *bar, Segment(f" {scale.hi:+.3g}")]
