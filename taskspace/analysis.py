@@ -185,9 +185,9 @@ def mantel_test(
 
 
 def partial_spearman(a: np.ndarray, b: np.ndarray, control: np.ndarray, symmetric: bool = True) -> float:
-    """Spearman of a and b with the control space partialled out: does a fit b beyond what control explains?"""
+    """Spearman of a and b with the control partialled out: does a fit b beyond what the control explains?"""
     a, b = _pair(a, b, symmetric)
-    _, c = _pair(a, control, symmetric)
+    c = _pair(a, control, symmetric)[1]
     x, y, z = (rankdata(offdiag(m, symmetric)) for m in (a, b, c))
     r_xy, r_xz, r_yz = (float(_corr_rows(u[None], v)[0]) for u, v in ((x, y), (x, z), (y, z)))
     denom = np.sqrt((1 - r_xz**2) * (1 - r_yz**2))
@@ -210,7 +210,7 @@ class WithinBetweenResult:
 def within_between(
     m: np.ndarray, groups: Sequence[str], permutations: int = 1000, seed: int = 0, symmetric: bool = True
 ) -> WithinBetweenResult:
-    """Mean off-diagonal value of same-group vs different-group pairs; one-sided permutation p (contrast ≥)."""
+    """Mean off-diagonal value of same-group vs different-group pairs; one-sided permutation p."""
     if permutations < 1:
         raise ValueError(f"within_between needs permutations >= 1, got {permutations}")
     m = _prepare(m, symmetric)
@@ -221,7 +221,7 @@ def within_between(
     codes = np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
     same = codes[i] == codes[j]
     if same.all() or not same.any():
-        raise ValueError("within/between needs both same-group and different-group task pairs; check grouping")
+        raise ValueError("within/between needs both same-group and different-group task pairs")
     pc = codes[_permutations(len(m), permutations, seed)]  # permuted labels, (n, T)
     same_p = (pc[:, i] == pc[:, j]).astype(np.float64)
     n_same = same_p.sum(1)  # label permutations keep group sizes, so this equals same.sum()
@@ -289,7 +289,7 @@ def stability(series: Sequence[np.ndarray]) -> StabilityResult:
 
 
 def cluster_order(m: np.ndarray, tasks: Sequence[str] | None = None) -> list[int]:
-    """Display order by average-linkage clustering on 1 − similarity (off-diagonal min–max scaled to [0, 1])."""
+    """Display order: average-linkage clustering on 1 − similarity (off-diagonal min–max scaled to [0, 1])."""
     s = symmetrize(np.nan_to_num(np.asarray(m, np.float64)))
     if tasks is not None and len(tasks) != len(s):
         raise ValueError(f"{len(tasks)} task names for a {len(s)}-task space")

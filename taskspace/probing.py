@@ -193,17 +193,17 @@ def run_ftgd(
 def run_eval2(
     lm: LM,
     evalset: pa.Table,
+    eval1: pa.Table,
+    ftgd_dir: Path,
     out: Path,
     ftgd_cfg: FTGDConfig,
     cfg: ProbeConfig,
-    ftgd_dir: Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict:
     """Per tuned task: apply its delta, eval2 on every task, remove it; then the T×T matrices and probe.json."""
-    out, ftgd_dir = Path(out), Path(ftgd_dir or out)
+    out, ftgd_dir = Path(out), Path(ftgd_dir)
     h = config_hash(ftgd_cfg, cfg)
     tasks = _tasks(evalset)
-    eval1 = run_eval1(lm, evalset, ftgd_dir, cfg) if ftgd_dir == out else pq.read_table(ftgd_dir / "eval1.parquet")
     acc1, margin1 = _accuracy_and_margin(eval1, tasks)
     good_tokens = np.array([len(s) for s in encode(lm.tokenizer, evalset.column("good").to_pylist())])
     acc2, margin2, grad_vecs, masks, per_task = [], [], [], [], {}

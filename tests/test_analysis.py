@@ -1,12 +1,14 @@
+import itertools
 import json
 
 import numpy as np
 import pytest
-from scipy.stats import spearmanr
+from scipy.stats import pearsonr, spearmanr
 
 from taskspace import analysis as A
 
 GROUPS9 = ["a"] * 3 + ["b"] * 3 + ["c"] * 3
+GROUPS12 = GROUPS9 + ["d"] * 3
 
 
 def test_hypothesis_space_and_paper_grouping():
@@ -16,13 +18,20 @@ def test_hypothesis_space_and_paper_grouping():
     assert A.paper_phenomenon("binding") == "binding"
 
 
+def test_symmetrize_and_offdiag():
+    m = np.arange(9.0).reshape(3, 3)
+    np.testing.assert_array_equal(A.symmetrize(m), [[0, 2, 4], [2, 4, 6], [4, 6, 8]])
+    np.testing.assert_array_equal(A.offdiag(m), [1, 2, 5])
+    np.testing.assert_array_equal(A.offdiag(m, symmetric=False), [1, 2, 3, 5, 6, 7])
+
+
 def test_mantel_on_the_hypothesis_itself_gives_r1_and_smallest_p():
     h = A.hypothesis_space(GROUPS9)
     res = A.mantel_test(2 * h + 0.5, h, permutations=1000, seed=0)
-    assert res.r == pytest.approx(1.0)
+    assert res.r == pytest.approx(1.0) and res.permutations == 1000
     # only label permutations that keep the 3 blocks intact tie with r = 1: 3!·(3!)³ of 9! ≈ 0.36%
     assert res.p <= 0.01
-    h12 = A.hypothesis_space(["a"] * 3 + ["b"] * 3 + ["c"] * 3 + ["d"] * 3)
+    h12 = A.hypothesis_space(GROUPS12)
     assert A.mantel_test(h12, h12, permutations=1000, seed=0).p < 0.005
 
 
@@ -33,19 +42,56 @@ def test_mantel_on_unrelated_matrix_has_large_p_and_matches_scipy():
     res = A.mantel_test(m, h, permutations=1000, seed=0)
     assert res.p > 0.05
     iu = np.triu_indices(9, 1)
-    want = spearmanr(((m + m.T) / 2)[iu], h[iu]).statistic
-    assert res.r == pytest.approx(want)
-    again = A.mantel_test(m, h, permutations=1000, seed=0)
-    assert again.p == res.p
-    other = A.mantel_test(m, h, permutations=1000, seed=1)
-    assert other.r == res.r
+    assert res.r == pytest.approx(spearmanr(((m + m.T) / 2)[iu], h[iu]).statistic)
+    assert A.spearman_offdiag(m, h) == pytest.approx(res.r)
+    assert A.mantel_test(m, h, permutations=1000, seed=0) == res  # reproducible
+    assert A.mantel_test(m, h, permutations=1000, seed=1).r == res.r
+    pear = A.mantel_test(m, h, permutations=10, method="pearson")
+    assert pear.r == pytest.approx(pearsonr(((m + m.T) / 2)[iu], h[iu]).statistic)
 
 
-def test_mantel_rejects_nan_and_tiny_inputs():
+def test_mantel_both_directions_matches_scipy():
+    rng = np.random.default_rng(5)
+    m, h = rng.normal(size=(6, 6)), A.hypothesis_space(["a", "a", "b", "b", "c", "c"])
+    off = ~np.eye(6, dtype=bool)
+    res = A.mantel_test(m, h, permutations=50, symmetric=False)
+    assert res.r == pytest.approx(spearmanr(m[off], h[off]).statistic)
+    assert A.spearman_offdiag(m, h, symmetrize_first=False) == pytest.approx(res.r)
+
+
+def test_mantel_p_approaches_exact_enumeration():
+    # 5 tasks: all 120 label permutations enumerable; many random ones must give nearly the exact p
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(size=(5, 5)), rng.normal(size=(5, 5))
+    iu = np.triu_indices(5, 1)
+    sa, y = (a + a.T) / 2, ((b + b.T) / 2)[iu]
+    r_obs = spearmanr(sa[iu], y).statistic
+    rs = np.array([spearmanr(sa[np.ix_(p, p)][iu], y).statistic for p in itertools.permutations(range(5))])
+    hits = {"two-sided": np.abs(rs) >= abs(r_obs) - 1e-12, "greater": rs >= r_obs - 1e-12}
+    for alternative, hit in hits.items():
+        res = A.mantel_test(a, b, permutations=20000, seed=3, alternative=alternative)
+        assert res.p == pytest.approx(hit.mean(), abs=0.015)
+
+
+def test_mantel_greater_is_one_sided():
+    h = A.hypothesis_space(GROUPS9)
+    assert A.mantel_test(-h, h, permutations=200).p <= 0.02  # |r| = 1, two-sided
+    assert A.mantel_test(-h, h, permutations=200, alternative="greater").p == 1.0
+
+
+def test_mantel_rejects_bad_inputs():
     with pytest.raises(ValueError, match="NaN entries"):
         A.mantel_test(np.full((3, 3), np.nan), np.eye(3))
     with pytest.raises(ValueError, match="T >= 3"):
         A.mantel_test(np.eye(2), np.eye(2))
+    with pytest.raises(ValueError, match="permutations >= 1"):
+        A.mantel_test(np.eye(3), np.eye(3), permutations=0)
+    with pytest.raises(ValueError, match="alternative"):
+        A.mantel_test(np.eye(3), np.eye(3), alternative="less")
+    with pytest.raises(ValueError, match="differ in shape"):
+        A.mantel_test(np.eye(3), np.eye(4))
+    assert np.isnan(A.mantel_test(np.ones((4, 4)), np.eye(4)).r)  # constant space: no correlation
+    assert np.isnan(A.spearman_offdiag(np.ones((4, 4)), np.eye(4) + np.arange(16).reshape(4, 4)))
 
 
 def test_within_between_by_hand():
@@ -55,9 +101,23 @@ def test_within_between_by_hand():
     assert res.between == pytest.approx((1 + 1 + 2 + 0) / 4)
     assert res.contrast == pytest.approx(5 - 1)
     assert (res.n_within, res.n_between) == (2, 4)
-    assert 0 < res.p <= 1
+    # 3 distinct pairings of 4 tasks into 2+2, only the observed one reaches contrast 4: p ≈ 1/3
+    assert res.p == pytest.approx(1 / 3, abs=0.1)
     with pytest.raises(ValueError, match="both same-group and different-group"):
         A.within_between(m, ["p"] * 4)
+    with pytest.raises(ValueError, match="both same-group and different-group"):
+        A.within_between(m, ["p", "q", "r", "s"])
+
+
+def test_within_between_asymmetric_and_significant():
+    m = np.array([[0, 2, 0], [4, 0, 1], [0, 3, 0]], float)
+    sym = A.within_between(m, ["p", "p", "q"], permutations=10)
+    assert (sym.within, sym.between) == (3.0, pytest.approx((0 + 2) / 2))
+    both = A.within_between(m, ["p", "p", "q"], permutations=10, symmetric=False)
+    assert (both.n_within, both.n_between) == (2, 4)
+    assert (both.within, both.between) == (3.0, pytest.approx((0 + 1 + 0 + 3) / 4))
+    h = A.hypothesis_space(GROUPS12)
+    assert A.within_between(h, GROUPS12, permutations=1000).p < 0.005
 
 
 def test_partial_spearman_matches_formula():
@@ -71,12 +131,14 @@ def test_partial_spearman_matches_formula():
 
 
 def test_lexical_overlap_and_chance_jaccard():
-    words = [A.sentence_words(["The cat sleeps."]), A.sentence_words(["The dog sleeps?"]), {"x"}]
-    assert words[0] == {"the", "cat", "sleeps"}
+    words = [A.sentence_words(["The cat sleeps."]), A.sentence_words(["The dog, sleeps?"]), {"x"}]
+    assert words[0] == {"the", "cat", "sleeps"} and words[1] == {"the", "dog", "sleeps"}
     lex = A.lexical_overlap(words)
     assert lex[0, 1] == pytest.approx(2 / 4) and lex[0, 2] == 0 and lex[1, 1] == 1
-    assert A.jaccard_chance(0.5) == pytest.approx(1 / 3)
+    assert A.jaccard_chance(0.5) == 1 / 3
     assert A.jaccard_chance(1.0) == 1.0
+    with pytest.raises(ValueError, match="sparsity"):
+        A.jaccard_chance(0)
     rng = np.random.default_rng(0)
     m1, m2 = rng.random(200_000) < 0.1, rng.random(200_000) < 0.1
     assert (m1 & m2).sum() / (m1 | m2).sum() == pytest.approx(A.jaccard_chance(0.1), rel=0.05)
@@ -85,13 +147,15 @@ def test_lexical_overlap_and_chance_jaccard():
 def test_cluster_and_group_order():
     m = np.full((4, 4), 0.1)
     m[0, 2] = m[2, 0] = m[1, 3] = m[3, 1] = 0.9
-    order = A.cluster_order(m)
-    pos = {t: k for k, t in enumerate(order)}
+    pos = {t: k for k, t in enumerate(A.cluster_order(m, ["t0", "t1", "t2", "t3"]))}
     assert abs(pos[0] - pos[2]) == 1 and abs(pos[1] - pos[3]) == 1
+    big = 100 * A.hypothesis_space(["x", "y", "x", "y", "x", "y"]) - 300  # any value range works
+    order = A.cluster_order(big, list("abcdef"))
+    assert sorted(order[:3]) in ([0, 2, 4], [1, 3, 5])
     assert A.group_order(["b", "a", "b", "a"]) == [1, 3, 0, 2]
 
 
-def test_compare_spaces_and_stability():
+def test_compare_spaces():
     rng = np.random.default_rng(3)
     tasks = [f"t{i}" for i in range(6)]
     a = rng.normal(size=(6, 6))
@@ -99,13 +163,19 @@ def test_compare_spaces_and_stability():
     assert same.r == pytest.approx(1.0) and not same.difference.any()
     b = a.copy()
     b[4, :] += 10
-    c = A.compare_spaces(a, b, tasks, permutations=100)
+    c = A.compare_spaces(a, b, tasks, permutations=100, top=2)
     np.testing.assert_allclose(c.difference, a - b)
-    assert c.most_changed[0][0] == "t4"
-    st = A.stability([a, a, b])
-    assert len(st.with_next) == 2 and len(st.with_last) == 3
-    assert st.with_next[0] == pytest.approx(1.0) and st.with_last[-1] == 1.0
-    assert st.with_last[0] == pytest.approx(A.spearman_offdiag(a, b))
+    assert c.most_changed[0] == ("t4", pytest.approx(10 * np.sqrt(5)))  # diagonal excluded
+    assert len(c.most_changed) == 2
+
+
+def test_stability():
+    a = np.array([[0, 1, 2, 3], [1, 0, 4, 5], [2, 4, 0, 6], [3, 5, 6, 0]], float)
+    rev = a.max() - a  # reversed ranks off the diagonal
+    st = A.stability([a, 2 * a, rev])
+    assert st.with_next == [pytest.approx(1.0), pytest.approx(-1.0)]
+    assert st.with_last == [pytest.approx(-1.0), pytest.approx(-1.0), 1.0]
+    assert A.stability([a]) == A.StabilityResult([], [1.0])
 
 
 def test_grouping_files(tmp_path):
@@ -115,22 +185,43 @@ def test_grouping_files(tmp_path):
     c = tmp_path / "g.csv"
     c.write_text("task,group\nt1,x\nt2,y\n")
     assert A.load_grouping(c) == {"t1": "x", "t2": "y"}
+    headerless = tmp_path / "g.tsv"
+    headerless.write_text("t1\tx\n\nt2\ty\n")
+    assert A.load_grouping(headerless) == {"t1": "x", "t2": "y"}
     assert A.groups_for(["t2", "t1"], A.load_grouping(c)) == ["y", "x"]
     with pytest.raises(ValueError, match="no group for task"):
         A.groups_for(["t3"], {"t1": "x"})
-    bad = tmp_path / "bad.csv"
-    bad.write_text("t1,x,extra\n")
-    with pytest.raises(ValueError, match="bad.csv:1: expected two columns"):
-        A.load_grouping(bad)
-    badj = tmp_path / "bad.json"
-    badj.write_text("{oops")
-    with pytest.raises(ValueError, match="bad.json:1: malformed JSON"):
-        A.load_grouping(badj)
+
+
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("bad.csv", "t1,x,extra\n", r"bad.csv:1: expected two non-empty columns"),
+        ("bad.csv", "t1,x\nt2\n", r"bad.csv:2: expected two"),
+        ("bad.csv", "t1,x\nt1,y\n", r"bad.csv:2: task t1 is given two groups"),
+        ("bad.csv", "\n", r"bad.csv: no task,group rows"),
+        ("bad.json", "{oops", r"bad.json:1: malformed JSON"),
+        ("bad.json", '["t1"]', r"bad.json: expected a JSON object"),
+    ],
+)
+def test_malformed_grouping_files_name_the_file(tmp_path, name, text, message):
+    f = tmp_path / name
+    f.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        A.load_grouping(f)
+    with pytest.raises(ValueError, match="missing.csv not found"):
+        A.load_grouping(tmp_path / "missing.csv")
 
 
 def test_summarize_is_json_ready():
     h = A.hypothesis_space(GROUPS9)
-    s = A.summarize(h + 0.1, GROUPS9, lexical=np.eye(9) + 0.01 * np.arange(81).reshape(9, 9), permutations=100)
-    json.dumps(s)
+    lexical = np.eye(9) + 0.01 * np.arange(81).reshape(9, 9)
+    s = A.summarize(h + 0.1, GROUPS9, lexical=lexical, permutations=100)
+    json.dumps(s, allow_nan=False)
     assert s["mantel_r"] == pytest.approx(1.0) and s["contrast"] == pytest.approx(1.0)
-    assert set(s) >= {"mantel_p", "within", "between", "contrast_p", "lexical_r", "partial_r"}
+    keys = {"mantel_r", "mantel_p", "within", "between", "contrast", "contrast_p", "lexical_r", "partial_r"}
+    assert set(s) == keys
+    assert all(v is None or type(v) is float for v in s.values())
+    const = A.summarize(h, GROUPS9, lexical=np.ones((9, 9)), permutations=10)
+    assert const["lexical_r"] is None and const["partial_r"] is None  # NaN → None
+    assert "lexical_r" not in A.summarize(h, GROUPS9, permutations=10)
