@@ -37,7 +37,7 @@ class HeatmapScreen(DataScreen):
 
     def __init__(self, run: dict, kind: str = "transfer") -> None:
         super().__init__()
-        self.run = run
+        self.run_row = run
         self.kind = kind
         self.kinds: list[str] = []
         self.order_by = "phenomenon"
@@ -60,13 +60,15 @@ class HeatmapScreen(DataScreen):
         yield Footer()
 
     def fetch(self, index):
-        kinds = index.kinds(self.run["run_id"])
+        kinds = index.kinds(self.run_row["run_id"])
         if not kinds:
-            raise LookupError(f"run {self.run['run_key']} has no task-space matrices in the index; re-run its probe")
+            raise LookupError(
+                f"run {self.run_row['run_key']} has no task-space matrices in the index; re-run its probe"
+            )
         kind = self.kind if self.kind in kinds else kinds[0]
-        tasks, m = index.matrix(self.run["run_id"], kind)
+        tasks, m = index.matrix(self.run_row["run_id"], kind)
         meta = {t["task"]: t for t in index.tasks()}
-        return kinds, kind, tasks, m, meta, index.analysis(self.run["run_id"])
+        return kinds, kind, tasks, m, meta, index.analysis(self.run_row["run_id"])
 
     def show(self, data) -> None:
         kinds, self.kind, self.tasks, self.matrix, self.meta, stats = data
@@ -87,7 +89,7 @@ class HeatmapScreen(DataScreen):
         sub = self.matrix[np.ix_(order, order)] if order else np.zeros((0, 0))
         hm = self.query_one(Heatmap)
         hm.set_data(sub, [groups[k] for k in order] if self.order_by == "phenomenon" else [])
-        run = self.run
+        run = self.run_row
         self.query_one("#title", Static).update(
             Text.assemble(
                 (f"{run['model']}@{run['revision']}", "bold"),
@@ -156,4 +158,4 @@ class HeatmapScreen(DataScreen):
         from tui.screens.task import TaskScreen
 
         if self.shown:
-            self.app.push_screen(TaskScreen(self.run, self.tasks[self.shown[self.query_one(Heatmap).cursor[0]]]))
+            self.app.push_screen(TaskScreen(self.run_row, self.tasks[self.shown[self.query_one(Heatmap).cursor[0]]]))

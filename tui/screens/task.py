@@ -17,7 +17,7 @@ class TaskScreen(DataScreen):
 
     def __init__(self, run: dict, task: str | None) -> None:
         super().__init__()
-        self.run, self.task = run, task
+        self.run_row, self.task_name = run, task
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -30,24 +30,24 @@ class TaskScreen(DataScreen):
         yield Footer()
 
     def fetch(self, index):
-        tasks, m = index.matrix(self.run["run_id"], "transfer")
+        tasks, m = index.matrix(self.run_row["run_id"], "transfer")
         if not tasks:
-            raise LookupError(f"run {self.run['run_key']} has no transfer matrix in the index")
-        task = self.task if self.task in tasks else tasks[0]
-        acc = {r["task"]: r for r in index.accuracy(self.run["run_id"])}
-        return tasks, m, task, acc, index.examples(self.run["run_id"], task, limit=12)
+            raise LookupError(f"run {self.run_row['run_key']} has no transfer matrix in the index")
+        task = self.task_name if self.task_name in tasks else tasks[0]
+        acc = {r["task"]: r for r in index.accuracy(self.run_row["run_id"])}
+        return tasks, m, task, acc, index.examples(self.run_row["run_id"], task, limit=12)
 
     def show(self, data) -> None:
-        tasks, m, self.task, acc, examples = data
+        tasks, m, self.task_name, acc, examples = data
         self.tasks = tasks
-        i = tasks.index(self.task)
-        a = acc.get(self.task, {})
+        i = tasks.index(self.task_name)
+        a = acc.get(self.task_name, {})
 
         def f(x, fmt="{:.3f}"):
             return "—" if x is None else fmt.format(x)
 
         self.query_one("#task-title", Static).update(
-            f"[b]{self.task}[/b]  ({a.get('phenomenon', '')})   accuracy {f(a.get('acc_before'))} → "
+            f"[b]{self.task_name}[/b]  ({a.get('phenomenon', '')})   accuracy {f(a.get('acc_before'))} → "
             f"{f(a.get('acc_after'))} after tuning on it   mean margin {f(a.get('margin_before'), '{:+.2f}')} → "
             f"{f(a.get('margin_after'), '{:+.2f}')}"
         )
@@ -75,5 +75,5 @@ class TaskScreen(DataScreen):
 
     def action_next_task(self) -> None:
         if getattr(self, "tasks", None):
-            self.task = self.tasks[(self.tasks.index(self.task) + 1) % len(self.tasks)]
+            self.task_name = self.tasks[(self.tasks.index(self.task_name) + 1) % len(self.tasks)]
             self.reload()

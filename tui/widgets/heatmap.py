@@ -38,7 +38,9 @@ DIVERGING = [
     (239, 138, 98),
     (178, 24, 43),
 ]
-EMPTY = Color.from_rgb(40, 40, 40)
+EMPTY = Color.from_rgb(40, 40, 40)  # NaN cells
+SEPARATOR = Color.from_rgb(0, 0, 0)  # gaps between phenomenon blocks
+CURSOR = Color.from_rgb(255, 0, 255)
 
 
 def ramp(stops: list[tuple[int, int, int]], t: float) -> Color:
@@ -133,21 +135,22 @@ class Heatmap(Widget, can_focus=True):
             return Strip.blank(self.size.width)
         top = self._rows[2 * y] if 2 * y < len(self._rows) else -1
         bottom = self._rows[2 * y + 1] if 2 * y + 1 < len(self._rows) else -1
+        if top == -1:
+            return Strip.blank(self.size.width)
         cr, cc = self.cursor
-        segments = []
-        for col in self._cols[: self.size.width]:
-            fg = self._cell(top, col, cr, cc)
-            bg = self._cell(bottom, col, cr, cc)
-            segments.append(Segment("▀", Style(color=fg, bgcolor=bg)))
+        segments = [
+            Segment("▀", Style(color=self._cell(top, col, cr, cc), bgcolor=self._cell(bottom, col, cr, cc)))
+            for col in self._cols[: self.size.width]
+        ]
         return Strip(segments).extend_cell_length(self.size.width)
 
-    def _cell(self, row, col, cr, cc) -> Color | None:
-        if row is None or col is None:
-            return Color.from_rgb(0, 0, 0)  # separator gap
+    def _cell(self, row: int | None, col: int | None, cr: int, cc: int) -> Color | None:
         if row == -1:
             return None  # below the matrix: terminal background
+        if row is None or col is None:
+            return SEPARATOR
         if row == cr and col == cc:
-            return Color.from_rgb(255, 0, 255)  # the cursor cell
+            return CURSOR
         return self.scale.color(self.matrix[row, col])
 
     def action_move(self, dr: int, dc: int) -> None:
