@@ -330,7 +330,7 @@ class Index:
                avg(CASE WHEN s.stage = 'eval1' THEN s.margin END) AS margin_before,
                avg(CASE WHEN s.stage = 'eval2' AND s.tuned_task_id = s.task_id THEN s.margin END) AS margin_after
         FROM scores s JOIN tasks t ON t.task_id = s.task_id WHERE s.run_id = ?
-        GROUP BY ALL ORDER BY t.task_id"""
+        GROUP BY t.task_id, t.task, t.phenomenon ORDER BY t.task_id"""
         cur = self.con.execute(q, [run_id])
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, row)) for row in cur.fetchall()]

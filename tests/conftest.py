@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -21,6 +25,11 @@ TINY_TASKS = [
     "adjunct_island",
     "wh_vs_that_no_gap",
 ]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINE_TASKS = ["regular_plural_subject_verb_agreement_1", "anaphor_gender_agreement", "anaphor_number_agreement"]
+PIPELINE_N_EVAL = 20
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +57,52 @@ def tiny_lm(tiny_dir):
     from taskspace.models import load_model
 
     return load_model(str(tiny_dir), revision="step300")
+
+
+def pipeline_params(blimp) -> dict:
+    return {
+        "data": {
+            "source": str(blimp),
+            "tasks": PIPELINE_TASKS,
+            "phenomena": [],
+            "fields": [],
+            "n_train": 16,
+            "n_eval": PIPELINE_N_EVAL,
+            "seed": 0,
+        },
+        "tiny_models": {"tiny": {"steps": 60, "save_every": 30, "seed": 0}},
+        "models": {"tiny": {"spec": "data/prepare/models/tiny", "scale": "0.4M", "revisions": ["step30", "step60"]}},
+        "ftgd": {"objective": "differential", "sparsity": 0.01, "lr": 0.001, "steps": 4, "batch_size": 8, "seed": 0},
+        "probing": {"metric": "margin", "grad_projection": 0, "eval_batch_size": 64},
+        "analysis": {"grouping": "phenomenon", "permutations": 200, "seed": 0},
+    }
+
+
+def sh(repo: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    res = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+    return res
+
+
+@pytest.fixture(scope="session")
+def pipeline_repo(tmp_path_factory, blimp) -> Path:
+    """A real DVC project (temp git repo) run end to end with `dvc repro` on the tiny model; its baseline index
+    is also copied to `<repo>/../baseline.duckdb`, which later tests that change the repo never touch."""
+    repo = tmp_path_factory.mktemp("pipeline")
+    shutil.copy(ROOT / "dvc.yaml", repo)
+    (repo / "params.yaml").write_text(yaml.safe_dump(pipeline_params(blimp)))
+    (repo / ".gitignore").write_text("/data/index/\n")
+    sh(repo, "git", "init", "-q")
+    sh(repo, "git", "config", "user.email", "t@example.com")
+    sh(repo, "git", "config", "user.name", "t")
+    sh(repo, "dvc", "init", "-q")
+    shutil.copytree(ROOT / ".dvc" / "plots", repo / ".dvc" / "plots")
+    sh(repo, "dvc", "remote", "add", "-d", "local", str(tmp_path_factory.mktemp("remote")))
+    res = sh(repo, "dvc", "repro")
+    assert "Running stage 'index'" in res.stdout
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "baseline")
+    shutil.copy(repo / "data" / "index" / "taskspace.duckdb", repo.parent / "baseline.duckdb")
+    return repo

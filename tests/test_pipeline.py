@@ -12,56 +12,14 @@ from pathlib import Path
 import duckdb
 import pytest
 import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-TASKS = ["regular_plural_subject_verb_agreement_1", "anaphor_gender_agreement", "anaphor_number_agreement"]
-N_EVAL = 20
-
-
-def params(blimp) -> dict:
-    return {
-        "data": {
-            "source": str(blimp),
-            "tasks": TASKS,
-            "phenomena": [],
-            "fields": [],
-            "n_train": 16,
-            "n_eval": N_EVAL,
-            "seed": 0,
-        },
-        "tiny_models": {"tiny": {"steps": 60, "save_every": 30, "seed": 0}},
-        "models": {"tiny": {"spec": "data/prepare/models/tiny", "scale": "0.4M", "revisions": ["step30", "step60"]}},
-        "ftgd": {"objective": "differential", "sparsity": 0.01, "lr": 0.001, "steps": 4, "batch_size": 8, "seed": 0},
-        "probing": {"metric": "margin", "grad_projection": 0, "eval_batch_size": 64},
-        "analysis": {"grouping": "phenomenon", "permutations": 200, "seed": 0},
-    }
-
-
-def sh(repo: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-    res = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
-    if check and res.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
-    return res
+from conftest import PIPELINE_N_EVAL as N_EVAL
+from conftest import PIPELINE_TASKS as TASKS
+from conftest import sh
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, blimp) -> Path:
-    repo = tmp_path_factory.mktemp("pipeline")
-    shutil.copy(ROOT / "dvc.yaml", repo)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params(blimp)))
-    (repo / ".gitignore").write_text("/data/index/\n")
-    sh(repo, "git", "init", "-q")
-    sh(repo, "git", "config", "user.email", "t@example.com")
-    sh(repo, "git", "config", "user.name", "t")
-    sh(repo, "dvc", "init", "-q")
-    shutil.copytree(ROOT / ".dvc" / "plots", repo / ".dvc" / "plots")
-    sh(repo, "dvc", "remote", "add", "-d", "local", str(tmp_path_factory.mktemp("remote")))
-    res = sh(repo, "dvc", "repro")
-    assert "Running stage 'index'" in res.stdout
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", "baseline")
-    return repo
+def repo(pipeline_repo):
+    return pipeline_repo
 
 
 def counts(db: Path) -> dict:

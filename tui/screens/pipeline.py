@@ -128,30 +128,33 @@ class PipelineScreen(Screen):
     async def stream(self, args: list[str]) -> None:
         log = self.query_one("#log", RichLog)
         cmd = dvc_command() + args
-        log.write(f"$ {' '.join(cmd[1:] if len(cmd) > 1 else cmd)}".replace(str(Path(cmd[0]).parent) + "/", ""))
-        self._running(True, " ".join(["dvc", *args]))
+        log.write("$ dvc " + " ".join(args))
+        self._show_running(True, " ".join(["dvc", *args]))
         env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-        self.proc = await asyncio.create_subprocess_exec(
-            *cmd,
-            cwd=self.app.project,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
         try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *cmd,
+                cwd=self.app.project,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
             async for raw in self.proc.stdout:
                 log.write(raw.decode(errors="replace").rstrip("\n").split("\r")[-1])
             self.last_rc = await self.proc.wait()
+        except Exception as e:  # shown in the log, never a traceback on screen
+            log.write(f"[error: {type(e).__name__}: {e}]")
+            self.last_rc = -1
         finally:
             self.proc = None
-            self._running(False, f"finished with exit code {self.last_rc}")
+            self._show_running(False, f"finished with exit code {self.last_rc}")
         log.write(f"[exit {self.last_rc}]")
         self.load_status()
         if self.last_rc == 0:
             self.app.index_changed()
 
-    def _running(self, on: bool, text: str) -> None:
+    def _show_running(self, on: bool, text: str) -> None:
         self.query_one("#running").display = on
         self.query_one("#cancel", Button).disabled = not on
         self.query_one("#run-state", Static).update(("running: " if on else "") + text)

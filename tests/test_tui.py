@@ -1,0 +1,173 @@
+"""The TUI driven by Textual's Pilot over a real index built by the tiny-model pipeline (conftest)."""
+
+import shutil
+import subprocess
+import sys
+
+import duckdb
+import numpy as np
+import pytest
+
+from taskspace.index import Index
+from tui.app import TaskspaceApp
+from tui.screens.compare import CompareScreen
+from tui.screens.heatmap import HeatmapScreen
+from tui.screens.help import HelpScreen, TooSmallScreen
+from tui.screens.pipeline import PipelineScreen
+from tui.screens.runs import RunsScreen
+from tui.screens.task import TaskScreen
+from tui.widgets.heatmap import Heatmap
+
+
+@pytest.fixture(scope="module")
+def index_db(pipeline_repo):
+    return pipeline_repo.parent / "baseline.duckdb"
+
+
+async def settle(app, pilot):
+    await pilot.pause()
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def test_runs_heatmap_cursor_shows_the_duckdb_value(index_db):
+    app = TaskspaceApp(db=index_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        assert isinstance(app.screen, RunsScreen) and len(app.screen.rows) == 2
+        await pilot.press("enter")
+        await settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, HeatmapScreen) and screen.kind == "transfer"
+        await pilot.press("right", "right", "down")
+        await pilot.pause()
+        row, col = screen.query_one(Heatmap).cursor
+        assert (row, col) == (1, 2)
+        a, b, shown = screen.cell(row, col)
+        con = duckdb.connect(str(index_db), read_only=True)
+        want = con.execute(
+            """SELECT s.value FROM similarities s JOIN tasks ta ON ta.task_id = s.task_a
+               JOIN tasks tb ON tb.task_id = s.task_b WHERE s.run_id = ? AND s.kind = 'transfer'
+               AND ta.task = ? AND tb.task = ?""",
+            [screen.run_row["run_id"], a, b],
+        ).fetchone()[0]
+        con.close()
+        assert shown == pytest.approx(want)
+        assert f"{want:+.4f}" in str(screen.query_one("#cell").render())
+        await pilot.press("k")  # next kind
+        await settle(app, pilot)
+        assert screen.kind == "transfer_norm"
+        await pilot.press("o")  # cluster order
+        assert screen.order_by == "cluster"
+        await pilot.press("z")  # zoom to one phenomenon block
+        assert screen.zoom and len(screen.shown) < len(screen.tasks)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, TaskScreen)
+        assert app.screen.query_one("#examples").row_count > 0
+        assert app.screen.query_one("#from").row_count == len(screen.tasks) - 1
+
+
+async def test_compare_shows_correlation_of_the_two_runs(index_db):
+    from taskspace import analysis
+
+    app = TaskspaceApp(db=index_db)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("space", "down", "space", "c")
+        await settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
+        idx = Index(index_db)
+        _, ma = idx.matrix(screen.a["run_id"], "transfer")
+        _, mb = idx.matrix(screen.b["run_id"], "transfer")
+        idx.close()
+        want = analysis.compare_spaces(ma, mb, [str(i) for i in range(len(ma))], permutations=1000, seed=0)
+        assert screen.result.r == pytest.approx(want.r)
+        assert f"{want.r:+.3f}" in str(screen.query_one("#compare-stats").render())
+        # two checkpoints of one model: the stability curve is drawn
+        assert "stability" in str(screen.query_one("#stability").render())
+
+
+async def test_pipeline_screen_runs_dvc_repro_to_the_end(pipeline_repo, index_db):
+    app = TaskspaceApp(db=index_db, project=pipeline_repo)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("p")
+        await settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, PipelineScreen)
+        assert screen.query_one("#stages").row_count >= 5
+        await pilot.press("ctrl+r")
+        for _ in range(600):  # the dvc subprocess streams in an async worker; the UI stays live meanwhile
+            if screen.last_rc is not None:
+                break
+            await pilot.pause(0.1)
+        await settle(app, pilot)
+        assert screen.last_rc == 0
+        log = "\n".join(line.text for line in screen.query_one("#log").lines)
+        assert "dvc repro" in log and "[exit 0]" in log
+
+
+async def test_empty_locked_and_small_states(tmp_path, index_db):
+    app = TaskspaceApp(db=tmp_path / "missing.duckdb")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        msg = str(app.screen.query_one("#message").render())
+        assert "no index at" in msg and "taskspace index" in msg
+    locked = tmp_path / "locked.duckdb"
+    shutil.copy(index_db, locked)
+    # another process writes the file (DuckDB: one writer, and then no readers)
+    code = f"import duckdb, time; c = duckdb.connect({str(locked)!r}); print('ok', flush=True); time.sleep(120)"
+    writer = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "ok"
+        app = TaskspaceApp(db=locked)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(app, pilot)
+            assert "locked by a writer" in str(app.screen.query_one("#message").render())
+    finally:
+        writer.kill()
+        writer.wait()
+    app = TaskspaceApp(db=index_db)
+    async with app.run_test(size=(40, 10)) as pilot:
+        await settle(app, pilot)
+        assert isinstance(app.screen, TooSmallScreen)
+        await pilot.resize_terminal(100, 30)
+        await settle(app, pilot)
+        assert not isinstance(app.screen, TooSmallScreen)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+
+
+async def test_run_without_matrices_says_so(tmp_path, index_db):
+    db = tmp_path / "nomat.duckdb"
+    shutil.copy(index_db, db)
+    con = duckdb.connect(str(db))
+    con.execute("DELETE FROM similarities WHERE run_id = (SELECT min(run_id) FROM runs)")
+    con.close()
+    app = TaskspaceApp(db=db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert "has no task-space matrices" in str(app.screen.query_one("#message").render())
+
+
+def test_command_palette_lists_every_screen(index_db):
+    app = TaskspaceApp(db=index_db)
+    names = {c.title for c in app.get_system_commands(RunsScreen())}
+    assert {"view: runs", "view: pipeline", "view: help", "runs: compare"} <= names
+    assert np.isfinite(len(names))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+@pytest.mark.parametrize("keys", [(), ("enter",), ("space", "down", "space", "c")], ids=["runs", "heatmap", "compare"])
+def test_snapshots(snap_compare, index_db, size, keys):
+    async def run_before(pilot):
+        await settle(pilot.app, pilot)
+        for k in keys:
+            await pilot.press(k)
+        await settle(pilot.app, pilot)
+
+    assert snap_compare(TaskspaceApp(db=index_db), terminal_size=size, run_before=run_before)
