@@ -279,7 +279,15 @@ def ftgd(
     base_loss = lm_loss(lm, other)
     report = {"task": task, "model": lm.meta(), "before": {**base_acc, "lm_loss_other": base_loss}, "variants": {}}
     table = Table(title=f"{task}: own-task gain vs LM loss on other tasks' grammatical sentences")
-    for col in ("tuning", "steps", "changed", "acc before→after", "margin before→after", "LM loss before→after"):
+    for col in (
+        "tuning",
+        "steps",
+        "s/step",
+        "changed",
+        "acc before→after",
+        "margin before→after",
+        "LM loss before→after",
+    ):
         table.add_column(col, justify="right")
     for label, vcfg in variants:
         with progress_bar() as bar:
@@ -300,6 +308,7 @@ def ftgd(
         table.add_row(
             label,
             str(len(res.history)),
+            f"{sum(h['seconds'] for h in res.history) / max(len(res.history), 1):.2f}",
             f"{res.delta.n_changed:,}",
             f"{base_acc['accuracy']:.3f}→{acc['accuracy']:.3f}",
             f"{base_acc['mean_margin']:+.2f}→{acc['mean_margin']:+.2f}",

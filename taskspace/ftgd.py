@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -247,6 +248,7 @@ def finetune(
     solved = 0
     try:
         for step in range(1, cfg.steps + 1):
+            t0 = time.perf_counter()
             idx = torch.randint(len(pairs), (min(cfg.batch_size, len(pairs)),), generator=gen).tolist()
             good, bad = pair_logprobs(lm, pairs, idx)
             loss = ftgd_loss(good, bad, cfg.objective, cfg.margin)
@@ -266,7 +268,9 @@ def finetune(
                     flat[i] = (w - cfg.lr * upd).to(flat.dtype)
                     p.grad = None
             acc = float(((good - bad) > 0).float().mean())
-            history.append({"step": step, "loss": float(loss.detach()), "train_acc": acc})
+            history.append(
+                {"step": step, "loss": float(loss.detach()), "train_acc": acc, "seconds": time.perf_counter() - t0}
+            )
             if progress:
                 progress(1)
             solved = solved + 1 if acc == 1.0 else 0
