@@ -83,16 +83,29 @@ def _csv(s: str) -> list[str]:
     return [x.strip() for x in s.split(",") if x.strip()]
 
 
-def load_tasks(blimp, tasks, phenomena, fields) -> tuple[str, list[str]]:
-    source = blimp or data.default_source()
-    return source, data.select_tasks(source, _csv(tasks), _csv(phenomena), _csv(fields))
+def load_tasks(kw: dict) -> tuple[str, list[str]]:
+    """Consume the data options: (source, selected task names)."""
+    source = kw.pop("blimp") or data.default_source()
+    names = data.select_tasks(source, _csv(kw.pop("tasks")), _csv(kw.pop("phenomena")), _csv(kw.pop("fields")))
+    return source, names
 
 
-def load_lm(model_spec, revision, prefix, device, dtype):
+def load_split(kw: dict):
+    """Consume the data options and n_train/n_eval: (source, names, (train, eval))."""
+    source, names = load_tasks(kw)
+    pairs = data.load_blimp(source, names)
+    return source, names, data.split_pairs(pairs, kw.pop("n_train"), kw.pop("n_eval"), kw.pop("seed"))
+
+
+def load_lm(kw: dict):
+    """Consume the model options and load the model (with a spinner: GGUF conversion can take ~20 s)."""
     from taskspace.models import load_model
 
-    with console.status(f"loading {model_spec}{f'@{revision}' if revision else ''}"):
-        return load_model(model_spec, revision=revision, device=device, dtype=dtype, prefix=prefix)
+    spec, revision = kw.pop("model_spec"), kw.pop("revision")
+    with console.status(f"loading {spec}{f'@{revision}' if revision else ''}"):
+        return load_model(
+            spec, revision=revision, device=kw.pop("device"), dtype=kw.pop("dtype"), prefix=kw.pop("prefix")
+        )
 
 
 def accuracy_table(rows: list[dict], title: str) -> Table:
@@ -118,26 +131,22 @@ def main() -> None:
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="write per-pair margins (Parquet)")
 @friendly_errors
-def score(
-    model_spec, revision, prefix, device, dtype, blimp, tasks, phenomena, fields, seed, n_eval, n_train, batch_size, out
-):
+def score(batch_size, out, **kw):
     """Score minimal pairs: per-task accuracy (good > bad) and per-pair margins."""
     import time
 
     from taskspace.io import write_parquet
     from taskspace.scoring import score_pairs, task_accuracy
 
-    source, names = load_tasks(blimp, tasks, phenomena, fields)
-    pairs = data.load_blimp(source, names)
-    _, pairs = data.split_pairs(pairs, n_train, n_eval, seed)
-    lm = load_lm(model_spec, revision, prefix, device, dtype)
+    source, _, (_, pairs) = load_split(kw)
+    lm = load_lm(kw)
     t0 = time.perf_counter()
     with progress_bar() as bar:
         job = bar.add_task("scoring sentences", total=2 * pairs.num_rows)
         scores = score_pairs(lm, pairs, batch_size, lambda k: bar.advance(job, k))
     secs = time.perf_counter() - t0
     rows = task_accuracy(scores)
-    out_console.print(accuracy_table(rows, f"{lm.name}{f'@{revision}' if revision else ''} (prefix {lm.prefix})"))
+    out_console.print(accuracy_table(rows, f"{lm.name}{f'@{lm.revision}' if lm.revision else ''} (prefix {lm.prefix})"))
     console.print(f"{2 * pairs.num_rows} sentences in {secs:.1f} s ({2 * pairs.num_rows / secs:.1f} sentences/s)")
     if out:
         meta = {k: str(v) for k, v in lm.meta().items()}
@@ -153,13 +162,13 @@ def score(
 @click.option("--n-train", default=500, show_default=True, help="train pairs per task (their good sentences)")
 @click.option("--n-eval", default=200, show_default=True, help="eval pairs per task, never trained on")
 @friendly_errors
-def make_tiny(blimp, tasks, phenomena, fields, seed, out, steps, save_every, n_train, n_eval):
+def make_tiny(out, steps, save_every, **kw):
     """Build the tiny GPT-NeoX with a checkpoint series (OUT/step0 …), the offline stand-in for Pythia."""
     from taskspace import tiny
 
-    source, names = load_tasks(blimp, tasks, phenomena, fields)
+    seed = kw["seed"]
+    source, _, (train, _) = load_split(kw)
     vocab_pairs = data.load_blimp(source, data.select_tasks(source))
-    train, _ = data.split_pairs(data.load_blimp(source, names), n_train, n_eval, seed)
     vocab, sentences = tiny.sentences_for_tiny(vocab_pairs, train)
     with progress_bar() as bar:
         job = bar.add_task("training tiny LM", total=steps)
@@ -224,11 +233,6 @@ def matrix_table(tasks: list[str], m, title: str) -> Table:
     return t
 
 
-def load_split(blimp, tasks, phenomena, fields, seed, n_train, n_eval):
-    source, names = load_tasks(blimp, tasks, phenomena, fields)
-    return names, data.split_pairs(data.load_blimp(source, names), n_train, n_eval, seed)
-
-
 @main.command()
 @model_options
 @data_options
@@ -236,23 +240,7 @@ def load_split(blimp, tasks, phenomena, fields, seed, n_train, n_eval):
 @click.option("--compare/--no-compare", default=False, help="also dense differential and plain LM tuning")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="folder for delta + report")
 @friendly_errors
-def ftgd(
-    model_spec,
-    revision,
-    prefix,
-    device,
-    dtype,
-    blimp,
-    tasks,
-    phenomena,
-    fields,
-    seed,
-    n_train,
-    n_eval,
-    compare,
-    out,
-    **kw,
-):
+def ftgd(compare, out, **kw):
     """Fine-tune on one task with FTGD; report own-task gain and the LM-loss change on other tasks."""
     import dataclasses
 
@@ -261,9 +249,9 @@ def ftgd(
     from taskspace.scoring import score_pairs, task_accuracy
 
     cfg = make_ftgd_config(kw)
-    names, (train, ev) = load_split(blimp, tasks, phenomena, fields, seed, n_train, n_eval)
+    _, names, (train, ev) = load_split(kw)
     task = names[0]
-    lm = load_lm(model_spec, revision, prefix, device, dtype)
+    lm = load_lm(kw)
     rows = train.filter(train["task"].to_numpy(zero_copy_only=False) == task)
     pairs = EncodedPairs.of(lm, rows["good"].to_pylist(), rows["bad"].to_pylist())
     own = ev.filter(ev["task"].to_numpy(zero_copy_only=False) == task)
@@ -351,26 +339,7 @@ def probe_options(fn):
 @probe_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @friendly_errors
-def probe(
-    model_spec,
-    revision,
-    prefix,
-    device,
-    dtype,
-    blimp,
-    tasks,
-    phenomena,
-    fields,
-    seed,
-    n_train,
-    n_eval,
-    metric,
-    grad_params,
-    grad_projection,
-    eval_batch_size,
-    out,
-    **kw,
-):
+def probe(metric, grad_params, grad_projection, eval_batch_size, out, **kw):
     """Task spaces: eval1, FTGD per task, eval2 → transfer, gradient-similarity and parameter-sharing matrices."""
     from taskspace.probing import ProbeConfig
     from taskspace.probing import probe as run_probe
@@ -379,8 +348,8 @@ def probe(
     pcfg = ProbeConfig(
         metric=metric, grad_params=grad_params, grad_projection=grad_projection, eval_batch_size=eval_batch_size
     )
-    names, (train, ev) = load_split(blimp, tasks, phenomena, fields, seed, n_train, n_eval)
-    lm = load_lm(model_spec, revision, prefix, device, dtype)
+    _, names, (train, ev) = load_split(kw)
+    lm = load_lm(kw)
     with progress_bar() as bar:
         job = bar.add_task("probing", total=len(names) + 1)
         res = run_probe(lm, train, ev, out, cfg, pcfg, progress=lambda stage, i, n: bar.advance(job, 1))
