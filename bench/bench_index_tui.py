@@ -19,8 +19,7 @@ import numpy as np
 
 from taskspace.blimp_meta import PARADIGMS
 from taskspace.index import SCHEMA, Index, _insert, similarity_rows
-
-KINDS = ("transfer", "transfer_norm", "transfer_margin", "gradient", "sharing")
+from taskspace.probing import KINDS
 
 
 def synthetic_index(path: Path, runs: int, seed: int = 0) -> float:

@@ -34,3 +34,24 @@ def write_parquet(table: pa.Table, path: str | Path) -> Path:
 
 def write_json(obj, path: str | Path) -> Path:
     return atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
+
+
+def _numpy_writer(save, *args, **kwargs):
+    # np.save/np.savez append a suffix to a path, so write through an open file instead
+    def write(p: Path) -> None:
+        with open(p, "wb") as fh:
+            save(fh, *args, **kwargs)
+
+    return write
+
+
+def write_npy(path: str | Path, arr) -> Path:
+    import numpy as np
+
+    return atomic_write(path, _numpy_writer(np.save, arr))
+
+
+def write_npz(path: str | Path, **arrays) -> Path:
+    import numpy as np
+
+    return atomic_write(path, _numpy_writer(np.savez, **arrays))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import pyarrow.parquet as pq
 import torch
 
 from taskspace.ftgd import Delta, EncodedPairs, FTGDConfig, finetune, gradient_differential, param_group
-from taskspace.io import write_json, write_parquet
+from taskspace.io import write_json, write_npy, write_npz, write_parquet
 from taskspace.models import LM
 from taskspace.scoring import encode, score_pairs
 
@@ -176,7 +175,7 @@ def run_ftgd(
             result.delta.meta["task"] = task
             tdir.mkdir(parents=True, exist_ok=True)
             result.delta.save(tdir / "delta.safetensors")
-            _save_npy(tdir / "grad.npy", gvec)
+            write_npy(tdir / "grad.npy", gvec.astype(np.float32))
             info = {
                 "task": task,
                 "config": h,
@@ -279,24 +278,10 @@ def probe(
     return run_eval2(lm, evalset, eval1, out, out, ftgd_cfg, cfg, progress=progress)
 
 
-def _save_npy(path: Path, arr: np.ndarray) -> None:
-    from taskspace.io import atomic_write
-
-    atomic_write(path, lambda p: np.save(open(p, "wb"), arr.astype(np.float32)))
-
-
 def save_matrices(path: Path, tasks: Sequence[str], mats: dict[str, np.ndarray]) -> None:
-    from taskspace.io import atomic_write
-
-    atomic_write(path, lambda p: np.savez(open(p, "wb"), tasks=np.array(tasks), **mats))
+    write_npz(path, tasks=np.array(tasks), **mats)
 
 
 def load_matrices(path: str | Path) -> tuple[list[str], dict[str, np.ndarray]]:
     with np.load(path, allow_pickle=False) as z:
         return [str(t) for t in z["tasks"]], {k: z[k] for k in z.files if k != "tasks"}
-
-
-def sharing_vs_chance(sharing: np.ndarray, sparsity: float) -> np.ndarray:
-    """Jaccard relative to two random masks of the same sparsity (1 = chance level)."""
-    chance = 1.0 if sparsity >= 1 else sparsity**2 / (2 * sparsity - sparsity**2)
-    return sharing / chance if not math.isclose(chance, 0) else sharing
