@@ -13,7 +13,7 @@ start=$(date +%s)
 dvc exp run -n "offline-$(date +%Y%m%d-%H%M%S)" -S profile=offline "$@"
 echo "pipeline finished in $(( $(date +%s) - start )) s"
 taskspace index
-dvc exp show --no-pager --only-changed --drop 'Created|State|Executor' || true
+dvc metrics show --md || true
 echo
 echo "Explore the results:  .venv/bin/taskspace tui        (keys: ? for help)"
 echo "Store the outputs:    .venv/bin/dvc push             (default remote: ./dvc-remote)"

@@ -101,6 +101,7 @@ class HeatmapScreen(DataScreen):
                 ("  zoom: ", "dim"),
                 self.zoom or "all",
                 f"\n{len(order)} of {len(self.tasks)} tasks",
+                ("" if hm.fits else "\ndoes not fit: z zooms to the cursor's phenomenon", "yellow"),
             )
         )
         self.query_one("#legend", Static).update(Text.assemble(*[(s.text, s.style) for s in legend(hm.scale)]))

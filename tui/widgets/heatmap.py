@@ -130,6 +130,11 @@ class Heatmap(Widget, can_focus=True):
     def on_resize(self) -> None:
         self._layout()
 
+    @property
+    def fits(self) -> bool:
+        """Whether every cell is on screen (else the screen suggests zooming to a phenomenon)."""
+        return len(self._cols) <= self.size.width and len(self._rows) <= 2 * self.size.height
+
     def render_line(self, y: int) -> Strip:
         if not len(self.matrix):
             return Strip.blank(self.size.width)
