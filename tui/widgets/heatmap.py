@@ -117,8 +117,8 @@ class Heatmap(Widget, can_focus=True):
         t = len(self.matrix)
         width = max(self.size.width, 1)
         seps = [k for k in range(1, t) if self.groups and self.groups[k] != self.groups[k - 1]]
-        cw = max(1, min(4, (width - len(seps)) // max(t, 1)))
-        ch = max(1, min(4, (2 * max(self.size.height, 1) - len(seps)) // max(t, 1)))
+        cw = max(1, min(8, (width - len(seps)) // max(t, 1)))
+        ch = max(1, min(6, (2 * max(self.size.height, 1) - len(seps)) // max(t, 1)))
         self._cols, self._rows = [], []
         for k in range(t):
             if k in seps:
@@ -178,7 +178,7 @@ class Heatmap(Widget, can_focus=True):
         return max(1, (len(self._rows) + 1) // 2)
 
 
-def legend(scale: Scale, width: int = 24) -> list[Segment]:
+def legend(scale: Scale, width: int = 14) -> list[Segment]:
     """A colour bar with its end values, for the side panel."""
     bar = [
         Segment("█", Style(color=scale.color(scale.lo + (scale.hi - scale.lo) * k / (width - 1)))) for k in range(width)
