@@ -128,7 +128,7 @@ def main() -> None:
 @data_options
 @click.option("--n", "n_eval", default=100, show_default=True, help="pairs per task (seeded eval split)")
 @click.option("--n-train", default=0, show_default=True, help="pairs held out first as the train split")
-@click.option("--batch-size", default=32, show_default=True)
+@click.option("--batch-size", default=64, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="write per-pair margins (Parquet)")
 @friendly_errors
 def score(batch_size, out, **kw):
