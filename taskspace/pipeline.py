@@ -50,10 +50,12 @@ def _config(cls, section: dict, name: str):
     return cls(**section)
 
 
-def ftgd_config(p: dict):
+def ftgd_config(p: dict, model: str | None = None):
+    """The `ftgd` section, with a model's own `ftgd` overrides on top (scales differ in a sensible lr)."""
     from taskspace.ftgd import FTGDConfig
 
-    return _config(FTGDConfig, p["ftgd"], "ftgd")
+    section = {**p["ftgd"], **((p["models"].get(model) or {}).get("ftgd") or {} if model else {})}
+    return _config(FTGDConfig, section, f"models.{model}.ftgd" if model else "ftgd")
 
 
 def probe_config(p: dict):
@@ -83,7 +85,7 @@ def source(p: dict) -> str:
 
 def params_hash(p: dict, model: str) -> str:
     """What determines a run's results: its model entry and the data/ftgd/probing settings."""
-    keyed = {"model": p["models"][model], **{k: p[k] for k in ("data", "ftgd", "probing")}}
+    keyed = {"model": p["models"][model], **{k: p[k] for k in ("data", "ftgd", "probing")}}  # entry has overrides
     return hashlib.sha1(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -174,7 +176,7 @@ def stage_ftgd(p: dict, model: str, say: Say = print) -> None:
             lm,
             train,
             DATA / "ftgd" / model / rev,
-            ftgd_config(p),
+            ftgd_config(p, model),
             probe_config(p),
             progress=lambda stage, i, n, rev=rev: say(f"{model}@{rev}: ftgd {i}/{n}"),
         )
@@ -194,7 +196,7 @@ def stage_probe(p: dict, model: str, say: Say = print) -> None:
             eval1,
             DATA / "ftgd" / model / rev,
             out,
-            ftgd_config(p),
+            ftgd_config(p, model),
             probe_config(p),
             progress=lambda stage, i, n, rev=rev: say(f"{model}@{rev}: eval2 {i}/{n}"),
         )
@@ -238,7 +240,6 @@ def stage_analyze(p: dict, out: Path = DATA / "analyze", say: Say = print) -> di
     for table in (train, ev):
         for t, g, b in zip(*(table.column(c).to_pylist() for c in ("task", "good", "bad"))):
             words.setdefault(t, set()).update(A.sentence_words([g, b]))
-    sparsity = float(p["ftgd"].get("sparsity", 0.01))
     result: dict = {"runs": {}, "comparisons": [], "stability": {}, "settings": dict(cfg)}
     metrics: dict = {}
     series: dict[str, list[tuple[str, str, list[str], dict]]] = {}
@@ -251,6 +252,7 @@ def stage_analyze(p: dict, out: Path = DATA / "analyze", say: Say = print) -> di
             run = json.loads((d / "run.json").read_text())
             key = f"{run['run_id']}#{run['params_hash']}"
             tasks, mats = load_matrices(d / "matrices.npz")
+            sparsity = ftgd_config(p, model).sparsity
             kinds = analyze_run(tasks, mats, _groups(p, tasks, meta), words, sparsity, perms, seed, sym)
             result["runs"][key] = kinds
             metrics[f"{model}@{rev}"] = {
