@@ -272,9 +272,9 @@ def ftgd(compare, out, **kw):
         "steps",
         "s/step",
         "changed",
-        "acc before→after",
-        "margin before→after",
-        "LM loss before→after",
+        "accuracy",
+        "margin",
+        "LM loss (others)",
     ):
         table.add_column(col, justify="right")
     for label, vcfg in variants:
@@ -297,10 +297,10 @@ def ftgd(compare, out, **kw):
             label,
             str(len(res.history)),
             f"{sum(h['seconds'] for h in res.history) / max(len(res.history), 1):.2f}",
-            f"{res.delta.n_changed:,}",
-            f"{base_acc['accuracy']:.3f}→{acc['accuracy']:.3f}",
-            f"{base_acc['mean_margin']:+.2f}→{acc['mean_margin']:+.2f}",
-            f"{base_loss:.3f}→{loss:.3f}",
+            _count(res.delta.n_changed),
+            f"{base_acc['accuracy']:.2f}→{acc['accuracy']:.2f}",
+            f"{base_acc['mean_margin']:+.1f}→{acc['mean_margin']:+.1f}",
+            f"{base_loss:.2f}→{loss:.2f}",
         )
         if out and label == "ftgd":
             res.delta.meta["task"] = task
@@ -483,6 +483,10 @@ def analyze(probes, blimp, grouping, permutations, seed, both_directions, out):
     if out:
         write_json(result, Path(out) / "analysis.json")
         console.print(f"wrote {out}/analysis.json")
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n:,}"
 
 
 def _f(x, signed: bool = True) -> str:
