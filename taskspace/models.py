@@ -90,6 +90,10 @@ def pick_device(device: str | None = None) -> torch.device:
 
 
 def pick_dtype(device: torch.device, dtype: str | None = None) -> torch.dtype:
+    if device.type == "cuda":
+        # fp32 work that remains (log-softmax, optimiser maths) may use TF32 tensor cores
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     if dtype:
         return getattr(torch, dtype)
     return torch.bfloat16 if device.type == "cuda" else torch.float32
