@@ -45,38 +45,41 @@ def friendly_errors(fn):
     return wrapper
 
 
+def option_group(*opts):
+    """One decorator applying several click options in the order listed."""
+
+    def apply(fn):
+        for opt in reversed(opts):
+            fn = opt(fn)
+        return fn
+
+    return apply
+
+
 def model_options(fn):
-    for opt in reversed(
-        [
-            click.option(
-                "--model",
-                "model_spec",
-                default="smollm2",
-                show_default=True,
-                help="hub id, local folder, GGUF file, or 'smollm2' (offline, bundled)",
-            ),
-            click.option("--revision", default=None, help="hub revision (Pythia: stepN) or local sub-folder"),
-            click.option("--prefix", default=None, help="prefix token (default: <|endoftext|>, else BOS)"),
-            click.option("--device", default=None, help="cuda / cpu (default: cuda if available)"),
-            click.option("--dtype", default=None, help="float32 / bfloat16 (default: bf16 on GPU, fp32 on CPU)"),
-        ]
-    ):
-        fn = opt(fn)
-    return fn
+    return option_group(
+        click.option(
+            "--model",
+            "model_spec",
+            default="smollm2",
+            show_default=True,
+            help="hub id, local folder, GGUF file, or 'smollm2' (offline, bundled)",
+        ),
+        click.option("--revision", default=None, help="hub revision (Pythia: stepN) or local sub-folder"),
+        click.option("--prefix", default=None, help="prefix token (default: <|endoftext|>, else BOS)"),
+        click.option("--device", default=None, help="cuda / cpu (default: cuda if available)"),
+        click.option("--dtype", default=None, help="float32 / bfloat16 (default: bf16 on GPU, fp32 on CPU)"),
+    )(fn)
 
 
 def data_options(fn):
-    for opt in reversed(
-        [
-            click.option("--blimp", default=None, help="BLiMP JSONL folder, or 'hub' [default: shared folder]"),
-            click.option("--tasks", default="", help="comma-separated paradigms"),
-            click.option("--phenomena", default="", help="comma-separated phenomena (linguistics_term)"),
-            click.option("--fields", default="", help="comma-separated fields"),
-            click.option("--seed", default=0, show_default=True, help="split seed"),
-        ]
-    ):
-        fn = opt(fn)
-    return fn
+    return option_group(
+        click.option("--blimp", default=None, help="BLiMP JSONL folder, or 'hub' [default: shared folder]"),
+        click.option("--tasks", default="", help="comma-separated paradigms"),
+        click.option("--phenomena", default="", help="comma-separated phenomena (linguistics_term)"),
+        click.option("--fields", default="", help="comma-separated fields"),
+        click.option("--seed", default=0, show_default=True, help="split seed"),
+    )(fn)
 
 
 def _csv(s: str) -> list[str]:
@@ -182,29 +185,25 @@ def ftgd_options(fn):
     from taskspace.ftgd import FTGDConfig
 
     d = FTGDConfig()
-    for opt in reversed(
-        [
-            click.option("--objective", default=d.objective, show_default=True, help="differential / margin / lm"),
-            click.option("--margin", default=d.margin, show_default=True, help="hinge margin (objective margin)"),
-            click.option("--sparsity", default=d.sparsity, show_default=True, help="fraction updated (1.0 = dense)"),
-            click.option("--lr", default=d.lr, show_default=True),
-            click.option("--steps", default=d.steps, show_default=True),
-            click.option("--batch-size", default=d.batch_size, show_default=True, help="pairs per step"),
-            click.option("--ftgd-seed", default=d.seed, show_default=True),
-            click.option("--early-stop/--no-early-stop", default=d.early_stop, show_default=True),
-            click.option(
-                "--params",
-                "param_group",
-                default=d.params,
-                show_default=True,
-                help="all / embeddings / attention / mlp / layer:N",
-            ),
-            click.option("--n-train", default=500, show_default=True, help="train pairs per task"),
-            click.option("--n-eval", default=200, show_default=True, help="eval pairs per task"),
-        ]
-    ):
-        fn = opt(fn)
-    return fn
+    return option_group(
+        click.option("--objective", default=d.objective, show_default=True, help="differential / margin / lm"),
+        click.option("--margin", default=d.margin, show_default=True, help="hinge margin (objective margin)"),
+        click.option("--sparsity", default=d.sparsity, show_default=True, help="fraction updated (1.0 = dense)"),
+        click.option("--lr", default=d.lr, show_default=True),
+        click.option("--steps", default=d.steps, show_default=True),
+        click.option("--batch-size", default=d.batch_size, show_default=True, help="pairs per step"),
+        click.option("--ftgd-seed", default=d.seed, show_default=True),
+        click.option("--early-stop/--no-early-stop", default=d.early_stop, show_default=True),
+        click.option(
+            "--params",
+            "param_group",
+            default=d.params,
+            show_default=True,
+            help="all / embeddings / attention / mlp / layer:N",
+        ),
+        click.option("--n-train", default=500, show_default=True, help="train pairs per task"),
+        click.option("--n-eval", default=200, show_default=True, help="eval pairs per task"),
+    )(fn)
 
 
 def make_ftgd_config(kw: dict):
@@ -315,21 +314,17 @@ def probe_options(fn):
     from taskspace.probing import ProbeConfig
 
     d = ProbeConfig()
-    for opt in reversed(
-        [
-            click.option("--metric", default=d.metric, show_default=True, help="transfer on accuracy / margin"),
-            click.option("--grad-params", default=d.grad_params, show_default=True, help="group for gradient sim."),
-            click.option(
-                "--grad-projection",
-                default=d.grad_projection,
-                show_default=True,
-                help="0 = exact cosine; k = count-sketch to k dims",
-            ),
-            click.option("--eval-batch-size", default=d.eval_batch_size, show_default=True),
-        ]
-    ):
-        fn = opt(fn)
-    return fn
+    return option_group(
+        click.option("--metric", default=d.metric, show_default=True, help="transfer on accuracy / margin"),
+        click.option("--grad-params", default=d.grad_params, show_default=True, help="group for gradient sim."),
+        click.option(
+            "--grad-projection",
+            default=d.grad_projection,
+            show_default=True,
+            help="0 = exact cosine; k = count-sketch to k dims",
+        ),
+        click.option("--eval-batch-size", default=d.eval_batch_size, show_default=True),
+    )(fn)
 
 
 @main.command()
