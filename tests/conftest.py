@@ -62,7 +62,7 @@ def tiny_lm(tiny_dir):
 def pipeline_params(blimp) -> dict:
     return {
         "data": {
-            "source": str(blimp),
+            "source": "auto",  # resolved like the offline profile: params hashes stay path-free
             "tasks": PIPELINE_TASKS,
             "phenomena": [],
             "fields": [],
