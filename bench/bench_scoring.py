@@ -1,26 +1,31 @@
-"""Scoring throughput: taskspace's length-bucketed batches at several batch sizes vs a naive
-one-sentence-at-a-time loop, same model, same pairs, same threads. Prints sentences/s and ratios.
+"""Scoring throughput on the same BLiMP pairs, same model, same threads, one run (ratios, not absolute times):
+a naive one-sentence-at-a-time loop; minicons' IncrementalLMScorer (summed log-probs); taskspace unpacked (one
+right-padded row per sentence, length-bucketed: the plain path); taskspace with prefix-tree packing over row
+sizes and batch sizes. Also the achieved FLOP/s as a fraction of a torch matmul on the same threads.
 
-    .venv/bin/python bench/bench_scoring.py --model smollm2 --pairs 100
-    .venv/bin/python bench/bench_scoring.py --model data/prepare/models/tiny --revision step300 --pairs 500
+    .venv/bin/pip install minicons          # optional: the peer comparison
+    .venv/bin/python bench/bench_scoring.py --model smollm2                     # 2,000 pairs (500 × 4 tasks)
+    .venv/bin/python bench/bench_scoring.py --model data/prepare/models/tiny --revision step300
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from taskspace import data
-from taskspace.models import load_model
-from taskspace.scoring import encode, sentence_logprobs
+from taskspace.models import LM, load_model
+from taskspace.packing import pack_rows
+from taskspace.scoring import encode, sentence_logprobs, uses_packing
 
 TASKS = ["regular_plural_subject_verb_agreement_1", "anaphor_gender_agreement", "adjunct_island", "wh_island"]
 
 
-def naive(lm, sentences) -> np.ndarray:
+def naive(lm: LM, sentences: list[str]) -> np.ndarray:
     """One forward per sentence, no batching: what a first script would do."""
     out = []
     with torch.inference_mode():
@@ -31,15 +36,16 @@ def naive(lm, sentences) -> np.ndarray:
     return np.array(out)
 
 
-def minicons_scores(lm, sentences, batch_size: int) -> np.ndarray:
+def minicons_scores(lm: LM, sentences: list[str], batch_size: int) -> np.ndarray:
     """minicons' IncrementalLMScorer, summed log-probs, with the same prefix token as BOS."""
     from minicons import scorer
 
     lm.tokenizer.bos_token = lm.prefix  # minicons prepends bos_token's text; make it our prefix
     s = scorer.IncrementalLMScorer(lm.model, device=str(lm.device), tokenizer=lm.tokenizer)
     out = []
-    for i in range(0, len(sentences), batch_size):
-        out += s.sequence_score(sentences[i : i + batch_size], reduction=lambda x: x.sum(0).item(), bos_token=True)
+    with torch.inference_mode():
+        for i in range(0, len(sentences), batch_size):
+            out += s.sequence_score(sentences[i : i + batch_size], reduction=lambda x: x.sum(0).item(), bos_token=True)
     return np.array(out)
 
 
@@ -53,43 +59,90 @@ def matmul_flops(n: int = 1024, reps: int = 10) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t0)
 
 
+def forward_flops(lm: LM, positions: int, logit_positions: int) -> float:
+    """2·N FLOPs per position for the transformer body, plus 2·V·H where logits are computed; attention
+    scores and softmax are left out, so this under-counts."""
+    emb_in = lm.model.get_input_embeddings().weight
+    emb_out = lm.model.get_output_embeddings().weight
+    body = lm.n_params - emb_in.numel() - (0 if emb_out.data_ptr() == emb_in.data_ptr() else emb_out.numel())
+    return 2.0 * body * positions + 2.0 * emb_out.numel() * logit_positions
+
+
+def timed(fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
+    t0 = time.perf_counter()
+    got = fn()
+    return got, time.perf_counter() - t0
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--revision", default=None)
-    ap.add_argument("--pairs", type=int, default=100, help="pairs per task (4 tasks)")
-    ap.add_argument("--batch-sizes", default="1,8,32,64")
+    ap.add_argument("--pairs", type=int, default=500, help="pairs per task (4 tasks)")
+    ap.add_argument("--row-tokens", default="64,128,256", help="packed row sizes tried at batch 64")
+    ap.add_argument("--batch-sizes", default="32,128", help="further batch sizes tried at the best row size")
+    ap.add_argument("--minicons-batch", type=int, default=32)
     args = ap.parse_args()
     lm = load_model(args.model, revision=args.revision)
     _, ev = data.split_pairs(data.load_blimp(data.default_source(), TASKS), 0, args.pairs, seed=0)
     sentences = ev["good"].to_pylist() + ev["bad"].to_pylist()
-    print(f"{lm.name}: {lm.n_params / 1e6:.1f}M params, {len(sentences)} sentences, {torch.get_num_threads()} threads")
-    t0 = time.perf_counter()
-    ref = naive(lm, sentences)
-    base = len(sentences) / (time.perf_counter() - t0)
-    print(f"{'method':<22}{'sentences/s':>12}{'× naive':>9}{'max |Δ|':>10}")
-    print(f"{'naive loop':<22}{base:>12.1f}{1.0:>9.2f}{0.0:>10.1e}")
-    best = 0.0
-    for bs in (int(b) for b in args.batch_sizes.split(",")):
-        t0 = time.perf_counter()
-        got = sentence_logprobs(lm, sentences, batch_size=bs)
-        rate = len(sentences) / (time.perf_counter() - t0)
-        best = max(best, rate)
-        print(f"{f'taskspace batch {bs}':<22}{rate:>12.1f}{rate / base:>9.2f}{np.abs(got - ref).max():>10.1e}")
+    seqs = encode(lm.tokenizer, sentences)
+    n = len(sentences)
+    print(
+        f"{lm.name}: {lm.n_params / 1e6:.1f}M params, {n // 2} pairs = {n} sentences, {torch.get_num_threads()} threads"
+    )
+    ref, t = timed(lambda: naive(lm, sentences))
+    base = n / t
+    rows = [("naive loop, one sentence per forward", base, 0.0)]
+
+    def run(label: str, fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
+        got, t = timed(fn)
+        rows.append((label, n / t, float(np.abs(got - ref).max())))
+        return got, n / t
+
+    assert uses_packing(lm), "this model cannot take prefix-tree packing"
+    plain_lm = LM(**{**lm.__dict__, "packing": False})
+    _, plain = run("taskspace unpacked, batch 64", lambda: sentence_logprobs(plain_lm, sentences, 64))
+    best = (0.0, 64, 128, None)
+    for rt in (int(x) for x in args.row_tokens.split(",")):
+        got, rate = run(
+            f"taskspace packed, rows {rt}, batch 64", lambda rt=rt: sentence_logprobs(lm, sentences, 64, None, rt)
+        )
+        best = max(best, (rate, 64, rt, got), key=lambda b: b[0])
+    for bs in (int(x) for x in args.batch_sizes.split(",") if x):
+        rt = best[2]
+        got, rate = run(
+            f"taskspace packed, rows {rt}, batch {bs}", lambda bs=bs: sentence_logprobs(lm, sentences, bs, None, rt)
+        )
+        best = max(best, (rate, bs, rt, got), key=lambda b: b[0])
+    mc = None
     try:
-        t0 = time.perf_counter()
-        mc = minicons_scores(lm, sentences, 32)
-        rate = len(sentences) / (time.perf_counter() - t0)
-        print(f"{'minicons batch 32':<22}{rate:>12.1f}{rate / base:>9.2f}{np.abs(mc - ref).max():>10.1e}")
-        print(f"taskspace best / minicons: {best / rate:.2f}×")
+        mc, mc_rate = run(
+            f"minicons batch {args.minicons_batch}", lambda: minicons_scores(lm, sentences, args.minicons_batch)
+        )
     except ImportError:
-        print("minicons not installed (pip install minicons): comparison skipped")
-    tokens = sum(len(s) + 1 for s in encode(lm.tokenizer, sentences))
-    achieved = 2 * lm.n_params * tokens * best / len(sentences)  # forward ≈ 2·N FLOPs per token
+        print("minicons not installed (pip install minicons): peer comparison skipped")
+
+    print(f"{'method':<40}{'sentences/s':>12}{'× naive':>9}{'max |Δ| vs naive':>18}")
+    for label, rate, diff in rows:
+        print(f"{label:<40}{rate:>12.1f}{rate / base:>9.2f}{diff:>18.1e}")
+    rate, bs, rt, got = best
+    print(f"best taskspace (rows {rt}, batch {bs}) / unpacked: {rate / plain:.2f}×")
+    if mc is not None:
+        print(
+            f"best taskspace / minicons: {rate / mc_rate:.2f}×; max |taskspace − minicons| = {np.abs(got - mc).max():.1e}"
+        )
+
+    packed_rows = pack_rows(seqs, lm.prefix_id, rt)
+    positions = sum(len(r) for r in packed_rows)
+    logit_positions = sum(len(set(r.parent[1:])) for r in packed_rows)
+    unpacked_positions = sum(len(s) + 1 for s in seqs)
+    achieved = forward_flops(lm, positions, logit_positions) * rate / n
     ceiling = matmul_flops()
     print(
-        f"achieved {achieved / 1e9:.1f} GFLOP/s = {achieved / ceiling:.0%} of a {ceiling / 1e9:.1f} GFLOP/s "
-        "fp32 matmul on the same threads"
+        f"positions computed: {positions:,} packed vs {unpacked_positions:,} unpacked ({unpacked_positions / positions:.2f}×"
+        f" fewer); achieved {achieved / 1e9:.1f} GFLOP/s = {achieved / ceiling:.0%} of a {ceiling / 1e9:.1f} GFLOP/s "
+        "fp32 1024² matmul on the same threads"
     )
 
 

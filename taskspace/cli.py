@@ -69,6 +69,7 @@ def model_options(fn):
         click.option("--prefix", default=None, help="prefix token (default: <|endoftext|>, else BOS)"),
         click.option("--device", default=None, help="cuda / cpu (default: cuda if available)"),
         click.option("--dtype", default=None, help="float32 / bfloat16 (default: bf16 on GPU, fp32 on CPU)"),
+        click.option("--compile", "compile_model", is_flag=True, help="torch.compile the model (pays on a GPU)"),
     )(fn)
 
 
@@ -107,7 +108,12 @@ def load_lm(kw: dict):
     spec, revision = kw.pop("model_spec"), kw.pop("revision")
     with console.status(f"loading {spec}{f'@{revision}' if revision else ''}"):
         return load_model(
-            spec, revision=revision, device=kw.pop("device"), dtype=kw.pop("dtype"), prefix=kw.pop("prefix")
+            spec,
+            revision=revision,
+            device=kw.pop("device"),
+            dtype=kw.pop("dtype"),
+            prefix=kw.pop("prefix"),
+            compile=kw.pop("compile_model"),
         )
 
 

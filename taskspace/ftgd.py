@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from taskspace.models import LM
-from taskspace.scoring import collate, encode, sequence_logprobs
+from taskspace.scoring import encode, logprobs_tensor
 
 Progress = Callable[[int], None]
 OBJECTIVES = ("differential", "margin", "lm")
@@ -91,9 +91,7 @@ class EncodedPairs:
 
 def pair_logprobs(lm: LM, pairs: EncodedPairs, idx: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Differentiable (logp(good), logp(bad)) for the pairs at idx, in one forward pass."""
-    seqs = [pairs.good[i] for i in idx] + [pairs.bad[i] for i in idx]
-    ids, mask = collate(seqs, lm.prefix_id, lm.tokenizer.pad_token_id, lm.device)
-    lp = sequence_logprobs(lm.model, ids, mask)
+    lp = logprobs_tensor(lm, [pairs.good[i] for i in idx] + [pairs.bad[i] for i in idx])
     return lp[: len(idx)], lp[len(idx) :]
 
 

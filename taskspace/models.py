@@ -38,6 +38,7 @@ class LM:
     prefix_id: int
     device: torch.device
     dtype: torch.dtype
+    packing: bool | None = None  # prefix-tree packing works for this model (decided on first use, see scoring)
 
     @property
     def n_params(self) -> int:
@@ -176,8 +177,13 @@ def load_model(
     device: str | None = None,
     dtype: str | None = None,
     prefix: str | None = None,
+    compile: bool = False,
 ) -> LM:
-    """Load `spec` (hub id, local folder, GGUF file or `smollm2`) in eval mode on the chosen device."""
+    """Load `spec` (hub id, local folder, GGUF file or `smollm2`) in eval mode on the chosen device.
+
+    `compile` wraps the forward in `torch.compile` (dynamic shapes: batches vary in size); it pays on a GPU
+    over long runs, and costs a one-off compile (~30 s even for the tiny model on a CPU).
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     quiet_transformers()
@@ -206,5 +212,7 @@ def load_model(
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token or pfx
     model.to(dev).eval()
+    if compile:
+        model.compile(dynamic=True)  # in place: parameter names (which deltas refer to) stay as they are
     name = spec if spec == SMOLLM2 or not local else str(Path(spec))
     return LM(model, tok, name, revision, pfx, int(pid), dev, dt)

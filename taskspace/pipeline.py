@@ -152,7 +152,12 @@ def _each_revision(p: dict, model: str, say: Say):
     entry = model_entry(p, model)
     for rev in revisions(entry):
         say(f"{model}@{rev}: loading {entry['spec']}")
-        lm = load_model(str(entry["spec"]), revision=None if rev == "main" else rev, prefix=entry.get("prefix"))
+        lm = load_model(
+            str(entry["spec"]),
+            revision=None if rev == "main" else rev,
+            prefix=entry.get("prefix"),
+            compile=bool(entry.get("compile", False)),
+        )
         yield rev, lm
 
 

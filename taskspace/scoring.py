@@ -1,12 +1,16 @@
 """Exact minimal-pair scoring: summed log-prob per sentence, pair margins, task accuracies.
 
 A sentence is scored as `prefix + tokens`: the prefix token (the model's pre-training separator) is context
-only, every sentence token is scored. Batches group sentences of similar length and pad on the right, where
-causal attention never looks, so a sentence's score does not depend on its batch.
+only, every sentence token is scored. The fast path packs sentences as prefix trees (`taskspace.packing`), so a
+pair's common beginning is computed once; the plain path (right-padded rows of similar length, where causal
+attention never looks at the padding) is the reference and the fallback for a model that cannot take a custom
+attention mask. Either way a sentence's score does not depend on its batch.
 """
 
 from __future__ import annotations
 
+import inspect
+import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -14,6 +18,7 @@ import pyarrow as pa
 import torch
 
 from taskspace.models import LM
+from taskspace.packing import ROW_TOKENS, batch_rows, collate_rows, pack_rows, packed_logprobs
 
 Progress = Callable[[int], None]
 
@@ -50,10 +55,51 @@ def sequence_logprobs(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Ten
     return (tok_lp * mask[:, 1:]).sum(-1)
 
 
+def _packing_matches(lm: LM) -> bool:
+    """Packed and plain scores agree on a probe pair sharing a prefix (a model whose attention ignores a custom
+    4-D mask, e.g. flash-attention, would let one branch see the other and fail this)."""
+    if "logits_to_keep" not in inspect.signature(lm.model.forward).parameters:
+        return False
+    base = min(len(lm.tokenizer) // 2, 1000)
+    seqs = [[base, base + 1, base + 2, base + 3, base + 4], [base, base + 1, base + 5, base + 6]]
+    with torch.inference_mode():
+        ids, mask = collate(seqs, lm.prefix_id, lm.tokenizer.pad_token_id, lm.device)
+        plain = sequence_logprobs(lm.model, ids, mask).double().cpu()
+        batch = collate_rows(pack_rows(seqs, lm.prefix_id), lm.tokenizer.pad_token_id, lm.device, lm.dtype)
+        packed = torch.empty(2, dtype=torch.float64)
+        packed[batch.sentences] = packed_logprobs(lm.model, batch).double().cpu()
+    tol = 1e-3 if lm.dtype == torch.float32 else 0.1
+    return bool(torch.allclose(packed, plain, atol=tol, rtol=tol))
+
+
+def uses_packing(lm: LM) -> bool:
+    """Whether this model scores through prefix-tree packing (checked once per loaded model)."""
+    if lm.packing is None:
+        lm.packing = _packing_matches(lm)
+        if not lm.packing:
+            logging.getLogger(__name__).warning("%s: prefix-tree packing unsupported; scoring unpacked", lm.name)
+    return lm.packing
+
+
+def logprobs_tensor(lm: LM, seqs: Sequence[Sequence[int]]) -> torch.Tensor:
+    """Differentiable summed log-probs of token sequences in one forward pass (input order), packed when the
+    model allows: what FTGD trains through."""
+    if uses_packing(lm):
+        batch = collate_rows(pack_rows(seqs, lm.prefix_id), lm.tokenizer.pad_token_id, lm.device, lm.dtype)
+        lp = packed_logprobs(lm.model, batch)
+        return lp[torch.as_tensor(np.argsort(batch.sentences), device=lp.device)]
+    ids, mask = collate(seqs, lm.prefix_id, lm.tokenizer.pad_token_id, lm.device)
+    return sequence_logprobs(lm.model, ids, mask)
+
+
 def sentence_logprobs(
-    lm: LM, sentences: Sequence[str], batch_size: int = 32, progress: Progress | None = None
+    lm: LM,
+    sentences: Sequence[str],
+    batch_size: int = 64,
+    progress: Progress | None = None,
+    row_tokens: int = ROW_TOKENS,
 ) -> np.ndarray:
-    """log p(s) for each sentence (float64, input order)."""
+    """log p(s) for each sentence (float64, input order); `batch_size` sentences per forward pass."""
     seqs = encode(lm.tokenizer, sentences)
     empty = [i for i, s in enumerate(seqs) if not s]
     if empty:
@@ -61,6 +107,13 @@ def sentence_logprobs(
     out = np.empty(len(seqs), dtype=np.float64)
     pad = lm.tokenizer.pad_token_id
     with torch.inference_mode():
+        if uses_packing(lm):
+            for rows in batch_rows(pack_rows(seqs, lm.prefix_id, row_tokens), batch_size):
+                batch = collate_rows(rows, pad, lm.device, lm.dtype)
+                out[batch.sentences] = packed_logprobs(lm.model, batch).double().cpu().numpy()
+                if progress:
+                    progress(len(batch.sentences))
+            return out
         for idx in length_batches([len(s) for s in seqs], batch_size):
             ids, mask = collate([seqs[i] for i in idx], lm.prefix_id, pad, lm.device)
             out[idx] = sequence_logprobs(lm.model, ids, mask).double().cpu().numpy()
@@ -81,7 +134,7 @@ SCORE_SCHEMA = pa.schema(
 )
 
 
-def score_pairs(lm: LM, pairs: pa.Table, batch_size: int = 32, progress: Progress | None = None) -> pa.Table:
+def score_pairs(lm: LM, pairs: pa.Table, batch_size: int = 64, progress: Progress | None = None) -> pa.Table:
     """Per-pair margins d = logp(good) − logp(bad); correct iff d > 0 (identical pairs count as wrong)."""
     n = pairs.num_rows
     lp = sentence_logprobs(lm, pairs.column("good").to_pylist() + pairs.column("bad").to_pylist(), batch_size, progress)

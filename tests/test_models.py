@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from taskspace import data
-from taskspace.models import ModelError, load_model
-from taskspace.scoring import score_pairs, task_accuracy
+from taskspace.models import LM, ModelError, load_model
+from taskspace.scoring import score_pairs, task_accuracy, uses_packing
 
 
 def test_local_revisions_load_and_differ(tiny_dir):
@@ -43,5 +43,11 @@ def test_smollm2_gguf_scores_agreement_above_chance(blimp):
     assert lm.prefix == "<|endoftext|>"
     pairs = data.load_blimp(blimp, ["regular_plural_subject_verb_agreement_1", "anaphor_gender_agreement"])
     _, ev = data.split_pairs(pairs, 0, 20, seed=0)
-    for row in task_accuracy(score_pairs(lm, ev, batch_size=20)):
+    scores = score_pairs(lm, ev, batch_size=20)
+    for row in task_accuracy(scores):
         assert row["accuracy"] >= 0.7, row
+    # Llama with grouped-query attention takes the packed path, and it matches one padded row per sentence
+    assert uses_packing(lm)
+    plain = score_pairs(LM(**{**lm.__dict__, "packing": False}), ev, batch_size=20)
+    for col in ("logp_good", "logp_bad"):
+        assert abs(scores[col].to_numpy() - plain[col].to_numpy()).max() < 1e-4

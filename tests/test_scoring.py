@@ -89,3 +89,16 @@ def test_cli_score_writes_parquet(tiny_dir, blimp, tmp_path):
     }
     assert t.schema.metadata[b"prefix"] == b"<|endoftext|>" and t.schema.metadata[b"revision"] == b"step300"
     assert "anaphor_gender_agreement" in res.output and "accuracy" in res.output
+
+
+def test_compiled_model_scores_the_same(tiny_dir, blimp, tmp_path):
+    """`--compile` (torch.compile, dynamic shapes) changes speed, not scores."""
+    outs = []
+    for flag in ([], ["--compile"]):
+        out = tmp_path / f"scores{len(flag)}.parquet"
+        args = ["score", "--model", str(tiny_dir), "--revision", "step300", "--blimp", str(blimp)]
+        res = CliRunner().invoke(main, [*args, "--tasks", "passive_1,wh_island", "--n", "30", "--out", str(out), *flag])
+        assert res.exit_code == 0, res.output
+        outs.append(pq.read_table(out))
+    assert outs[0]["pair_id"].to_pylist() == outs[1]["pair_id"].to_pylist()
+    np.testing.assert_allclose(outs[1]["margin"].to_numpy(), outs[0]["margin"].to_numpy(), atol=1e-4, rtol=0)
