@@ -137,7 +137,7 @@ def main() -> None:
 @data_options
 @click.option("--n", "n_eval", default=100, show_default=True, help="pairs per task (seeded eval split)")
 @click.option("--n-train", default=0, show_default=True, help="pairs held out first as the train split")
-@click.option("--batch-size", default=64, show_default=True)
+@click.option("--batch-size", default=128, show_default=True, help="sentences per forward pass")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="write per-pair margins (Parquet)")
 @friendly_errors
 def score(batch_size, out, **kw):
@@ -352,8 +352,12 @@ def probe(metric, grad_params, grad_projection, eval_batch_size, out, **kw):
     _, names, (train, ev) = load_split(kw)
     lm = load_lm(kw)
     with progress_bar() as bar:
-        job = bar.add_task("probing", total=len(names) + 1)
-        res = run_probe(lm, train, ev, out, cfg, pcfg, progress=lambda stage, i, n: bar.advance(job, 1))
+        job = bar.add_task("eval1", total=1 + 2 * len(names))  # eval1, then FTGD and eval2 per task
+
+        def step(stage: str, i: int, n: int) -> None:
+            bar.update(job, advance=1, description=f"{stage} {i}/{n}" if n > 1 else stage)
+
+        res = run_probe(lm, train, ev, out, cfg, pcfg, progress=step)
     out_console.print(matrix_table(res["tasks"], res["transfer"], f"transfer ({metric}: eval2 − eval1)"))
     console.print(f"wrote {out}/matrices.npz, probe.json, eval1.parquet, tasks/*/")
 
@@ -365,12 +369,16 @@ def stage() -> None:
 
 def _stage_cmd(name: str, per_model: bool):
     def run(model=None, params="params.yaml"):
+        import time
+
         from taskspace import pipeline
 
+        t0 = time.perf_counter()
         p = pipeline.load_params(params)
         fn = getattr(pipeline, f"stage_{name}")
         say = lambda msg: console.print(msg, highlight=False)  # noqa: E731
         fn(p, model, say=say) if per_model else fn(p, say=say)
+        say(f"stage {name}{f'@{model}' if model else ''} done in {time.perf_counter() - t0:.1f} s")
 
     opts = [click.option("--params", default="params.yaml", show_default=True)]
     if per_model:
@@ -391,13 +399,16 @@ for _name, _per_model in (("prepare", False), ("eval", True), ("ftgd", True), ("
 @friendly_errors
 def index(db, data_dir, analysis_file):
     """(Re)build the DuckDB index from the stage outputs: adds new runs only, atomically."""
+    import time
+
     from taskspace.index import IndexUnavailable, build_index
 
+    t0 = time.perf_counter()
     try:
         counts = build_index(db, data_dir, analysis_file)
     except IndexUnavailable as e:
         raise RuntimeError(str(e)) from None
-    t = Table(title=f"index {db}")
+    t = Table(title=f"index {db} ({time.perf_counter() - t0:.1f} s)")
     t.add_column("table")
     t.add_column("rows", justify="right")
     for k, v in counts.items():
@@ -468,14 +479,7 @@ def analyze(probes, blimp, grouping, permutations, seed, both_directions, out):
         result["runs"][str(d)] = kinds
         series["series"].append((str(d), str(d), tasks, mats))
         out_console.print(matrix_table(tasks, mats["transfer"], f"{d}: transfer"))
-        t = Table(title=f"{d}: fit to the {grouping} hypothesis space")
-        t.add_column("space", no_wrap=True)
-        for col in ("Mantel r", "p", "within", "between", "w−b", "p(w−b)", "lexical r", "partial r"):
-            t.add_column(col, justify="right")
-        keys = ("mantel_r", "mantel_p", "within", "between", "contrast", "contrast_p", "lexical_r", "partial_r")
-        for kind, s in kinds.items():
-            t.add_row(kind, *(_f(s.get(k), signed=not k.endswith("_p")) for k in keys))
-        out_console.print(t)
+        out_console.print(fit_table(kinds, f"{d}: fit to the {grouping} hypothesis space"))
     if len(probes) > 1:
         result["comparisons"] = _comparisons(series, permutations, seed)
         result["stability"] = series_stability(series).get("series", {})
@@ -484,6 +488,29 @@ def analyze(probes, blimp, grouping, permutations, seed, both_directions, out):
     if out:
         write_json(result, Path(out) / "analysis.json")
         console.print(f"wrote {out}/analysis.json")
+
+
+FIT_ROWS = {
+    "mantel_r": "Spearman r vs hypothesis",
+    "mantel_p": "Mantel p",
+    "within": "mean within phenomenon",
+    "between": "mean between",
+    "contrast": "within − between",
+    "contrast_p": "p (within − between)",
+    "lexical_r": "r vs lexical overlap",
+    "partial_r": "partial r (lexical out)",
+}
+
+
+def fit_table(kinds: dict[str, dict], title: str) -> Table:
+    """One column per task space, one row per statistic: fits 80 columns for the four spaces."""
+    t = Table(title=title)
+    t.add_column("", no_wrap=True)
+    for kind in kinds:
+        t.add_column(kind, justify="right")
+    for key, label in FIT_ROWS.items():
+        t.add_row(label, *(_f(s.get(key), signed=not key.endswith("_p")) for s in kinds.values()))
+    return t
 
 
 def _count(n: int) -> str:

@@ -36,7 +36,7 @@ class ProbeConfig:
     grad_params: str = "all"  # parameter group for gradient similarity
     grad_projection: int = 0  # 0 = exact cosine; k > 0 = seeded count-sketch projection to k dims
     projection_seed: int = 0
-    eval_batch_size: int = 64
+    eval_batch_size: int = 128  # sentences per forward pass (fastest measured, bench_scoring)
 
 
 # ---- the maths: small pure functions ------------------------------------------------------------------------

@@ -95,7 +95,7 @@ def logprobs_tensor(lm: LM, seqs: Sequence[Sequence[int]]) -> torch.Tensor:
 def sentence_logprobs(
     lm: LM,
     sentences: Sequence[str],
-    batch_size: int = 64,
+    batch_size: int = 128,
     progress: Progress | None = None,
     row_tokens: int = ROW_TOKENS,
 ) -> np.ndarray:
@@ -134,7 +134,7 @@ SCORE_SCHEMA = pa.schema(
 )
 
 
-def score_pairs(lm: LM, pairs: pa.Table, batch_size: int = 64, progress: Progress | None = None) -> pa.Table:
+def score_pairs(lm: LM, pairs: pa.Table, batch_size: int = 128, progress: Progress | None = None) -> pa.Table:
     """Per-pair margins d = logp(good) − logp(bad); correct iff d > 0 (identical pairs count as wrong)."""
     n = pairs.num_rows
     lp = sentence_logprobs(lm, pairs.column("good").to_pylist() + pairs.column("bad").to_pylist(), batch_size, progress)
