@@ -112,7 +112,8 @@ def main() -> None:
     for bs in (int(x) for x in args.batch_sizes.split(",") if x):
         rt = best[2]
         got, rate = run(
-            f"taskspace packed, rows {rt}, batch {bs}", lambda bs=bs: sentence_logprobs(lm, sentences, bs, None, rt)
+            f"taskspace packed, rows {rt}, batch {bs}",
+            lambda bs=bs, rt=rt: sentence_logprobs(lm, sentences, bs, None, rt),
         )
         best = max(best, (rate, bs, rt, got), key=lambda b: b[0])
     mc = None
@@ -130,7 +131,8 @@ def main() -> None:
     print(f"best taskspace (rows {rt}, batch {bs}) / unpacked: {rate / plain:.2f}×")
     if mc is not None:
         print(
-            f"best taskspace / minicons: {rate / mc_rate:.2f}×; max |taskspace − minicons| = {np.abs(got - mc).max():.1e}"
+            f"best taskspace / minicons: {rate / mc_rate:.2f}×; "
+            f"max |taskspace − minicons| = {np.abs(got - mc).max():.1e}"
         )
 
     packed_rows = pack_rows(seqs, lm.prefix_id, rt)
@@ -140,9 +142,9 @@ def main() -> None:
     achieved = forward_flops(lm, positions, logit_positions) * rate / n
     ceiling = matmul_flops()
     print(
-        f"positions computed: {positions:,} packed vs {unpacked_positions:,} unpacked ({unpacked_positions / positions:.2f}×"
-        f" fewer); achieved {achieved / 1e9:.1f} GFLOP/s = {achieved / ceiling:.0%} of a {ceiling / 1e9:.1f} GFLOP/s "
-        "fp32 1024² matmul on the same threads"
+        f"positions computed: {positions:,} packed vs {unpacked_positions:,} unpacked "
+        f"({unpacked_positions / positions:.2f}× fewer); achieved {achieved / 1e9:.1f} GFLOP/s = "
+        f"{achieved / ceiling:.0%} of a {ceiling / 1e9:.1f} GFLOP/s fp32 1024² matmul on the same threads"
     )
 
 
