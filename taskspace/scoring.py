@@ -67,7 +67,10 @@ def _packing_matches(lm: LM) -> bool:
         plain = sequence_logprobs(lm.model, ids, mask).double().cpu()
         batch = collate_rows(pack_rows(seqs, lm.prefix_id), lm.tokenizer.pad_token_id, lm.device, lm.dtype)
         packed = torch.empty(2, dtype=torch.float64)
-        packed[batch.sentences] = packed_logprobs(lm.model, batch).double().cpu()
+        try:
+            packed[batch.sentences] = packed_logprobs(lm.model, batch).double().cpu()
+        except (TypeError, ValueError, RuntimeError, IndexError):  # e.g. no 2-D logits_to_keep or 4-D mask
+            return False
     tol = 1e-3 if lm.dtype == torch.float32 else 0.1
     return bool(torch.allclose(packed, plain, atol=tol, rtol=tol))
 

@@ -39,6 +39,9 @@ async def test_runs_heatmap_cursor_shows_the_duckdb_value(index_db):
         await settle(app, pilot)
         screen = app.screen
         assert isinstance(screen, HeatmapScreen) and screen.kind == "transfer"
+        hm = screen.query_one(Heatmap)
+        first_row = hm.render_line(0).text  # the gutter names the first row's task, with the cursor mark
+        assert screen.tasks[screen.shown[0]][:8] in first_row and "▸" in first_row
         await pilot.press("right", "right", "down")
         await pilot.pause()
         row, col = screen.query_one(Heatmap).cursor

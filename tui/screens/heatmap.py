@@ -88,7 +88,11 @@ class HeatmapScreen(DataScreen):
         self.shown = order
         sub = self.matrix[np.ix_(order, order)] if order else np.zeros((0, 0))
         hm = self.query_one(Heatmap)
-        hm.set_data(sub, [groups[k] for k in order] if self.order_by == "phenomenon" else [])
+        hm.set_data(
+            sub,
+            [groups[k] for k in order] if self.order_by == "phenomenon" else [],
+            labels=[self.tasks[k] for k in order],
+        )
         run = self.run_row
         self.query_one("#title", Static).update(
             Text.assemble(
@@ -106,7 +110,11 @@ class HeatmapScreen(DataScreen):
         )
         self.query_one("#legend", Static).update(Text.assemble(*[(s.text, s.style) for s in legend(hm.scale)]))
         s = self.stats.get(self.kind, {})
-        lines = [f"{k}: {s[k]:+.3f}" for k in ("mantel_r", "mantel_p", "within", "between", "contrast") if k in s]
+        lines = [
+            f"{k}: {s[k]:.3f}" if k.endswith("_p") else f"{k}: {s[k]:+.3f}"
+            for k in ("mantel_r", "mantel_p", "within", "between", "contrast")
+            if k in s
+        ]
         self.query_one("#stats", Static).update("\n".join(lines) or "no analysis for this space")
         self.show_cell(*hm.cursor)
 

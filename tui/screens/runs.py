@@ -8,22 +8,25 @@ from textual.widgets import DataTable, Footer, Header, Input
 
 from tui.screens.base import DataScreen, message_box
 
+# The key metrics come before the long variant/params columns, so they stay visible at 80 columns.
 COLUMNS = [
     ("model", "model"),
     ("scale", "scale"),
     ("revision", "revision"),
-    ("variant", "experiment"),
-    ("params", "params_hash"),
     ("Mantel r", "mantel_r"),
     ("p", "mantel_p"),
     ("w−b", "contrast"),
+    ("variant", "experiment"),
+    ("params", "params_hash"),
 ]
 
 
-def _fmt(v) -> str:
+def _fmt(v, key: str = "") -> str:
     if v is None:
         return "—"
-    return f"{v:+.3f}" if isinstance(v, float) else str(v)
+    if isinstance(v, float):
+        return f"{v:.3f}" if key.endswith("_p") else f"{v:+.3f}"  # p-values carry no sign
+    return str(v)
 
 
 class RunsScreen(DataScreen):
@@ -84,7 +87,7 @@ class RunsScreen(DataScreen):
         table.clear()
         for r in rows:
             table.add_row(
-                "●" if r["run_id"] in self.marked else " ", *(_fmt(r[k]) for _, k in COLUMNS), key=str(r["run_id"])
+                "●" if r["run_id"] in self.marked else " ", *(_fmt(r[k], k) for _, k in COLUMNS), key=str(r["run_id"])
             )
 
     def on_input_changed(self, event: Input.Changed) -> None:

@@ -1,6 +1,7 @@
 """A task-space heatmap drawn with upper-half blocks: two matrix rows per terminal row, one column per char,
 so a 67×67 space fits in 67×34 cells. A cell cursor moves with the arrow keys; phenomenon separators are drawn
-as gaps between blocks. The widget only draws; the screen owns the data and listens to CursorMoved."""
+as gaps between blocks; when rows are tall enough to tell apart, a gutter names each row's task. The widget
+only draws; the screen owns the data and listens to CursorMoved."""
 
 from __future__ import annotations
 
@@ -41,6 +42,16 @@ DIVERGING = [
 EMPTY = Color.from_rgb(40, 40, 40)  # NaN cells
 SEPARATOR = Color.from_rgb(0, 0, 0)  # gaps between phenomenon blocks
 CURSOR = Color.from_rgb(255, 0, 255)
+LABEL_WIDTH = 24  # at most, for the row-label gutter
+MAX_CELL = (12, 8)  # columns, half-rows: beyond this a small space just floats in empty room
+
+
+def shorten(name: str, width: int) -> str:
+    """Keep both ends of a task name (paradigms differ at the end: `…_1`, `…_2`)."""
+    if len(name) <= width:
+        return name
+    head = (width - 1) // 2
+    return name[:head] + "…" + name[len(name) - (width - 1 - head) :]
 
 
 def ramp(stops: list[tuple[int, int, int]], t: float) -> Color:
@@ -98,14 +109,20 @@ class Heatmap(Widget, can_focus=True):
         super().__init__(id=id, classes=classes)
         self.matrix = np.zeros((0, 0))
         self.groups: list[str] = []
+        self.labels: list[str] = []
         self.scale = Scale(0, 1, False)
         self._cols: list[int | None] = []  # screen x → matrix column (None: separator gap)
         self._rows: list[int | None] = []  # half-row → matrix row
+        self._gutter = 0  # columns of row labels left of the cells
+        self._label_at: dict[int, int] = {}  # terminal line → the row labelled there
 
-    def set_data(self, matrix: np.ndarray, groups: list[str], scale: Scale | None = None) -> None:
-        """Show a matrix already in display order; groups mark where separators go."""
+    def set_data(
+        self, matrix: np.ndarray, groups: list[str], scale: Scale | None = None, labels: list[str] | None = None
+    ) -> None:
+        """Show a matrix already in display order; groups mark where separators go, labels name the rows."""
         self.matrix = np.asarray(matrix, dtype=float)
         self.groups = list(groups)
+        self.labels = list(labels or [])
         self.scale = scale or Scale.of(self.matrix)
         r, c = self.cursor
         t = len(self.matrix)
@@ -115,10 +132,15 @@ class Heatmap(Widget, can_focus=True):
 
     def _layout(self) -> None:
         t = len(self.matrix)
-        width = max(self.size.width, 1)
+        width, height = max(self.size.width, 1), max(self.size.height, 1)
         seps = [k for k in range(1, t) if self.groups and self.groups[k] != self.groups[k - 1]]
-        cw = max(1, min(8, (width - len(seps)) // max(t, 1)))
-        ch = max(1, min(6, (2 * max(self.size.height, 1) - len(seps)) // max(t, 1)))
+        ch = max(1, min(MAX_CELL[1], (2 * height - len(seps)) // max(t, 1)))
+        # a row can carry its label only when it has a terminal line of its own (≥ 2 half-rows)
+        gutter = min(LABEL_WIDTH, max(map(len, self.labels)) + 1) if self.labels and ch >= 2 else 0
+        if gutter and (width - gutter - len(seps)) // max(t, 1) < 2:
+            gutter = 0  # the cells need the room more than the labels do
+        cw = max(1, min(MAX_CELL[0], (width - gutter - len(seps)) // max(t, 1)))
+        self._gutter = gutter
         self._cols, self._rows = [], []
         for k in range(t):
             if k in seps:
@@ -126,6 +148,8 @@ class Heatmap(Widget, can_focus=True):
                 self._rows.append(None)
             self._cols += [k] * cw
             self._rows += [k] * ch
+        first = {r: i for i, r in reversed(list(enumerate(self._rows))) if r is not None}
+        self._label_at = {(i + 1) // 2: r for r, i in first.items()}  # ch ≥ 2: that line's top half is row r
 
     def on_resize(self) -> None:
         self._layout()
@@ -133,7 +157,7 @@ class Heatmap(Widget, can_focus=True):
     @property
     def fits(self) -> bool:
         """Whether every cell is on screen (else the screen suggests zooming to a phenomenon)."""
-        return len(self._cols) <= self.size.width and len(self._rows) <= 2 * self.size.height
+        return self._gutter + len(self._cols) <= self.size.width and len(self._rows) <= 2 * self.size.height
 
     def render_line(self, y: int) -> Strip:
         if not len(self.matrix):
@@ -143,11 +167,18 @@ class Heatmap(Widget, can_focus=True):
         if top == -1:
             return Strip.blank(self.size.width)
         cr, cc = self.cursor
-        segments = [
+        segments = [Segment(self._label(y, cr))] if self._gutter else []
+        segments += [
             Segment("▀", Style(color=self._cell(top, col, cr, cc), bgcolor=self._cell(bottom, col, cr, cc)))
-            for col in self._cols[: self.size.width]
+            for col in self._cols[: max(self.size.width - self._gutter, 0)]
         ]
         return Strip(segments).extend_cell_length(self.size.width)
+
+    def _label(self, y: int, cursor_row: int) -> str:
+        """A row's task name on the first terminal line whose upper half shows that row, else blanks."""
+        row = self._label_at.get(y)
+        text = shorten(self.labels[row], self._gutter - 1) if row is not None and row < len(self.labels) else ""
+        return f"{text:>{self._gutter - 1}}{'▸' if row == cursor_row else ' '}"
 
     def _cell(self, row: int | None, col: int | None, cr: int, cc: int) -> Color | None:
         if row == -1:
@@ -169,8 +200,9 @@ class Heatmap(Widget, can_focus=True):
         self.post_message(self.CursorMoved(self, *cursor))
 
     def on_click(self, event) -> None:
-        if 2 * event.y < len(self._rows) and event.x < len(self._cols):
-            row, col = self._rows[2 * event.y], self._cols[event.x]
+        x = event.x - self._gutter
+        if 2 * event.y < len(self._rows) and 0 <= x < len(self._cols):
+            row, col = self._rows[2 * event.y], self._cols[x]
             if row is not None and col is not None:
                 self.cursor = (row, col)
 
