@@ -13,7 +13,8 @@ start=$(date +%s)
 dvc exp run -n "offline-$(date +%Y%m%d-%H%M%S)" -S profile=offline "$@"
 echo "pipeline finished in $(( $(date +%s) - start )) s"
 taskspace index
-dvc metrics show --md || true
+taskspace metrics
 echo
 echo "Explore the results:  .venv/bin/taskspace tui        (keys: ? for help)"
+echo "Compare experiments:  .venv/bin/dvc exp show"
 echo "Store the outputs:    .venv/bin/dvc push             (default remote: ./dvc-remote)"

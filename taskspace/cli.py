@@ -416,6 +416,34 @@ def index(db, data_dir, analysis_file):
     out_console.print(t)
 
 
+METRIC_COLUMNS = {
+    "transfer_mantel_r": "transfer r",
+    "transfer_mantel_p": "Mantel p",
+    "transfer_contrast": "transfer w−b",
+    "gradient_mantel_r": "gradient r",
+    "sharing_contrast": "sharing w−b",
+}
+
+
+@main.command()
+@click.option("--file", "path", default="data/analyze/metrics.json", show_default=True, type=click.Path(path_type=Path))
+@friendly_errors
+def metrics(path):
+    """The analysis metrics of every run (what `dvc metrics show` lists), one row per run."""
+    import json
+
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run the pipeline first (./scripts/main.sh or `dvc repro`)")
+    runs = json.loads(path.read_text())
+    t = Table(title=str(path), caption="fit to the hypothesis space — r: Spearman, w−b: within − between")
+    t.add_column("run", no_wrap=True)
+    for label in METRIC_COLUMNS.values():
+        t.add_column(label, justify="right")
+    for run, m in runs.items():
+        t.add_row(run, *(_f(m.get(k), signed=not k.endswith("_p")) for k in METRIC_COLUMNS))
+    out_console.print(t)
+
+
 @main.command()
 @click.option("--db", default="data/index/taskspace.duckdb", show_default=True)
 @click.option("--project", default=".", show_default=True, help="the DVC project (for the pipeline screen)")

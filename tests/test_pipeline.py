@@ -42,6 +42,9 @@ def test_repro_builds_index_with_expected_rows(repo):
     assert c["analysis"] > 0
     metrics = json.loads((repo / "data" / "analyze" / "metrics.json").read_text())
     assert set(metrics) == {"tiny@step30", "tiny@step60"}
+    shown = sh(repo, sys.executable, "-m", "taskspace", "metrics").stdout  # what the main job prints
+    for run, m in metrics.items():
+        assert run in shown and f"{m['transfer_mantel_r']:+.3f}" in shown and f"{m['transfer_mantel_p']:.3f}" in shown
 
 
 def test_second_repro_does_nothing(repo):
