@@ -83,9 +83,14 @@ def source(p: dict) -> str:
     return data.default_source() if src == "auto" else src
 
 
+NOT_RESULTS = ("revisions", "compile")  # a model entry's keys that do not change any one run's results
+
+
 def params_hash(p: dict, model: str) -> str:
-    """What determines a run's results: its model entry and the data/ftgd/probing settings."""
-    keyed = {"model": p["models"][model], **{k: p[k] for k in ("data", "ftgd", "probing")}}  # entry has overrides
+    """What determines a run's results: its model entry (spec, prefix, ftgd overrides…) and the data/ftgd/probing
+    settings — not which other revisions are listed, so adding a checkpoint leaves the others' runs as they are."""
+    entry = {k: v for k, v in p["models"][model].items() if k not in NOT_RESULTS}
+    keyed = {"model": entry, **{k: p[k] for k in ("data", "ftgd", "probing")}}
     return hashlib.sha1(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

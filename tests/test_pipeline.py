@@ -118,3 +118,22 @@ def test_killed_stage_resumes_without_redoing_finished_tasks(repo):
     sh(repo, "dvc", "repro")
     assert first.stat().st_mtime_ns == done_at  # finished work kept, not redone
     assert json.loads(last.read_text())["config"] == json.loads(first.read_text())["config"]
+
+
+def test_adding_a_revision_computes_only_that_revision(repo):
+    db = repo / "data" / "index" / "taskspace.duckdb"
+    runs_before = counts(db)["runs"]
+    kept = [
+        repo / "data" / stage / "tiny" / rev / sub
+        for rev in ("step30", "step60")
+        for stage, sub in (("eval", "eval1.parquet"), ("ftgd", f"tasks/{TASKS[0]}/ftgd.json"))
+    ] + [repo / "data" / "probe" / "tiny" / "step60" / "tasks" / TASKS[1] / "eval2.parquet"]
+    stamps = {f: f.stat().st_mtime_ns for f in kept}
+    p = yaml.safe_load((repo / "params.yaml").read_text())
+    p["models"]["tiny"]["revisions"] = ["step0", "step30", "step60"]  # the tiny model also saved step0
+    (repo / "params.yaml").write_text(yaml.safe_dump(p))
+    res = sh(repo, "dvc", "repro")
+    assert "Running stage 'eval@tiny'" in res.stdout and "tiny@step0: eval1" in res.stdout + res.stderr
+    assert {f: f.stat().st_mtime_ns for f in kept} == stamps  # finished revisions are not recomputed
+    assert (repo / "data" / "probe" / "tiny" / "step0" / "matrices.npz").exists()
+    assert counts(db)["runs"] == runs_before + 1  # the other revisions keep their run keys: no duplicates
