@@ -148,7 +148,10 @@ class Heatmap(Widget, can_focus=True):
                 self._rows.append(None)
             self._cols += [k] * cw
             self._rows += [k] * ch
-        first = {r: i for i, r in reversed(list(enumerate(self._rows))) if r is not None}
+        first: dict[int, int] = {}  # matrix row → its first half-row
+        for i, r in enumerate(self._rows):
+            if r is not None:
+                first.setdefault(r, i)
         self._label_at = {(i + 1) // 2: r for r, i in first.items()}  # ch ≥ 2: that line's top half is row r
 
     def on_resize(self) -> None:
