@@ -29,7 +29,8 @@ def stability_plot(revisions: list[str], with_last: list[float], contrast: list[
         s.label(label)
         s.lines()
         f.draw(s)
-    f.title("stability over checkpoints: " + " → ".join(revisions))
+    f.ruler("x").ticks(x, revisions)  # the checkpoints by name, not by position
+    f.title("stability over checkpoints")
     return Text.from_ansi(str(f.build()))
 
 
