@@ -368,21 +368,24 @@ def stage() -> None:
 
 
 def _stage_cmd(name: str, per_model: bool):
-    def run(model=None, params="params.yaml"):
+    def run(model=None, revision=None, params="params.yaml"):
         import time
 
         from taskspace import pipeline
 
         t0 = time.perf_counter()
         p = pipeline.load_params(params)
+        pipeline.check_runs(p)
         fn = getattr(pipeline, f"stage_{name}")
         say = lambda msg: console.print(msg, highlight=False)  # noqa: E731
-        fn(p, model, say=say) if per_model else fn(p, say=say)
-        say(f"stage {name}{f'@{model}' if model else ''} done in {time.perf_counter() - t0:.1f} s")
+        fn(p, model, revision, say=say) if per_model else fn(p, say=say)
+        entry = f"@{pipeline.run_key(model, revision)}" if revision else f"@{model}" if model else ""
+        say(f"stage {name}{entry} done in {time.perf_counter() - t0:.1f} s")
 
     opts = [click.option("--params", default="params.yaml", show_default=True)]
     if per_model:
         opts.append(click.option("--model", required=True, help="a key under `models` in params.yaml"))
+        opts.append(click.option("--revision", default=None, help="one of its revisions (default: each in turn)"))
     for opt in opts:
         run = opt(run)
     return stage.command(name, help=f"The {name} stage.")(friendly_errors(run))
@@ -390,6 +393,17 @@ def _stage_cmd(name: str, per_model: bool):
 
 for _name, _per_model in (("prepare", False), ("eval", True), ("ftgd", True), ("probe", True), ("analyze", False)):
     _stage_cmd(_name, _per_model)
+
+
+@stage.command("runs")
+@click.option("--params", default="params.yaml", show_default=True, type=click.Path(path_type=Path))
+@friendly_errors
+def stage_runs(params):
+    """Rewrite `runs` (one entry per model × revision) from `models`, after editing params.yaml by hand."""
+    from taskspace import pipeline
+
+    runs = pipeline.write_runs(params)
+    console.print(f"{params}: {len(runs)} runs: {', '.join(runs)}", highlight=False)
 
 
 @main.command()

@@ -33,7 +33,11 @@ def write_parquet(table: pa.Table, path: str | Path) -> Path:
 
 
 def write_json(obj, path: str | Path) -> Path:
-    return atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
 def _numpy_writer(save, *args, **kwargs):

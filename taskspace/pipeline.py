@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from taskspace import data
-from taskspace.io import write_json, write_parquet
+from taskspace.io import write_json, write_parquet, write_text
 
 DATA = Path("data")
 Say = Callable[[str], None]
@@ -76,6 +76,42 @@ def model_entry(p: dict, name: str) -> dict:
 def revisions(entry: dict) -> list[str]:
     """A model's revisions; `main` (or none listed) means the default weights."""
     return [str(r) for r in entry.get("revisions") or ["main"]]
+
+
+def run_key(model: str, revision: str) -> str:
+    """A run's key in `runs` and its stage entries (`eval@<key>`): DVC splits stage names at the last '@' and
+    parameter paths at dots, so neither may appear in it."""
+    return f"{model}-{revision}".replace("@", "_").replace(".", "_")
+
+
+def expand_runs(models: dict) -> dict[str, dict]:
+    """One entry per model × revision, carrying everything that run depends on: what dvc.yaml's eval, ftgd and
+    probe stages iterate over, so each run is its own stage entry that DVC caches and skips on its own. Hydra
+    derives params.yaml's `runs` from `models` with this function (conf/hydra_plugins) at `dvc exp run`."""
+    return {
+        run_key(m, rev): {**{k: v for k, v in entry.items() if k != "revisions"}, "model": m, "revision": rev}
+        for m, entry in models.items()
+        for rev in revisions(entry)
+    }
+
+
+def check_runs(p: dict) -> None:
+    """`runs` must be what `models` implies (a hand-edited params.yaml can leave it behind)."""
+    want, have = expand_runs(p["models"]), p.get("runs") or {}
+    if have == want:
+        return
+    missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
+    what = (
+        f"missing {', '.join(missing)}"
+        if missing
+        else f"extra {', '.join(extra)}"
+        if extra
+        else f"stale {', '.join(k for k in want if want[k] != have[k])}"
+    )
+    raise ParamsError(
+        f"params.yaml: `runs` does not match `models` ({what}); `dvc exp run` derives it, or after editing "
+        "params.yaml by hand run `taskspace stage runs`"
+    )
 
 
 def source(p: dict) -> str:
@@ -151,11 +187,15 @@ def stage_prepare(p: dict, root: Path = DATA / "prepare", say: Say = print) -> N
         say(f"built tiny model '{name}': {', '.join(saved)}")
 
 
-def _each_revision(p: dict, model: str, say: Say):
+def _each_revision(p: dict, model: str, revision: str | None, say: Say):
+    """Load the model at one revision (a stage entry's run), or at each of its revisions in turn."""
     from taskspace.models import load_model
 
     entry = model_entry(p, model)
-    for rev in revisions(entry):
+    known = revisions(entry)
+    if revision is not None and revision not in known:
+        raise ParamsError(f"params.yaml: models.{model} has no revision '{revision}' (revisions: {', '.join(known)})")
+    for rev in [revision] if revision is not None else known:
         say(f"{model}@{rev}: loading {entry['spec']}")
         lm = load_model(
             str(entry["spec"]),
@@ -166,22 +206,22 @@ def _each_revision(p: dict, model: str, say: Say):
         yield rev, lm
 
 
-def stage_eval(p: dict, model: str, say: Say = print) -> None:
+def stage_eval(p: dict, model: str, revision: str | None = None, say: Say = print) -> None:
     from taskspace.probing import run_eval1
     from taskspace.scoring import task_accuracy
 
     _, ev = splits()
-    for rev, lm in _each_revision(p, model, say):
+    for rev, lm in _each_revision(p, model, revision, say):
         scores = run_eval1(lm, ev, DATA / "eval" / model / rev, probe_config(p))
         acc = task_accuracy(scores)
         say(f"{model}@{rev}: eval1 mean accuracy {sum(r['accuracy'] for r in acc) / len(acc):.3f}")
 
 
-def stage_ftgd(p: dict, model: str, say: Say = print) -> None:
+def stage_ftgd(p: dict, model: str, revision: str | None = None, say: Say = print) -> None:
     from taskspace.probing import run_ftgd
 
     train, _ = splits()
-    for rev, lm in _each_revision(p, model, say):
+    for rev, lm in _each_revision(p, model, revision, say):
         run_ftgd(
             lm,
             train,
@@ -192,12 +232,12 @@ def stage_ftgd(p: dict, model: str, say: Say = print) -> None:
         )
 
 
-def stage_probe(p: dict, model: str, say: Say = print) -> None:
+def stage_probe(p: dict, model: str, revision: str | None = None, say: Say = print) -> None:
     from taskspace.probing import run_eval2
 
     _, ev = splits()
     entry = model_entry(p, model)
-    for rev, lm in _each_revision(p, model, say):
+    for rev, lm in _each_revision(p, model, revision, say):
         out = DATA / "probe" / model / rev
         eval1 = pq.read_table(DATA / "eval" / model / rev / "eval1.parquet")
         run_eval2(
@@ -224,6 +264,15 @@ def stage_probe(p: dict, model: str, say: Say = print) -> None:
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         write_json(run, out / "run.json")
+
+
+def write_runs(path: str | Path = "params.yaml") -> dict:
+    """Rewrite `runs` in a params file from its `models` (for a params.yaml edited by hand)."""
+    path = Path(path)
+    p = load_params(path)
+    p["runs"] = expand_runs(p["models"])
+    write_text(path, yaml.safe_dump(p, sort_keys=False, allow_unicode=True))
+    return p["runs"]
 
 
 def _groups(p: dict, tasks: list[str], meta: dict[str, dict]) -> list[str]:

@@ -60,7 +60,9 @@ def tiny_lm(tiny_dir):
 
 
 def pipeline_params(blimp) -> dict:
-    return {
+    from taskspace.pipeline import expand_runs
+
+    p = {
         "data": {
             "source": "auto",  # resolved like the offline profile: params hashes stay path-free
             "tasks": PIPELINE_TASKS,
@@ -76,6 +78,7 @@ def pipeline_params(blimp) -> dict:
         "probing": {"metric": "margin", "grad_projection": 0, "eval_batch_size": 64},
         "analysis": {"grouping": "phenomenon", "permutations": 200, "seed": 0},
     }
+    return {**p, "runs": expand_runs(p["models"])}  # what Hydra derives at `dvc exp run`
 
 
 def sh(repo: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:

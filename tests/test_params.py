@@ -27,6 +27,25 @@ def test_offline_profile_and_per_model_overrides(tmp_path):
     assert pipeline.params_hash(p, "tiny") != pipeline.params_hash(p, "smollm2")
 
 
+def test_runs_are_derived_from_models_by_hydra(tmp_path):
+    """`runs` (one stage entry per model × revision) follows `models`, including a `-S` override of revisions."""
+    over = ["profile=offline", "models.tiny.revisions=[step200,step300]"]
+    p = pipeline.load_params(pipeline.compose_params(over, tmp_path / "p.yaml", str(ROOT / "conf")))
+    assert list(p["runs"]) == ["tiny-step200", "tiny-step300", "smollm2-main"]
+    assert p["runs"]["tiny-step200"] == {
+        "spec": "data/prepare/models/tiny",
+        "scale": "0.4M",
+        "ftgd": {"lr": 0.001},
+        "model": "tiny",
+        "revision": "step200",
+    }
+    pipeline.check_runs(p)
+    assert pipeline.run_key("pythia-1.4b", "step1000") == "pythia-1_4b-step1000"  # no dots in param paths
+    p["models"]["tiny"]["revisions"] = ["step300"]
+    with pytest.raises(pipeline.ParamsError, match=r"`runs` does not match `models` \(extra tiny-step200\)"):
+        pipeline.check_runs(p)
+
+
 def test_bad_params_are_named(tmp_path):
     f = tmp_path / "params.yaml"
     f.write_text(

@@ -132,8 +132,14 @@ def test_adding_a_revision_computes_only_that_revision(repo):
     p = yaml.safe_load((repo / "params.yaml").read_text())
     p["models"]["tiny"]["revisions"] = ["step0", "step30", "step60"]  # the tiny model also saved step0
     (repo / "params.yaml").write_text(yaml.safe_dump(p))
+    stale = sh(repo, "dvc", "repro", check=False)  # `runs` no longer matches `models`: said, with the fix
+    assert stale.returncode != 0
+    assert "`runs` does not match `models` (missing tiny-step0)" in stale.stdout + stale.stderr
+    sh(repo, sys.executable, "-m", "taskspace", "stage", "runs")
     res = sh(repo, "dvc", "repro")
-    assert "Running stage 'eval@tiny'" in res.stdout and "tiny@step0: eval1" in res.stdout + res.stderr
+    ran = {line.split("'")[1] for line in res.stdout.splitlines() if line.startswith("Running stage")}
+    assert {"eval@tiny-step0", "ftgd@tiny-step0", "probe@tiny-step0", "analyze", "index"} <= ran
+    assert not ran & {f"{s}@tiny-{r}" for s in ("eval", "ftgd", "probe") for r in ("step30", "step60")}
     assert {f: f.stat().st_mtime_ns for f in kept} == stamps  # finished revisions are not recomputed
     assert (repo / "data" / "probe" / "tiny" / "step0" / "matrices.npz").exists()
     assert counts(db)["runs"] == runs_before + 1  # the other revisions keep their run keys: no duplicates
