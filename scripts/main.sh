@@ -12,7 +12,7 @@ git config user.email >/dev/null || export GIT_AUTHOR_EMAIL=taskspace@localhost 
 start=$(date +%s)
 dvc exp run -n "offline-$(date +%Y%m%d-%H%M%S)" -S profile=offline "$@"
 echo "pipeline finished in $(( $(date +%s) - start )) s"
-taskspace index
+taskspace index --counts   # the index stage built it; this only reads it
 taskspace metrics
 echo
 echo "Explore the results:  .venv/bin/taskspace tui        (keys: ? for help)"

@@ -410,16 +410,24 @@ def stage_runs(params):
 @click.option("--db", default="data/index/taskspace.duckdb", show_default=True, type=click.Path(path_type=Path))
 @click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))
 @click.option("--analysis", "analysis_file", default="data/analyze/analysis.json", show_default=True)
+@click.option("--counts", "counts_only", is_flag=True, help="only report the row counts (read-only, writes nothing)")
 @friendly_errors
-def index(db, data_dir, analysis_file):
+def index(db, data_dir, analysis_file, counts_only):
     """(Re)build the DuckDB index from the stage outputs: adds new runs only, atomically."""
     import time
 
-    from taskspace.index import IndexUnavailable, build_index
+    from taskspace.index import Index, IndexUnavailable, build_index
 
     t0 = time.perf_counter()
     try:
-        counts = build_index(db, data_dir, analysis_file)
+        if counts_only:
+            idx = Index(db)
+            try:
+                counts = idx.counts()
+            finally:
+                idx.close()
+        else:
+            counts = build_index(db, data_dir, analysis_file)
     except IndexUnavailable as e:
         raise RuntimeError(str(e)) from None
     t = Table(title=f"index {db} ({time.perf_counter() - t0:.1f} s)")

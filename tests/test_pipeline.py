@@ -59,6 +59,9 @@ def test_reindexing_is_idempotent(repo):
     for _ in range(2):
         sh(repo, sys.executable, "-m", "taskspace", "index", "--db", str(db))
     assert counts(db) == before
+    stamp = db.stat().st_mtime_ns
+    shown = sh(repo, sys.executable, "-m", "taskspace", "index", "--counts").stdout  # read-only: what main.sh shows
+    assert db.stat().st_mtime_ns == stamp and f"{before['scores']:,}" in shown
 
 
 def test_push_delete_cache_pull_restores_deltas(repo):
