@@ -430,7 +430,7 @@ def index(db, data_dir, analysis_file, counts_only):
             counts = build_index(db, data_dir, analysis_file)
     except IndexUnavailable as e:
         raise RuntimeError(str(e)) from None
-    t = Table(title=f"index {db} ({time.perf_counter() - t0:.1f} s)")
+    t = Table(title=f"{db.name} ({time.perf_counter() - t0:.1f} s)", caption=str(db.parent))
     t.add_column("table")
     t.add_column("rows", justify="right")
     for k, v in counts.items():
