@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -101,7 +102,7 @@ def main() -> None:
         return got, n / t
 
     assert uses_packing(lm), "this model cannot take prefix-tree packing"
-    plain_lm = LM(**{**lm.__dict__, "packing": False})
+    plain_lm = replace(lm, packing=False)
     _, plain = run("taskspace unpacked, batch 64", lambda: sentence_logprobs(plain_lm, sentences, 64))
     best = (0.0, 64, 128, None)
     for rt in (int(x) for x in args.row_tokens.split(",")):

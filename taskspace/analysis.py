@@ -21,6 +21,13 @@ from scipy.stats import rankdata
 # ---- hypothesis spaces ---------------------------------------------------------------------------------
 
 
+def format_stat(value: float | None, key: str = "") -> str:
+    """How a statistic is shown (CLI tables, TUI): 3 decimals, signed except p-values, "—" when missing."""
+    if value is None:
+        return "—"
+    return f"{value:.3f}" if key == "p" or key.endswith("_p") else f"{value:+.3f}"
+
+
 def hypothesis_space(groups: Sequence[str]) -> np.ndarray:
     """H[i, j] = 1 if tasks i and j share a group (phenomenon, field, …), else 0; the diagonal is 1."""
     g = np.asarray(groups)

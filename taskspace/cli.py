@@ -454,6 +454,8 @@ def metrics(path):
     """The analysis metrics of every run (what `dvc metrics show` lists), one row per run."""
     import json
 
+    from taskspace.analysis import format_stat
+
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run the pipeline first (./scripts/main.sh or `dvc repro`)")
     runs = json.loads(path.read_text())
@@ -462,7 +464,7 @@ def metrics(path):
     for label in METRIC_COLUMNS.values():
         t.add_column(label, justify="right")
     for run, m in runs.items():
-        t.add_row(run, *(_f(m.get(k), signed=not k.endswith("_p")) for k in METRIC_COLUMNS))
+        t.add_row(run, *(format_stat(m.get(k), k) for k in METRIC_COLUMNS))
     out_console.print(t)
 
 
@@ -534,7 +536,8 @@ def analyze(probes, blimp, grouping, permutations, seed, both_directions, out):
         result["comparisons"] = _comparisons(series, permutations, seed)
         result["stability"] = series_stability(series).get("series", {})
         for c in result["comparisons"]:
-            out_console.print(f"{c['kind']}: {c['a']} vs {c['b']}: r={_f(c['r'])} p={_f(c['p'])}")
+            r, pval = A.format_stat(c["r"]), A.format_stat(c["p"], "p")
+            out_console.print(f"{c['kind']}: {c['a']} vs {c['b']}: r={r} p={pval}")
     if out:
         write_json(result, Path(out) / "analysis.json")
         console.print(f"wrote {out}/analysis.json")
@@ -554,18 +557,16 @@ FIT_ROWS = {
 
 def fit_table(kinds: dict[str, dict], title: str) -> Table:
     """One column per task space, one row per statistic: fits 80 columns for the four spaces."""
+    from taskspace.analysis import format_stat
+
     t = Table(title=title)
     t.add_column("", no_wrap=True)
     for kind in kinds:
         t.add_column(kind, justify="right")
     for key, label in FIT_ROWS.items():
-        t.add_row(label, *(_f(s.get(key), signed=not key.endswith("_p")) for s in kinds.values()))
+        t.add_row(label, *(format_stat(s.get(key), key) for s in kinds.values()))
     return t
 
 
 def _count(n: int) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n:,}"
-
-
-def _f(x, signed: bool = True) -> str:
-    return "—" if x is None else f"{x:+.3f}" if signed else f"{x:.3f}"

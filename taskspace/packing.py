@@ -131,7 +131,10 @@ def collate_rows(rows: Sequence[Row], pad_id: int, device, dtype: torch.dtype) -
             owner.extend([len(sentences)] * len(path))
             member.extend(scored[r, path].tolist())
             sentences.append(sentence)
-    as_t = lambda x: torch.as_tensor(np.asarray(x, dtype=np.int64), device=device)  # noqa: E731
+
+    def as_t(x) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(x, dtype=np.int64), device=device)
+
     mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(torch.from_numpy(~allowed), torch.finfo(dtype).min)
     return PackedBatch(
         ids=as_t(ids),

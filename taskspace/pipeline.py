@@ -101,13 +101,12 @@ def check_runs(p: dict) -> None:
     if have == want:
         return
     missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
-    what = (
-        f"missing {', '.join(missing)}"
-        if missing
-        else f"extra {', '.join(extra)}"
-        if extra
-        else f"stale {', '.join(k for k in want if want[k] != have[k])}"
-    )
+    if missing:
+        what = f"missing {', '.join(missing)}"
+    elif extra:
+        what = f"extra {', '.join(extra)}"
+    else:
+        what = f"stale {', '.join(k for k in want if want[k] != have[k])}"
     raise ParamsError(
         f"params.yaml: `runs` does not match `models` ({what}); `dvc exp run` derives it, or after editing "
         "params.yaml by hand run `taskspace stage runs`"

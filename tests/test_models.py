@@ -1,8 +1,10 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
 from taskspace import data
-from taskspace.models import LM, ModelError, load_model
+from taskspace.models import ModelError, load_model
 from taskspace.scoring import score_pairs, task_accuracy, uses_packing
 
 
@@ -48,6 +50,6 @@ def test_smollm2_gguf_scores_agreement_above_chance(blimp):
         assert row["accuracy"] >= 0.7, row
     # Llama with grouped-query attention takes the packed path, and it matches one padded row per sentence
     assert uses_packing(lm)
-    plain = score_pairs(LM(**{**lm.__dict__, "packing": False}), ev, batch_size=20)
+    plain = score_pairs(replace(lm, packing=False), ev, batch_size=20)
     for col in ("logp_good", "logp_bad"):
         assert abs(scores[col].to_numpy() - plain[col].to_numpy()).max() < 1e-4

@@ -1,5 +1,7 @@
 """Prefix-tree packing: the tree by hand, and scores/gradients identical to one padded row per sentence."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -51,7 +53,7 @@ def pairs_text(blimp):
 
 
 def unpacked(lm: LM) -> LM:
-    return LM(**{**lm.__dict__, "packing": False})
+    return replace(lm, packing=False)
 
 
 @pytest.mark.parametrize("row_tokens,batch_size", [(16, 7), (128, 64), (4096, 1000)])
@@ -87,7 +89,7 @@ class NoLogitsToKeep(torch.nn.Module):
 
 
 def test_model_without_packing_support_scores_unpacked(tiny_lm, pairs_text):
-    plain = LM(**{**tiny_lm.__dict__, "model": NoLogitsToKeep(tiny_lm.model), "packing": None})
+    plain = replace(tiny_lm, model=NoLogitsToKeep(tiny_lm.model), packing=None)
     got = sentence_logprobs(plain, pairs_text[:20])
     assert plain.packing is False
     np.testing.assert_allclose(got, sentence_logprobs(tiny_lm, pairs_text[:20]), atol=1e-4, rtol=0)

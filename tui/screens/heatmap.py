@@ -110,11 +110,8 @@ class HeatmapScreen(DataScreen):
         )
         self.query_one("#legend", Static).update(Text.assemble(*[(s.text, s.style) for s in legend(hm.scale)]))
         s = self.stats.get(self.kind, {})
-        lines = [
-            f"{k}: {s[k]:.3f}" if k.endswith("_p") else f"{k}: {s[k]:+.3f}"
-            for k in ("mantel_r", "mantel_p", "within", "between", "contrast")
-            if k in s
-        ]
+        keys = ("mantel_r", "mantel_p", "within", "between", "contrast")
+        lines = [f"{k}: {analysis.format_stat(s[k], k)}" for k in keys if k in s]
         self.query_one("#stats", Static).update("\n".join(lines) or "no analysis for this space")
         self.show_cell(*hm.cursor)
 

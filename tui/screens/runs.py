@@ -6,6 +6,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input
 
+from taskspace.analysis import format_stat
 from tui.screens.base import DataScreen, message_box
 
 # The key metrics come before the long variant/params columns, so they stay visible at 80 columns.
@@ -22,11 +23,7 @@ COLUMNS = [
 
 
 def _fmt(v, key: str = "") -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        return f"{v:.3f}" if key.endswith("_p") else f"{v:+.3f}"  # p-values carry no sign
-    return str(v)
+    return format_stat(v, key) if v is None or isinstance(v, float) else str(v)
 
 
 class RunsScreen(DataScreen):
