@@ -49,8 +49,11 @@ class FTGDConfig:
     patience: int = 10
     weight_decay: float = 0.0
     params: str = "all"
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
 
     def __post_init__(self):
+        self.betas = (float(self.betas[0]), float(self.betas[1]))
         if self.objective not in OBJECTIVES:
             raise ValueError(f"ftgd.objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         if not 0 < self.sparsity <= 1:
@@ -113,22 +116,36 @@ def gradient_differential(
     objective: str = "differential",
     progress: Progress | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Mean gradient of the FTGD loss over all pairs, i.e. mean(∇logp(bad) − ∇logp(good)) for `differential`."""
-    for p in lm.model.parameters():
-        p.grad = None
+    """Mean gradient of the FTGD loss over all pairs, i.e. mean(∇logp(bad) − ∇logp(good)) for `differential`.
+
+    Each batch's gradient is added into fp32 accumulators, whatever the model's dtype: summing many small
+    per-batch gradients in bf16 would round most of them away.
+    """
+    acc = {name: torch.zeros(p.shape, dtype=torch.float32, device=p.device) for name, p in params.items()}
+    wanted = {id(p) for p in params.values()}
+    frozen = [p for p in lm.model.parameters() if p.requires_grad and id(p) not in wanted]
+    for p in frozen:
+        p.requires_grad_(False)  # no backward work for tensors whose gradient is not asked for
     lm.model.eval()  # no dropout: the differential must be deterministic
     n = len(pairs)
-    for start in range(0, n, batch_size):
-        idx = range(start, min(start + batch_size, n))
-        good, bad = pair_logprobs(lm, pairs, idx)
-        loss = ftgd_loss(good, bad, "lm" if objective == "lm" else "differential") * (len(idx) / n)
-        loss.backward()
-        if progress:
-            progress(len(idx))
-    grads = {name: p.grad.detach().float().clone() for name, p in params.items()}
-    for p in lm.model.parameters():
-        p.grad = None
-    return grads
+    try:
+        for start in range(0, n, batch_size):
+            idx = range(start, min(start + batch_size, n))
+            good, bad = pair_logprobs(lm, pairs, idx)
+            loss = ftgd_loss(good, bad, "lm" if objective == "lm" else "differential") * (len(idx) / n)
+            loss.backward()
+            for name, p in params.items():
+                if p.grad is not None:
+                    acc[name].add_(p.grad)  # (shape of p) fp32 += model dtype
+                    p.grad = None
+            if progress:
+                progress(len(idx))
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+        for p in lm.model.parameters():
+            p.grad = None
+    return acc
 
 
 def topk_mask(grads: dict[str, torch.Tensor], sparsity: float) -> dict[str, torch.Tensor]:
@@ -214,6 +231,44 @@ class Delta:
         self._write(model, "base", "value")
 
 
+class SparseAdamW:
+    """AdamW over selected entries only, with fp32 master values: state is O(k), entries outside the footprint
+    never move, and updates far below a bf16 weight's resolution still accumulate.
+
+    The model holds the master values cast to its own dtype (written after every step), so in fp32 this is
+    plain AdamW on the selected entries; in bf16 the forward sees the rounded masters while the small updates
+    add up in fp32 instead of vanishing at each write-back.
+    """
+
+    def __init__(self, params: dict[str, torch.nn.Parameter], mask: dict[str, torch.Tensor], cfg: FTGDConfig):
+        self.params = params
+        self.idx = {n: i.to(params[n].device) for n, i in mask.items()}  # flat indices per tensor, (k_n,)
+        self.master = {n: params[n].detach().view(-1)[i].float().clone() for n, i in self.idx.items()}  # (k_n,)
+        self.m = {n: torch.zeros_like(w) for n, w in self.master.items()}
+        self.v = {n: torch.zeros_like(w) for n, w in self.master.items()}
+        self.lr, (self.b1, self.b2), self.eps, self.wd = cfg.lr, cfg.betas, cfg.eps, cfg.weight_decay
+        self.t = 0
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One update from the parameters' .grad at the selected entries; writes the masters into the model."""
+        self.t += 1
+        c1, c2 = 1 - self.b1**self.t, 1 - self.b2**self.t
+        for n, i in self.idx.items():
+            p = self.params[n]
+            g = p.grad.view(-1)[i].float()  # (k_n,)
+            m, v, w = self.m[n], self.v[n], self.master[n]
+            m.mul_(self.b1).add_(g, alpha=1 - self.b1)
+            v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
+            w.sub_(self.lr * ((m / c1) / ((v / c2).sqrt() + self.eps) + self.wd * w))
+            p.data.view(-1)[i] = w.to(p.dtype)
+            p.grad = None
+
+    def values(self) -> dict[str, torch.Tensor]:
+        """The tuned values as the model holds them (masters cast to its dtype), on the CPU."""
+        return {n: w.to(self.params[n].dtype).cpu() for n, w in self.master.items()}
+
+
 @dataclass
 class FTGDResult:
     delta: Delta
@@ -234,11 +289,10 @@ def finetune(
     if grads is None:
         grads = gradient_differential(lm, pairs, params, cfg.batch_size, cfg.objective)
     mask = topk_mask(grads, cfg.sparsity)
-    base = {n: params[n].detach().view(-1)[i.to(params[n].device)].float().cpu().clone() for n, i in mask.items()}
-    # AdamW over the selected entries only: state is O(k), and entries outside the footprint can never move.
-    state = {n: torch.zeros(2, b.numel(), device=lm.device) for n, b in base.items()}
-    b1, b2, eps = 0.9, 0.999, 1e-8
-    frozen = [p for n, p in lm.model.named_parameters() if n not in mask and p.requires_grad]
+    named = dict(lm.model.named_parameters())
+    base = {n: named[n].detach().view(-1)[i.to(named[n].device)].cpu().clone() for n, i in mask.items()}
+    opt = SparseAdamW(named, mask, cfg)
+    frozen = [p for n, p in named.items() if n not in mask and p.requires_grad]
     for p in frozen:
         p.requires_grad_(False)  # no backward work for tensors without selected entries
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -253,18 +307,7 @@ def finetune(
             if not torch.isfinite(loss):
                 raise FTGDError(f"non-finite FTGD loss at step {step} (lr {cfg.lr} too high?); nothing was written")
             loss.backward()
-            with torch.no_grad():
-                for n, i in mask.items():
-                    p = params[n]
-                    flat, i = p.data.view(-1), i.to(p.device)
-                    g = p.grad.view(-1)[i].float()
-                    m, v = state[n]
-                    m.mul_(b1).add_(g, alpha=1 - b1)
-                    v.mul_(b2).addcmul_(g, g, value=1 - b2)
-                    w = flat[i].float()
-                    upd = (m / (1 - b1**step)) / ((v / (1 - b2**step)).sqrt() + eps) + cfg.weight_decay * w
-                    flat[i] = (w - cfg.lr * upd).to(flat.dtype)
-                    p.grad = None
+            opt.step()
             acc = float(((good - bad) > 0).float().mean())
             history.append(
                 {"step": step, "loss": float(loss.detach()), "train_acc": acc, "seconds": time.perf_counter() - t0}
@@ -274,18 +317,22 @@ def finetune(
             solved = solved + 1 if acc == 1.0 else 0
             if cfg.early_stop and cfg.objective != "lm" and solved >= cfg.patience:
                 break
-        named = dict(lm.model.named_parameters())
-        value = {n: named[n].detach().view(-1)[i.to(named[n].device)].float().cpu().clone() for n, i in mask.items()}
+        value = opt.values()
     finally:
         for p in frozen:
             p.requires_grad_(True)
         with torch.no_grad():  # leave the base model as it was, whatever happened
             for n, i in mask.items():
-                params[n].data.view(-1)[i.to(params[n].device)] = base[n].to(params[n].device, params[n].dtype)
+                named[n].data.view(-1)[i.to(named[n].device)] = base[n].to(named[n].device)
             for p in lm.model.parameters():
                 p.grad = None
     meta = {**lm.meta(), **{f"ftgd.{k}": v for k, v in asdict(cfg).items()}, "steps_run": len(history)}
-    return FTGDResult(Delta(mask, base, value, meta), grads, history, asdict(cfg))
+    return FTGDResult(Delta(compact_indices(mask), base, value, meta), grads, history, asdict(cfg))
+
+
+def compact_indices(mask: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Flat indices as int32 where they fit (every tensor below 2³¹ entries): half the delta's index bytes."""
+    return {n: i.to(torch.int32) if i.numel() == 0 or int(i.max()) < 2**31 else i for n, i in mask.items()}
 
 
 def lm_loss(lm: LM, sentences: Sequence[str], batch_size: int = 32) -> float:
