@@ -327,7 +327,7 @@ def probe_options(fn):
             "--grad-projection",
             default=d.grad_projection,
             show_default=True,
-            help="0 = exact cosine; k = count-sketch to k dims",
+            help="k: count-sketch size (exact when the gradient has ≤ k entries); 0 = exact",
         ),
         click.option("--eval-batch-size", default=d.eval_batch_size, show_default=True),
     )(fn)

@@ -7,9 +7,13 @@ import torch
 from taskspace import data
 from taskspace.ftgd import FTGDConfig
 from taskspace.probing import (
+    EXACT_GRADIENT_MAX,
+    MERSENNE,
     ProbeConfig,
+    _hash_coefficients,
     cosine_matrix,
     count_sketch,
+    gradient_vector,
     jaccard_matrix,
     load_matrices,
     normalise_transfer,
@@ -37,6 +41,7 @@ def test_cosine_and_jaccard_against_numpy():
     np.testing.assert_allclose(cosine_matrix(v), want, atol=1e-12)
     masks = [np.array([0, 1, 2, 3]), np.array([2, 3, 4]), np.array([7, 8])]
     j = jaccard_matrix(masks)
+    np.testing.assert_array_equal(jaccard_matrix(masks, size=100), j)
     assert j[0, 1] == pytest.approx(2 / 5) and j[0, 2] == 0 and j[1, 0] == j[0, 1] and j[2, 2] == 1
     bool_masks = np.zeros((3, 10), bool)
     for row, m in zip(bool_masks, masks):
@@ -53,6 +58,35 @@ def test_count_sketch_preserves_cosine_roughly():
     proj = cosine_matrix(np.stack([count_sketch(g, 4096, seed=1) for g in (a, b)]))
     assert abs(proj[0, 1] - exact[0, 1]) < 0.05
     np.testing.assert_array_equal(count_sketch(a, 64, seed=3), count_sketch(a, 64, seed=3))
+
+
+def test_count_sketch_by_hand():
+    g = {"w": torch.tensor([[1.0, -2.0], [0.5, 4.0]])}
+    a1, b1, a2, b2 = _hash_coefficients("w", 7)
+    want = np.zeros(8)
+    for x, v in enumerate([1.0, -2.0, 0.5, 4.0]):  # Python integers: no overflow to worry about
+        want[(a1 * x + b1) % MERSENNE % 8] += v * (1 - 2 * ((a2 * x + b2) % MERSENNE % 2))
+    np.testing.assert_array_equal(count_sketch(g, 8, seed=7), want)
+
+
+def test_count_sketch_inner_products_are_unbiased():
+    gen = torch.Generator().manual_seed(0)
+    a = {"w": torch.randn(300, generator=gen)}
+    b = {"w": 0.5 * a["w"] + torch.randn(300, generator=gen)}
+    exact = float((a["w"] * b["w"]).sum())
+    est = [float(count_sketch(a, 16, s) @ count_sketch(b, 16, s)) for s in range(400)]
+    # each estimate is noisy at k = 16; their mean over 400 seeds is within a few standard errors of exact
+    assert abs(np.mean(est) - exact) < 4 * np.std(est) / np.sqrt(len(est))
+
+
+def test_gradient_vector_is_exact_when_small_and_bounded_when_large():
+    g = {"w": torch.arange(6.0)}
+    np.testing.assert_array_equal(gradient_vector(g, 8), np.arange(6.0))  # k ≥ P: the exact gradient
+    assert gradient_vector(g, 4).shape == (4,)
+    big = {"w": torch.zeros(EXACT_GRADIENT_MAX + 1)}
+    with pytest.raises(ValueError, match="grad_projection: 0 .exact. would store a full"):
+        gradient_vector(big, 0)
+    assert gradient_vector(big, 1024).shape == (1024,)
 
 
 @pytest.fixture(scope="module")
