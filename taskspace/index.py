@@ -20,6 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from taskspace.runs import STEP_SQL, revision_key
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id INTEGER PRIMARY KEY, run_key VARCHAR UNIQUE, model VARCHAR, spec VARCHAR, scale VARCHAR,
@@ -73,9 +75,11 @@ class RunOutputs:
 
 
 def find_runs(data_dir: Path) -> list[RunOutputs]:
-    """Every finished run under data/probe/<model>/<revision>/ (those with run.json and matrices.npz)."""
+    """Every finished run under data/probe/<model>/<revision>/ (those with run.json and matrices.npz), in
+    training order, so new run ids follow it."""
     out = []
-    for run_json in sorted((data_dir / "probe").glob("*/*/run.json")):
+    found = (data_dir / "probe").glob("*/*/run.json")
+    for run_json in sorted(found, key=lambda f: (f.parent.parent.name, revision_key(f.parent.name))):
         d = run_json.parent
         if (d / "matrices.npz").exists():
             out.append(RunOutputs(d, data_dir / "eval" / d.parent.name / d.name / "eval1.parquet"))
@@ -282,15 +286,16 @@ class Index:
         return {t: self.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
 
     def runs(self) -> list[dict]:
-        """Runs with their key metrics (Mantel r/p and within−between contrast of the transfer space)."""
-        q = """
+        """Runs with their key metrics (Mantel r/p and within−between contrast of the transfer space), each
+        model's checkpoints in training order."""
+        q = f"""
         SELECT r.run_id, r.run_key, r.model, r.scale, r.n_params, r.revision, r.experiment, r.params_hash,
-               r.created,
+               r.created, {STEP_SQL.format(col="r.revision")} AS step,
                max(CASE WHEN a.metric = 'mantel_r' THEN a.value END) AS mantel_r,
                max(CASE WHEN a.metric = 'mantel_p' THEN a.value END) AS mantel_p,
                max(CASE WHEN a.metric = 'contrast' THEN a.value END) AS contrast
         FROM runs r LEFT JOIN analysis a ON a.run_id = r.run_id AND a.kind = 'transfer'
-        GROUP BY ALL ORDER BY r.model, r.n_params, r.revision, r.run_id"""
+        GROUP BY ALL ORDER BY r.model, r.n_params, step NULLS LAST, r.run_id"""
         cur = self.con.execute(q)
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, row)) for row in cur.fetchall()]

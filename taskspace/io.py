@@ -32,8 +32,8 @@ def write_parquet(table: pa.Table, path: str | Path) -> Path:
     return atomic_write(path, lambda p: pq.write_table(table, p))
 
 
-def write_json(obj, path: str | Path) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+def write_json(obj, path: str | Path, sort_keys: bool = True) -> Path:
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n")
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -22,6 +22,7 @@ import yaml
 
 from taskspace import data
 from taskspace.io import write_json, write_parquet, write_text
+from taskspace.runs import revision_step
 
 DATA = Path("data")
 Say = Callable[[str], None]
@@ -74,8 +75,10 @@ def model_entry(p: dict, name: str) -> dict:
 
 
 def revisions(entry: dict) -> list[str]:
-    """A model's revisions; `main` (or none listed) means the default weights."""
-    return [str(r) for r in entry.get("revisions") or ["main"]]
+    """A model's revisions in training order; `main` (or none listed) means the default weights."""
+    from taskspace.runs import order_revisions
+
+    return order_revisions([str(r) for r in entry.get("revisions") or ["main"]])
 
 
 def run_key(model: str, revision: str) -> str:
@@ -336,7 +339,7 @@ def stage_analyze(p: dict, out: Path = DATA / "analyze", say: Say = print) -> di
             rows += [
                 {
                     "model": model,
-                    "step": i,
+                    "step": revision_step(r) if revision_step(r) is not None else i,
                     "revision": r,
                     "with_next": (st["with_next"] + [1.0])[i],
                     "with_last": st["with_last"][i],
@@ -349,7 +352,7 @@ def stage_analyze(p: dict, out: Path = DATA / "analyze", say: Say = print) -> di
         rows or [{"model": "", "step": 0, "revision": "", "with_next": None, "with_last": None, "contrast": None}],
     )
     write_json(result, out / "analysis.json")
-    write_json(metrics, out / "metrics.json")
+    write_json(metrics, out / "metrics.json", sort_keys=False)  # runs in training order, as computed
     return result
 
 

@@ -7,6 +7,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input
 
 from taskspace.analysis import format_stat
+from taskspace.runs import revision_key
 from tui.screens.base import DataScreen, message_box
 
 # The key metrics come before the long variant/params columns, so they stay visible at 80 columns.
@@ -80,7 +81,10 @@ class RunsScreen(DataScreen):
         needle = self.query_one("#filter", Input).value.strip().lower()
         key = COLUMNS[self.sort_col][1]
         rows = [r for r in self.rows if not needle or needle in " ".join(str(v) for v in r.values()).lower()]
-        rows.sort(key=lambda r: (r[key] is None, r[key] if r[key] is not None else 0))
+        if key == "revision":  # training order, not text order (step1000 before step16000)
+            rows.sort(key=lambda r: (r["model"], revision_key(r["revision"]), r["run_id"]))
+        else:
+            rows.sort(key=lambda r: (r[key] is None, r[key] if r[key] is not None else 0))
         table.clear()
         for r in rows:
             table.add_row(
