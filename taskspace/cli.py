@@ -7,11 +7,13 @@ import sys
 from pathlib import Path
 
 import click
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from taskspace import data
+from taskspace.shapes import SHAPES
 
 console = Console(stderr=True)
 out_console = Console()
@@ -166,13 +168,20 @@ def score(batch_size, out, **kw):
 @main.command("make-tiny")
 @data_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--steps", default=300, show_default=True)
+@click.option("--steps", default=300, show_default=True, help="LM training steps (0: random weights, step0 only)")
 @click.option("--save-every", default=100, show_default=True)
+@click.option(
+    "--shape",
+    default="tiny",
+    show_default=True,
+    type=click.Choice(SHAPES),
+    help="tiny (0.4M) or a Pythia size's real dimensions and vocabulary",
+)
 @click.option("--n-train", default=500, show_default=True, help="train pairs per task (their good sentences)")
 @click.option("--n-eval", default=200, show_default=True, help="eval pairs per task, never trained on")
 @friendly_errors
-def make_tiny(out, steps, save_every, **kw):
-    """Build the tiny GPT-NeoX with a checkpoint series (OUT/step0 …), the offline stand-in for Pythia."""
+def make_tiny(out, steps, save_every, shape, **kw):
+    """Build a GPT-NeoX with a checkpoint series (OUT/step0 …), the offline stand-in for Pythia."""
     from taskspace import tiny
 
     seed = kw["seed"]
@@ -182,7 +191,14 @@ def make_tiny(out, steps, save_every, **kw):
     with progress_bar() as bar:
         job = bar.add_task("training tiny LM", total=steps)
         saved = tiny.build_tiny(
-            out, vocab, sentences, steps=steps, save_every=save_every, seed=seed, progress=lambda k: bar.advance(job, k)
+            out,
+            vocab,
+            sentences,
+            steps=steps,
+            save_every=save_every,
+            seed=seed,
+            shape=shape,
+            progress=lambda k: bar.advance(job, k),
         )
     console.print(f"saved {', '.join(saved)} under {out}")
 
@@ -438,6 +454,78 @@ def index(db, data_dir, analysis_file, counts_only):
     out_console.print(t)
 
 
+@main.command()
+@click.option("--params", default="params.yaml", show_default=True, type=click.Path(path_type=Path))
+@click.option("--calibrate/--no-calibrate", default=True, show_default=True, help="time a few steps on this device")
+@click.option("--device", default=None, help="device to plan for (default: cuda if available)")
+@click.option("--dtype", default=None, help="float32 / bfloat16 (default: bf16 on GPU, fp32 on CPU)")
+@click.option("--json", "as_json", is_flag=True, help="print the plan as JSON")
+@friendly_errors
+def plan(params, calibrate, device, dtype, as_json):
+    """What the pipeline in params.yaml will cost: passes, FLOPs, disk, memory and time, per run and in total."""
+    import dataclasses
+    import json
+
+    from taskspace import pipeline
+    from taskspace import plan as P
+
+    p = pipeline.load_params(params)
+    runs, warnings = P.plan(p, calibrate, device, dtype, say=lambda m: console.print(m, highlight=False))
+    if as_json:
+        click.echo(json.dumps({"runs": [dataclasses.asdict(r) for r in runs], "warnings": warnings}, indent=1))
+        return
+    gb = lambda b: f"{b / P.GiB:.2f}"  # noqa: E731
+    t = Table(
+        title=f"plan for {params}",
+        caption="passes: forward/backward · disk: outputs in GiB (the DVC cache keeps a second copy) · "
+        "peak memory in GiB on the device (tuning) and the host (eval2's reduction)",
+        box=box.SIMPLE_HEAD,
+    )
+    for col in ("run", "passes", "FLOP", "disk", "device", "host", "time"):
+        t.add_column(col, justify="left" if col == "run" else "right", no_wrap=True)
+    for r in runs:
+        w = r.workload
+        t.add_row(
+            r.run,
+            f"{_short(w.forward_passes)}/{_short(w.backward_passes)}",
+            _si(r.flops),
+            gb(sum(r.disk.values())),
+            gb(P.device_peak(r)),
+            gb(r.memory["reduce"]),
+            _duration(r.seconds),
+        )
+    total = [r.seconds for r in runs]
+    fwd, bwd = (sum(getattr(r.workload, k) for r in runs) for k in ("forward_passes", "backward_passes"))
+    t.add_section()
+    t.add_row(
+        f"total: {len(runs)} runs",
+        f"{_short(fwd)}/{_short(bwd)}",
+        _si(sum(r.flops for r in runs)),
+        gb(sum(sum(r.disk.values()) for r in runs)),
+        gb(max(P.device_peak(r) for r in runs)),
+        gb(max(r.memory["reduce"] for r in runs)),
+        _duration(sum(total) if None not in total else None),
+    )
+    out_console.print(t)
+    for r in {r.model: r for r in runs}.values():
+        c, line = r.calibration, f"{r.model}: {_count(r.shape.n_params)} parameters ({r.shape.source})"
+        if c:
+            line += (
+                f"; calibrated on {c.device} {c.dtype}, {c.tokenizer} tokenizer: {1 / c.s_sentence:,.0f} "
+                f"sentences/s scoring, {c.s_step:.3f} s per FTGD step, {c.s_grad_pair * 1e3:.1f} ms per "
+                "differential pair"
+            )
+        out_console.print(line, highlight=False)
+    for w in warnings:
+        console.print(f"[red]warning:[/red] {w}", highlight=False)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
 METRIC_COLUMNS = {
     "transfer_mantel_r": "transfer r",
     "transfer_mantel_p": "Mantel p",
@@ -566,6 +654,17 @@ def fit_table(kinds: dict[str, dict], title: str) -> Table:
     for key, label in FIT_ROWS.items():
         t.add_row(label, *(format_stat(s.get(key), key) for s in kinds.values()))
     return t
+
+
+def _si(x: float) -> str:
+    for unit, scale in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6)):
+        if x >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def _short(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e4 else str(n)
 
 
 def _count(n: int) -> str:

@@ -43,11 +43,14 @@ def load_params(path: str | Path = "params.yaml") -> dict:
     return p
 
 
-def _config(cls, section: dict, name: str):
-    known = {f.name for f in fields(cls)}
+def _check_keys(section: dict, known: set[str], name: str) -> None:
     unknown = sorted(set(section) - known)
     if unknown:
         raise ParamsError(f"params.yaml: unknown key '{name}.{unknown[0]}' (known: {', '.join(sorted(known))})")
+
+
+def _config(cls, section: dict, name: str):
+    _check_keys(section, {f.name for f in fields(cls)}, name)
     return cls(**section)
 
 
@@ -178,14 +181,10 @@ def stage_prepare(p: dict, root: Path = DATA / "prepare", say: Say = print) -> N
 
         vocab = data.load_blimp(src, data.select_tasks(src))  # the whole vocabulary: no unknown words anywhere
         v, s = tiny.sentences_for_tiny(vocab, train)
-        saved = tiny.build_tiny(
-            root / "models" / name,
-            v,
-            s,
-            steps=int(cfg.get("steps", 300)),
-            save_every=int(cfg.get("save_every", 100)),
-            seed=int(cfg.get("seed", 0)),
+        _check_keys(
+            cfg, {"steps", "save_every", "seed", "shape", "lr", "batch_size", "hidden", "layers"}, f"tiny_models.{name}"
         )
+        saved = tiny.build_tiny(root / "models" / name, v, s, **{"steps": 300, "save_every": 100, **cfg})
         say(f"built tiny model '{name}': {', '.join(saved)}")
 
 

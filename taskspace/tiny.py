@@ -1,9 +1,11 @@
-"""A tiny GPT-NeoX (Pythia's architecture) with its own pre-training checkpoint series, built offline.
+"""GPT-NeoX models (Pythia's architecture) with their own pre-training checkpoint series, built offline.
 
 The offline stand-in for Pythia: a word-level tokenizer trained on BLiMP's sentences (like Pythia's, it adds
-no BOS and has `<|endoftext|>`), and a ~0.4M-parameter model trained on grammatical *train* sentences, saved
-as `OUT/step0`, `OUT/step100`, … so `load_model(OUT, revision="step100")` works like a Pythia revision.
-It learns BLiMP's templates: a fixture for tests and demos, not a scientific result.
+no BOS and has `<|endoftext|>`), and a model trained on grammatical *train* sentences, saved as `OUT/step0`,
+`OUT/step100`, … so `load_model(OUT, revision="step100")` works like a Pythia revision.
+- shape `tiny` (~0.4M parameters) learns BLiMP's templates: a fixture for tests and demos, not a result;
+- shapes `pythia-70m` … `pythia-1.4b` have the real models' dimensions and vocabulary size (50,304 rows), so
+  memory, disk and speed at real scale can be measured without the hub (random or briefly trained weights).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pyarrow as pa
 import torch
 
 from taskspace.scoring import collate, encode
+from taskspace.shapes import pythia_config
 
 SPECIALS = ["<|endoftext|>", "<|padding|>", "<|unk|>"]
 
@@ -78,9 +81,12 @@ def build_tiny(
     seed: int = 0,
     hidden: int = 64,
     layers: int = 2,
+    shape: str = "tiny",
     progress: Callable[[int], None] | None = None,
 ) -> list[str]:
-    """Train the tiny LM and save revisions `step0`, `step{save_every}`, …, `step{steps}`; returns their names."""
+    """Train the LM and save revisions `step0`, `step{save_every}`, …, `step{steps}`; returns their names.
+
+    `shape` is `tiny` (sized by hidden/layers) or a Pythia size (`pythia-70m`, …) with its real dimensions."""
     from transformers import GPTNeoXForCausalLM
 
     from taskspace.models import quiet_transformers
@@ -89,12 +95,23 @@ def build_tiny(
     torch.manual_seed(seed)
     out.mkdir(parents=True, exist_ok=True)
     tok = train_tokenizer(vocab_sentences)
-    model = GPTNeoXForCausalLM(tiny_config(len(tok), hidden, layers))
-    seqs = [s for s in encode(tok, train_sentences) if 0 < len(s) < 63]
+    config = tiny_config(len(tok), hidden, layers) if shape == "tiny" else pythia_config(shape)
+    model = GPTNeoXForCausalLM(config)
+    limit = config.max_position_embeddings - 1
+    seqs = [s for s in encode(tok, train_sentences) if 0 < len(s) < limit] if train_sentences else []
+    if steps and not seqs:
+        raise ValueError("no training sentences for the tiny model (steps > 0 needs some)")
     rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     saved = []
-    meta = {"seed": seed, "steps": steps, "batch_size": batch_size, "lr": lr, "n_train_sentences": len(seqs)}
+    meta = {
+        "shape": shape,
+        "seed": seed,
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "n_train_sentences": len(seqs),
+    }
     for step in range(steps + 1):
         if step % save_every == 0 or step == steps:
             model.eval()
