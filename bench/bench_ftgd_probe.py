@@ -1,8 +1,8 @@
 """FTGD and probing speed on the tiny model (built on the fly): FTGD steps/s and pairs/s for dense vs sparse
-masks and the cost of mask selection; a full T×T transfer space for several T; gradient similarity exact vs
-count-sketch projection with its error. Prints tables; ratios are within this one run.
+masks (interleaved in rounds, bench/rounds.py: median ratio with min–max) and the cost of mask selection; a
+full T×T transfer space for several T. (Gradient-sketch accuracy: bench/bench_grad_sketch.py.)
 
-    .venv/bin/python bench/bench_ftgd_probe.py [--sizes 6,13,67] [--steps 20]
+    .venv/bin/python bench/bench_ftgd_probe.py [--sizes 6,13,67] [--steps 20] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from rounds import interleave
 
 from taskspace import data, tiny
 from taskspace.ftgd import EncodedPairs, FTGDConfig, finetune, gradient_differential, topk_mask
 from taskspace.models import load_model
-from taskspace.probing import ProbeConfig, cosine_matrix, count_sketch, flatten, probe
+from taskspace.probing import ProbeConfig, probe
 
 
 def build(n_train: int, n_eval: int):
@@ -36,6 +37,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--n-train", type=int, default=64)
     ap.add_argument("--n-eval", type=int, default=50)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     lm, train, ev = build(args.n_train, args.n_eval)
     names = np.asarray(train["task"].to_pylist())
@@ -54,43 +56,28 @@ def main() -> None:
         f"tiny model {lm.n_params:,} params; gradient differential over {len(pairs)} pairs {t_grad * 1e3:.0f} ms; "
         f"top-1% mask selection {t_mask * 1e3:.1f} ms"
     )
-    print(f"{'FTGD':<14}{'steps/s':>9}{'pairs/s':>9}{'× dense':>9}")
-    base = None
-    for label, sp in (("dense (1.0)", 1.0), ("sparse 10%", 0.1), ("sparse 1%", 0.01)):
-        cfg = FTGDConfig(sparsity=sp, lr=1e-3, steps=args.steps, batch_size=16)
-        t0 = time.perf_counter()
-        finetune(lm, pairs, cfg, grads=grads)
-        rate = args.steps / (time.perf_counter() - t0)
-        base = base or rate
-        print(f"{label:<14}{rate:>9.1f}{rate * 16:>9.0f}{rate / base:>9.2f}")
-
+    variants = {"dense (1.0)": 1.0, "sparse 10%": 0.1, "sparse 1%": 0.01}
+    t = interleave(
+        {
+            label: lambda sp=sp: finetune(lm, pairs, FTGDConfig(sparsity=sp, lr=1e-3, steps=args.steps), grads=grads)
+            for label, sp in variants.items()
+        },
+        args.rounds,
+    )
+    print(f"{'FTGD':<14}{'steps/s':>9}{'pairs/s':>9}{'× dense (min–max)':>22}")
+    for label in variants:
+        rate = args.steps / t.median(label)
+        print(f"{label:<14}{rate:>9.1f}{rate * 16:>9.0f}{t.ratio_text(label, 'dense (1.0)'):>22}")
     print(f"\n{'T tasks':<10}{'transfer space (s)':>20}{'per task (s)':>14}")
-    for t in (int(x) for x in args.sizes.split(",")):
-        keep = set(tasks[:t])
+    for size in (int(x) for x in args.sizes.split(",")):
+        keep = set(tasks[:size])
         tr = train.filter(np.isin(names, list(keep)))
         evn = np.asarray(ev["task"].to_pylist())
         e = ev.filter(np.isin(evn, list(keep)))
         t0 = time.perf_counter()
         probe(lm, tr, e, Path(tempfile.mkdtemp()), FTGDConfig(lr=1e-3, steps=args.steps), ProbeConfig())
         secs = time.perf_counter() - t0
-        print(f"{t:<10}{secs:>20.1f}{secs / t:>14.2f}")
-
-    g = []
-    for task in tasks[:13]:
-        r = train.filter(names == task)
-        g.append(
-            gradient_differential(lm, EncodedPairs.of(lm, r["good"].to_pylist(), r["bad"].to_pylist()), params, 16)
-        )
-    exact = cosine_matrix(np.stack([flatten(x) for x in g]))
-    print(f"\n{'gradient similarity':<22}{'time (ms)':>10}{'max |err|':>11}")
-    t0 = time.perf_counter()
-    cosine_matrix(np.stack([flatten(x) for x in g]))
-    print(f"{'exact':<22}{(time.perf_counter() - t0) * 1e3:>10.1f}{0.0:>11.3f}")
-    for k in (1024, 16384):
-        t0 = time.perf_counter()
-        proj = cosine_matrix(np.stack([count_sketch(x, k) for x in g]))
-        ms = (time.perf_counter() - t0) * 1e3
-        print(f"{f'count sketch k={k}':<22}{ms:>10.1f}{np.abs(proj - exact).max():>11.3f}")
+        print(f"{size:<10}{secs:>20.1f}{secs / size:>14.2f}")
 
 
 if __name__ == "__main__":

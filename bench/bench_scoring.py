@@ -1,7 +1,8 @@
 """Scoring throughput on the same BLiMP pairs, same model, same threads, one run (ratios, not absolute times):
 a naive one-sentence-at-a-time loop; minicons' IncrementalLMScorer (summed log-probs); taskspace unpacked (one
 right-padded row per sentence, length-bucketed: the plain path); taskspace with prefix-tree packing over row
-sizes and batch sizes. Also the achieved FLOP/s as a fraction of a torch matmul on the same threads.
+sizes and batch sizes. Methods run interleaved in rounds (bench/rounds.py): ratios are medians of per-round ratios
+with their min–max. Also the achieved FLOP/s as a fraction of a torch matmul on the same threads.
 
     .venv/bin/pip install minicons          # optional: the peer comparison
     .venv/bin/python bench/bench_scoring.py --model smollm2                     # 2,000 pairs (500 × 4 tasks)
@@ -12,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 import torch
+from rounds import interleave
 
 from taskspace import data
 from taskspace.models import LM, load_model
@@ -69,20 +70,15 @@ def forward_flops(lm: LM, positions: int, logit_positions: int) -> float:
     return 2.0 * body * positions + 2.0 * emb_out.numel() * logit_positions
 
 
-def timed(fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
-    t0 = time.perf_counter()
-    got = fn()
-    return got, time.perf_counter() - t0
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--revision", default=None)
     ap.add_argument("--pairs", type=int, default=500, help="pairs per task (4 tasks)")
     ap.add_argument("--row-tokens", default="64,128,256", help="packed row sizes tried at batch 64")
-    ap.add_argument("--batch-sizes", default="32,128", help="further batch sizes tried at the best row size")
+    ap.add_argument("--batch-sizes", default="32,128", help="further batch sizes tried with rows of 128")
     ap.add_argument("--minicons-batch", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     lm = load_model(args.model, revision=args.revision)
     _, ev = data.split_pairs(data.load_blimp(data.default_source(), TASKS), 0, args.pairs, seed=0)
@@ -90,57 +86,48 @@ def main() -> None:
     seqs = encode(lm.tokenizer, sentences)
     n = len(sentences)
     print(
-        f"{lm.name}: {lm.n_params / 1e6:.1f}M params, {n // 2} pairs = {n} sentences, {torch.get_num_threads()} threads"
+        f"{lm.name}: {lm.n_params / 1e6:.1f}M params, {n // 2} pairs = {n} sentences, {torch.get_num_threads()} "
+        f"threads, {args.rounds} interleaved rounds"
     )
-    ref, t = timed(lambda: naive(lm, sentences))
-    base = n / t
-    rows = [("naive loop, one sentence per forward", base, 0.0)]
-
-    def run(label: str, fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
-        got, t = timed(fn)
-        rows.append((label, n / t, float(np.abs(got - ref).max())))
-        return got, n / t
-
     assert uses_packing(lm), "this model cannot take prefix-tree packing"
     plain_lm = replace(lm, packing=False)
-    _, plain = run("taskspace unpacked, batch 64", lambda: sentence_logprobs(plain_lm, sentences, 64))
-    best = (0.0, 64, 128, None)
-    for rt in (int(x) for x in args.row_tokens.split(",")):
-        got, rate = run(
-            f"taskspace packed, rows {rt}, batch 64", lambda rt=rt: sentence_logprobs(lm, sentences, 64, None, rt)
-        )
-        best = max(best, (rate, 64, rt, got), key=lambda b: b[0])
-    for bs in (int(x) for x in args.batch_sizes.split(",") if x):
-        rt = best[2]
-        got, rate = run(
-            f"taskspace packed, rows {rt}, batch {bs}",
-            lambda bs=bs, rt=rt: sentence_logprobs(lm, sentences, bs, None, rt),
-        )
-        best = max(best, (rate, bs, rt, got), key=lambda b: b[0])
-    mc = None
+    naive_label, plain_label = "naive loop, one sentence per forward", "taskspace unpacked, batch 64"
+    methods = {naive_label: lambda: naive(lm, sentences)}
     try:
-        mc, mc_rate = run(
-            f"minicons batch {args.minicons_batch}", lambda: minicons_scores(lm, sentences, args.minicons_batch)
-        )
+        import minicons  # noqa: F401
+
+        mc_label = f"minicons batch {args.minicons_batch}"
+        methods[mc_label] = lambda: minicons_scores(lm, sentences, args.minicons_batch)
     except ImportError:
+        mc_label = None
         print("minicons not installed (pip install minicons): peer comparison skipped")
-
-    print(f"{'method':<40}{'sentences/s':>12}{'× naive':>9}{'max |Δ| vs naive':>18}")
-    for label, rate, diff in rows:
-        print(f"{label:<40}{rate:>12.1f}{rate / base:>9.2f}{diff:>18.1e}")
-    rate, bs, rt, got = best
-    print(f"best taskspace (rows {rt}, batch {bs}) / unpacked: {rate / plain:.2f}×")
-    if mc is not None:
-        print(
-            f"best taskspace / minicons: {rate / mc_rate:.2f}×; "
-            f"max |taskspace − minicons| = {np.abs(got - mc).max():.1e}"
+    methods[plain_label] = lambda: sentence_logprobs(plain_lm, sentences, 64)
+    packed = {(64, rt) for rt in (int(x) for x in args.row_tokens.split(","))}
+    packed |= {(bs, 128) for bs in (int(x) for x in args.batch_sizes.split(",") if x)}
+    for bs, rt in sorted(packed, key=lambda k: (k[1], k[0])):
+        methods[f"taskspace packed, rows {rt}, batch {bs}"] = lambda bs=bs, rt=rt: sentence_logprobs(
+            lm, sentences, bs, None, rt
         )
+    sentence_logprobs(lm, sentences[:16], 64)  # warm-up: the packing check and first-call costs
+    t = interleave(methods, args.rounds, warmup=False)
+    ref = t.results[naive_label]
+    print(f"{'method':<40}{'sentences/s':>12}{'× naive (min–max)':>22}{'max |Δ| vs naive':>18}")
+    for label in methods:
+        diff = float(np.abs(np.asarray(t.results[label]) - ref).max())
+        print(f"{label:<40}{n / t.median(label):>12.1f}{t.ratio_text(label, naive_label):>22}{diff:>18.1e}")
+    best = min((k for k in methods if k.startswith("taskspace packed")), key=t.median)
+    print(f"best: {best}; vs unpacked {t.ratio_text(best, plain_label)}", end="")
+    if mc_label:
+        diff = np.abs(np.asarray(t.results[best]) - np.asarray(t.results[mc_label])).max()
+        print(f"; vs minicons {t.ratio_text(best, mc_label)}; max |taskspace − minicons| = {diff:.1e}", end="")
+    print()
 
+    rt = int(best.split("rows ")[1].split(",")[0])
     packed_rows = pack_rows(seqs, lm.prefix_id, rt)
     positions = sum(len(r) for r in packed_rows)
     logit_positions = sum(len(set(r.parent[1:])) for r in packed_rows)
     unpacked_positions = sum(len(s) + 1 for s in seqs)
-    achieved = forward_flops(lm, positions, logit_positions) * rate / n
+    achieved = forward_flops(lm, positions, logit_positions) / t.median(best)
     ceiling = matmul_flops()
     print(
         f"positions computed: {positions:,} packed vs {unpacked_positions:,} unpacked "

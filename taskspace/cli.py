@@ -498,7 +498,7 @@ def plan(params, calibrate, device, dtype, as_json):
     fwd, bwd = (sum(getattr(r.workload, k) for r in runs) for k in ("forward_passes", "backward_passes"))
     t.add_section()
     t.add_row(
-        f"total: {len(runs)} runs",
+        f"total ({len(runs)})",
         f"{_short(fwd)}/{_short(bwd)}",
         _si(sum(r.flops for r in runs)),
         gb(sum(sum(r.disk.values()) for r in runs)),
@@ -664,7 +664,7 @@ def _si(x: float) -> str:
 
 
 def _short(n: int) -> str:
-    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e4 else str(n)
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k" if n >= 1e4 else str(n)
 
 
 def _count(n: int) -> str:

@@ -60,3 +60,11 @@ def test_bad_params_are_named(tmp_path):
         pipeline.model_entry(p, "x")
     with pytest.raises(pipeline.ParamsError, match="not found"):
         pipeline.load_params(tmp_path / "missing.yaml")
+
+
+def test_pythia_local_profile_points_at_revision_folders(tmp_path):
+    p = pipeline.load_params(pipeline.compose_params(["profile=pythia-local"], tmp_path / "p.yaml", str(ROOT / "conf")))
+    hub = pipeline.load_params(ROOT / "params.yaml")
+    assert p["runs"].keys() == hub["runs"].keys()  # the same runs as the hub profile, from local folders
+    assert {m["spec"] for m in p["models"].values()} == {f"models/{m}" for m in hub["models"]}
+    assert p["data"]["source"] == "auto" and p["data"]["n_train"] == hub["data"]["n_train"]
