@@ -20,8 +20,9 @@ import numpy as np
 
 from taskspace import data, plan, tiny
 from taskspace.models import load_model
-from taskspace.pipeline import expand_runs, ftgd_config, probe_config
+from taskspace.params import ftgd_config, probe_config
 from taskspace.probing import run_eval1, run_eval2, run_ftgd
+from taskspace.runs import Layout, expand_runs
 
 
 def params(spec: Path, tasks: list[str], n_train: int, n_eval: int, steps: int) -> dict:
@@ -43,9 +44,10 @@ def real_run(p: dict, spec: Path, out: Path) -> float:
     ftgd, probe = ftgd_config(p, "m"), probe_config(p)
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
-    eval1 = run_eval1(load_model(str(spec), "step0"), ev, out / "eval", probe)
-    run_ftgd(load_model(str(spec), "step0"), train, out / "ftgd", ftgd, probe)
-    run_eval2(load_model(str(spec), "step0"), ev, eval1, out / "ftgd", out / "probe", ftgd, probe)
+    layout = Layout(out / "eval", out / "ftgd", out / "probe")
+    eval1 = run_eval1(load_model(str(spec), "step0"), ev, layout, probe)
+    run_ftgd(load_model(str(spec), "step0"), train, layout, ftgd, probe)
+    run_eval2(load_model(str(spec), "step0"), ev, eval1, layout, ftgd, probe)
     return time.perf_counter() - t0
 
 

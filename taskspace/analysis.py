@@ -18,6 +18,8 @@ from scipy.cluster.hierarchy import leaves_list, linkage
 from scipy.spatial.distance import squareform
 from scipy.stats import rankdata
 
+from taskspace.errors import AnalysisError
+
 # ---- hypothesis spaces ---------------------------------------------------------------------------------
 
 
@@ -43,18 +45,18 @@ def load_grouping(path: str | Path) -> dict[str, str]:
     """A user grouping: JSON {task: group}, or CSV/TSV rows `task,group` (header optional)."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"grouping file {path} not found; use phenomenon, paper, field or a task→group file")
+        raise AnalysisError(f"grouping file {path} not found; use phenomenon, paper, field or a task→group file")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text ({e.reason})") from None
+        raise AnalysisError(f"{path}: not UTF-8 text ({e.reason})") from None
     if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
+            raise AnalysisError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
         if not isinstance(obj, dict) or not all(isinstance(v, str) for v in obj.values()):
-            raise ValueError(f"{path}: expected a JSON object mapping task names to group names")
+            raise AnalysisError(f"{path}: expected a JSON object mapping task names to group names")
         return {str(k): v for k, v in obj.items()}
     lines = text.splitlines()
     tab = path.suffix.lower() == ".tsv" or (bool(lines) and "\t" in lines[0])
@@ -64,14 +66,14 @@ def load_grouping(path: str | Path) -> dict[str, str]:
         if not any(row) or row[0].startswith("#"):
             continue
         if len(row) != 2 or not all(row):
-            raise ValueError(f"{path}:{lineno}: expected two non-empty columns task,group; got {row!r}")
+            raise AnalysisError(f"{path}:{lineno}: expected two non-empty columns task,group; got {row!r}")
         if not out and [c.lower() for c in row] == ["task", "group"]:
             continue
         if out.get(row[0], row[1]) != row[1]:
-            raise ValueError(f"{path}:{lineno}: task {row[0]} is given two groups ({out[row[0]]}, {row[1]})")
+            raise AnalysisError(f"{path}:{lineno}: task {row[0]} is given two groups ({out[row[0]]}, {row[1]})")
         out[row[0]] = row[1]
     if not out:
-        raise ValueError(f"{path}: no task,group rows")
+        raise AnalysisError(f"{path}: no task,group rows")
     return out
 
 
@@ -80,7 +82,7 @@ def groups_for(tasks: Sequence[str], grouping: dict[str, str]) -> list[str]:
     missing = [t for t in tasks if t not in grouping]
     if missing:
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise ValueError(f"grouping has no group for task(s) {', '.join(missing[:5])}{more}; add them")
+        raise AnalysisError(f"grouping has no group for task(s) {', '.join(missing[:5])}{more}; add them")
     return [grouping[t] for t in tasks]
 
 
@@ -109,16 +111,16 @@ def offdiag(m: np.ndarray, symmetric: bool = True) -> np.ndarray:
 def _prepare(m: np.ndarray, symmetric: bool, name: str = "task space") -> np.ndarray:
     m = np.asarray(m, dtype=np.float64)
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
-        raise ValueError(f"{name} must be square, got shape {m.shape}")
+        raise AnalysisError(f"{name} must be square, got shape {m.shape}")
     if np.isnan(m).any():
-        raise ValueError(f"{name} has NaN entries (e.g. transfer normalised by a zero diagonal); fill them")
+        raise AnalysisError(f"{name} has NaN entries (e.g. transfer normalised by a zero diagonal); fill them")
     return symmetrize(m) if symmetric else m
 
 
 def _pair(a: np.ndarray, b: np.ndarray, symmetric: bool) -> tuple[np.ndarray, np.ndarray]:
     a, b = _prepare(a, symmetric, "a"), _prepare(b, symmetric, "b")
     if a.shape != b.shape:
-        raise ValueError(f"task spaces differ in shape: {a.shape} vs {b.shape}")
+        raise AnalysisError(f"task spaces differ in shape: {a.shape} vs {b.shape}")
     return a, b
 
 
@@ -165,15 +167,15 @@ def mantel_test(
 ) -> MantelResult:
     """Correlation of off-diagonal entries; p by permuting a's task labels (rows and columns together)."""
     if permutations < 1:
-        raise ValueError(f"mantel_test needs permutations >= 1, got {permutations}")
+        raise AnalysisError(f"mantel_test needs permutations >= 1, got {permutations}")
     if method not in ("spearman", "pearson"):
-        raise ValueError(f"method must be 'spearman' or 'pearson', got {method!r}")
+        raise AnalysisError(f"method must be 'spearman' or 'pearson', got {method!r}")
     if alternative not in ("two-sided", "greater"):
-        raise ValueError(f"alternative must be 'two-sided' or 'greater', got {alternative!r}")
+        raise AnalysisError(f"alternative must be 'two-sided' or 'greater', got {alternative!r}")
     a, b = _pair(a, b, symmetric)
     t = len(a)
     if t < 3:
-        raise ValueError(f"mantel_test needs T >= 3 tasks, got {t}")
+        raise AnalysisError(f"mantel_test needs T >= 3 tasks, got {t}")
     i, j = _offdiag_index(t, symmetric)
     y = b[i, j]
     perms = _permutations(t, permutations, seed)
@@ -219,16 +221,16 @@ def within_between(
 ) -> WithinBetweenResult:
     """Mean off-diagonal value of same-group vs different-group pairs; one-sided permutation p."""
     if permutations < 1:
-        raise ValueError(f"within_between needs permutations >= 1, got {permutations}")
+        raise AnalysisError(f"within_between needs permutations >= 1, got {permutations}")
     m = _prepare(m, symmetric)
     if len(groups) != len(m):
-        raise ValueError(f"{len(groups)} groups for a {len(m)}-task space")
+        raise AnalysisError(f"{len(groups)} groups for a {len(m)}-task space")
     i, j = _offdiag_index(len(m), symmetric)
     v = m[i, j]
     codes = np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
     same = codes[i] == codes[j]
     if same.all() or not same.any():
-        raise ValueError("within/between needs both same-group and different-group task pairs")
+        raise AnalysisError("within/between needs both same-group and different-group task pairs")
     pc = codes[_permutations(len(m), permutations, seed)]  # permuted labels, (n, T)
     same_p = (pc[:, i] == pc[:, j]).astype(np.float64)
     n_same = same_p.sum(1)  # label permutations keep group sizes, so this equals same.sum()
@@ -274,7 +276,7 @@ def compare_spaces(
     res = mantel_test(a, b, permutations, seed)
     diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
     if len(tasks) != len(diff):
-        raise ValueError(f"{len(tasks)} task names for a {len(diff)}-task space")
+        raise AnalysisError(f"{len(tasks)} task names for a {len(diff)}-task space")
     change = np.linalg.norm(diff * (1 - np.eye(len(diff))), axis=1)
     order = np.argsort(-change, kind="stable")[:top]
     return Comparison(res.r, res.p, diff, [(tasks[k], float(change[k])) for k in order])
@@ -289,7 +291,7 @@ class StabilityResult:
 def stability(series: Sequence[np.ndarray]) -> StabilityResult:
     """Over an ordered checkpoint series: Spearman of each space with the next and with the last."""
     if len(series) == 0:
-        raise ValueError("stability needs at least one task space")
+        raise AnalysisError("stability needs at least one task space")
     nxt = [spearman_offdiag(a, b) for a, b in zip(series, series[1:])]
     last = [spearman_offdiag(a, series[-1]) for a in series[:-1]] + [1.0]
     return StabilityResult(nxt, last)
@@ -299,7 +301,7 @@ def cluster_order(m: np.ndarray, tasks: Sequence[str] | None = None) -> list[int
     """Display order: average-linkage clustering on 1 − similarity (off-diagonal min–max scaled to [0, 1])."""
     s = symmetrize(np.nan_to_num(np.asarray(m, np.float64)))
     if tasks is not None and len(tasks) != len(s):
-        raise ValueError(f"{len(tasks)} task names for a {len(s)}-task space")
+        raise AnalysisError(f"{len(tasks)} task names for a {len(s)}-task space")
     if len(s) < 3:
         return list(range(len(s)))
     v = offdiag(s)
@@ -319,7 +321,7 @@ def jaccard_chance(sparsity: float) -> float:
     """Expected Jaccard of two independent random masks each keeping a fraction s: s² / (2s − s²)."""
     s = float(sparsity)
     if not 0 < s <= 1:
-        raise ValueError(f"sparsity must be in (0, 1], got {sparsity}")
+        raise AnalysisError(f"sparsity must be in (0, 1], got {sparsity}")
     return 1.0 if s == 1 else s * s / (2 * s - s * s)
 
 

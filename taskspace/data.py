@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from taskspace.blimp_meta import PARADIGMS
+from taskspace.errors import TaskspaceError
 
 HUB = "hub"
 HUB_DATASET = "nyu-mll/blimp"
@@ -42,7 +43,7 @@ def default_source() -> str:
     return str(shared) if shared.is_dir() else HUB
 
 
-class DataError(ValueError):
+class DataError(TaskspaceError, ValueError):
     """Bad input data; the message is one line naming the file/line/field and the fix."""
 
 

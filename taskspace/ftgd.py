@@ -18,11 +18,12 @@ from pathlib import Path
 
 import torch
 
+from taskspace.config import FTGDConfig
+from taskspace.errors import ConfigError, TaskspaceError
 from taskspace.models import LM
 from taskspace.scoring import encode, logprobs_tensor
 
 Progress = Callable[[int], None]
-OBJECTIVES = ("differential", "margin", "lm")
 PARAM_GROUPS = {
     "embeddings": r"(embed|wte|wpe|lm_head|embed_out)",
     "attention": r"(attn|attention)",
@@ -30,34 +31,8 @@ PARAM_GROUPS = {
 }
 
 
-class FTGDError(RuntimeError):
+class FTGDError(TaskspaceError, RuntimeError):
     """Tuning that cannot go on (e.g. a non-finite loss); nothing is written."""
-
-
-@dataclass
-class FTGDConfig:
-    """Every FTGD knob, with method.md's defaults (mirrored in params.yaml under `ftgd`)."""
-
-    objective: str = "differential"
-    margin: float = 1.0
-    sparsity: float = 0.01
-    lr: float = 1e-4
-    steps: int = 100
-    batch_size: int = 16
-    seed: int = 0
-    early_stop: bool = False
-    patience: int = 10
-    weight_decay: float = 0.0
-    params: str = "all"
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-
-    def __post_init__(self):
-        self.betas = (float(self.betas[0]), float(self.betas[1]))
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"ftgd.objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
-        if not 0 < self.sparsity <= 1:
-            raise ValueError(f"ftgd.sparsity must be in (0, 1], got {self.sparsity}")
 
 
 def param_group(model: torch.nn.Module, group: str = "all") -> dict[str, torch.nn.Parameter]:
@@ -70,10 +45,10 @@ def param_group(model: torch.nn.Module, group: str = "all") -> dict[str, torch.n
     elif group in PARAM_GROUPS:
         pattern = PARAM_GROUPS[group]
     else:
-        raise ValueError(f"unknown parameter group {group!r}: use all, embeddings, attention, mlp or layer:N")
+        raise ConfigError(f"unknown parameter group {group!r}: use all, embeddings, attention, mlp or layer:N")
     out = {n: p for n, p in named.items() if re.search(pattern, n)}
     if not out:
-        raise ValueError(f"parameter group {group!r} matches no parameter of this model")
+        raise ConfigError(f"parameter group {group!r} matches no parameter of this model")
     return out
 
 

@@ -16,13 +16,15 @@ from pathlib import Path
 
 import torch
 
+from taskspace.errors import TaskspaceError
+
 SMOLLM2 = "smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # The document separator each family was pre-trained with; scoring prepends it (see method.md).
 DEFAULT_PREFIXES = ("<|endoftext|>",)
 
 
-class ModelError(RuntimeError):
+class ModelError(TaskspaceError, RuntimeError):
     """A model that cannot be loaded; the message says why and how to fix it in one line."""
 
 

@@ -153,8 +153,8 @@ def packed_logprobs(model: torch.nn.Module, batch: PackedBatch) -> torch.Tensor:
     """Summed log-prob of each sentence slot of the batch; differentiable (FTGD trains through it)."""
     logits = model(
         input_ids=batch.ids, attention_mask=batch.mask, position_ids=batch.position_ids, logits_to_keep=batch.keep
-    ).logits.float()
-    lse = torch.logsumexp(logits, dim=-1)
-    node_lp = logits[batch.src, batch.target] - lse[batch.src]
-    out = torch.zeros(len(batch.sentences), dtype=node_lp.dtype, device=node_lp.device)
-    return out.index_add(0, batch.owner, node_lp[batch.member])
+    ).logits.float()  # (K, V): only the K kept nodes (those with children), flattened over rows
+    lse = torch.logsumexp(logits, dim=-1)  # (K,)
+    node_lp = logits[batch.src, batch.target] - lse[batch.src]  # (N,): log p of each scored node given its parent
+    out = torch.zeros(len(batch.sentences), dtype=node_lp.dtype, device=node_lp.device)  # (S,)
+    return out.index_add(0, batch.owner, node_lp[batch.member])  # (S,): each sentence sums the nodes on its path

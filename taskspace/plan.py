@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from taskspace.ftgd import PARAM_GROUPS, FTGDConfig
-from taskspace.probing import EXACT_GRADIENT_MAX, ProbeConfig, exact_gradient_refusal
+from taskspace.config import FTGDConfig, ProbeConfig
+from taskspace.ftgd import PARAM_GROUPS
+from taskspace.probing import EXACT_GRADIENT_MAX, exact_gradient_refusal
 from taskspace.shapes import PYTHIA_SHAPES
 
 ROW_BYTES = 26  # a score row in Parquet (task dictionary, pair id, three float64, bool), measured

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -20,24 +20,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from taskspace.ftgd import Delta, EncodedPairs, FTGDConfig, finetune, gradient_differential, param_group
-from taskspace.io import write_json, write_npy, write_npz, write_parquet
+from taskspace.config import FTGDConfig, ProbeConfig
+from taskspace.errors import ConfigError, OutputError
+from taskspace.ftgd import Delta, EncodedPairs, finetune, gradient_differential, param_group
+from taskspace.io import write_json, write_npy, write_parquet
 from taskspace.models import LM
+from taskspace.runs import Layout
 from taskspace.scoring import encode, score_pairs
+from taskspace.spaces import KINDS, TaskSpaces
 
-KINDS = ("transfer", "transfer_norm", "transfer_margin", "gradient", "sharing")
-
-
-@dataclass
-class ProbeConfig:
-    """Probing knobs (params.yaml `probing`)."""
-
-    metric: str = "accuracy"  # what transfer measures: accuracy (the paper's) or mean margin
-    grad_params: str = "all"  # parameter group for gradient similarity
-    grad_projection: int = 2**18  # k > 0: seeded count sketch to k dims (exact when the gradient is no longer);
-    # 0: exact cosine, refused above EXACT_GRADIENT_MAX entries
-    projection_seed: int = 0
-    eval_batch_size: int = 128  # sentences per forward pass (fastest measured, bench_scoring)
+__all__ = ["KINDS", "FTGDConfig", "ProbeConfig", "probe", "run_eval1", "run_ftgd", "run_eval2"]
 
 
 # ---- the maths: small pure functions ------------------------------------------------------------------------
@@ -111,7 +103,7 @@ def count_sketch(grads: dict[str, torch.Tensor], k: int, seed: int = 0) -> np.nd
     for name, g in grads.items():
         flat = g.reshape(-1)
         if flat.numel() >= MERSENNE:
-            raise ValueError(f"tensor {name} has {flat.numel():,} entries, too many for the sketch's hash")
+            raise ConfigError(f"tensor {name} has {flat.numel():,} entries, too many for the sketch's hash")
         a1, b1, a2, b2 = _hash_coefficients(name, seed)
         for lo in range(0, flat.numel(), SKETCH_CHUNK):
             x = torch.arange(lo, min(lo + SKETCH_CHUNK, flat.numel()), device=device, dtype=torch.int64)
@@ -131,7 +123,7 @@ def gradient_vector(grads: dict[str, torch.Tensor], k: int, seed: int = 0) -> np
     if k and size > k:
         return count_sketch(grads, k, seed)
     if not k and size > EXACT_GRADIENT_MAX:
-        raise ValueError(exact_gradient_refusal(size))
+        raise ConfigError(exact_gradient_refusal(size))
     return flatten(grads)
 
 
@@ -173,11 +165,12 @@ def _lm_loss_other(scores: pa.Table, good_tokens: np.ndarray, task: str) -> floa
 
 
 def config_hash(*cfgs) -> str:
+    """A stamp from config objects (the CLI's); the pipeline stamps with params.stamp, over dvc.yaml's keys."""
     return hashlib.sha1(json.dumps([asdict(c) for c in cfgs], sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _stamped(path: Path, h: str) -> bool:
-    """A Parquet output exists and was made with config hash h (otherwise it is stale and redone)."""
+    """A Parquet output exists and was made with stamp h (otherwise it is stale and redone)."""
     return path.exists() and (pq.read_schema(path).metadata or {}).get(b"config") == h.encode()
 
 
@@ -185,9 +178,9 @@ def _tasks(table: pa.Table) -> list[str]:
     return list(dict.fromkeys(table.column("task").to_pylist()))
 
 
-def run_eval1(lm: LM, evalset: pa.Table, out: Path, cfg: ProbeConfig) -> pa.Table:
-    """eval1: the untuned model on every task's eval pairs → `out/eval1.parquet`."""
-    path, h = Path(out) / "eval1.parquet", config_hash(cfg)
+def run_eval1(lm: LM, evalset: pa.Table, layout: Layout, cfg: ProbeConfig, stamp: str | None = None) -> pa.Table:
+    """eval1: the untuned model on every task's eval pairs."""
+    path, h = layout.eval1, stamp or config_hash(cfg)
     if _stamped(path, h):
         return pq.read_table(path)
     scores = score_pairs(lm, evalset, cfg.eval_batch_size)
@@ -198,38 +191,36 @@ def run_eval1(lm: LM, evalset: pa.Table, out: Path, cfg: ProbeConfig) -> pa.Tabl
 def run_ftgd(
     lm: LM,
     train: pa.Table,
-    out: Path,
+    layout: Layout,
     ftgd_cfg: FTGDConfig,
     cfg: ProbeConfig,
+    stamp: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> None:
-    """Per task: gradient differential (→ grad.npy), FTGD (→ delta.safetensors, ftgd.json written last).
+    """Per task: gradient differential (→ gradient vector), FTGD (→ delta; ftgd.json written last).
 
-    A task whose ftgd.json carries the current config hash is skipped, so a killed run resumes.
+    A task whose ftgd.json carries the current stamp is skipped, so a killed run resumes.
     """
-    h = config_hash(ftgd_cfg, cfg)
+    h = stamp or config_hash(ftgd_cfg, cfg)
     tasks = _tasks(train)
     names = np.asarray(train.column("task").to_pylist())
     ftgd_params = param_group(lm.model, ftgd_cfg.params)
     grad_params = param_group(lm.model, cfg.grad_params)
     grad_size = sum(p.numel() for p in grad_params.values())
     if not cfg.grad_projection and grad_size > EXACT_GRADIENT_MAX:
-        raise ValueError(exact_gradient_refusal(grad_size))  # before any task: nothing half-done
+        raise ConfigError(exact_gradient_refusal(grad_size))  # before any task: nothing half-done
     for i, task in enumerate(tasks):
-        tdir = Path(out) / "tasks" / task
-        done = tdir / "ftgd.json"
+        done = layout.ftgd_info(task)
         if not (done.exists() and json.loads(done.read_text()).get("config") == h):
             rows = train.filter(pa.array(names == task))
             pairs = EncodedPairs.of(lm, rows.column("good").to_pylist(), rows.column("bad").to_pylist())
             # one pass gives both the FTGD mask's differential and the task gradient g_i
             grads = gradient_differential(lm, pairs, {**ftgd_params, **grad_params}, ftgd_cfg.batch_size)
             result = finetune(lm, pairs, ftgd_cfg, grads={n: grads[n] for n in ftgd_params})
-            g = {n: grads[n] for n in grad_params}
-            gvec = gradient_vector(g, cfg.grad_projection, cfg.projection_seed)
+            gvec = gradient_vector({n: grads[n] for n in grad_params}, cfg.grad_projection, cfg.projection_seed)
             result.delta.meta["task"] = task
-            tdir.mkdir(parents=True, exist_ok=True)
-            result.delta.save(tdir / "delta.safetensors")
-            write_npy(tdir / "grad.npy", gvec.astype(np.float32))
+            result.delta.save(layout.delta(task))
+            write_npy(layout.gradient(task), gvec.astype(np.float32))
             info = {
                 "task": task,
                 "config": h,
@@ -248,29 +239,28 @@ def run_eval2(
     lm: LM,
     evalset: pa.Table,
     eval1: pa.Table,
-    ftgd_dir: Path,
-    out: Path,
+    layout: Layout,
     ftgd_cfg: FTGDConfig,
     cfg: ProbeConfig,
+    stamp: str | None = None,
+    ftgd_stamp: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict:
-    """Per tuned task: apply its delta, eval2 on every task, remove it; then the T×T matrices and probe.json."""
-    out, ftgd_dir = Path(out), Path(ftgd_dir)
-    h = config_hash(ftgd_cfg, cfg)
+    """Per tuned task: apply its delta, eval2 on every task, remove it; then the T×T spaces and probe.json."""
+    h, ftgd_h = stamp or config_hash(ftgd_cfg, cfg), ftgd_stamp or config_hash(ftgd_cfg, cfg)
     tasks = _tasks(evalset)
     acc1, margin1 = _accuracy_and_margin(eval1, tasks)
     good_tokens = np.array([len(s) for s in encode(lm.tokenizer, evalset.column("good").to_pylist())])
     acc2, margin2, grad_vecs, masks, per_task = [], [], [], [], {}
     for i, task in enumerate(tasks):
-        src = ftgd_dir / "tasks" / task
-        info = json.loads((src / "ftgd.json").read_text())
-        if info.get("config") != h:
-            raise RuntimeError(f"{src / 'ftgd.json'} was made with other ftgd/probing settings; rerun the ftgd stage")
-        delta = Delta.load(src / "delta.safetensors")
+        info = json.loads(layout.ftgd_info(task).read_text())
+        if info.get("config") != ftgd_h:
+            raise OutputError(f"{layout.ftgd_info(task)} was made with other settings; rerun the ftgd stage")
+        delta = Delta.load(layout.delta(task))
         # eval2 is stale when its delta was re-made, whatever the settings: stamp it with the delta's content
-        stamp = f"{h}:{hashlib.sha1((src / 'delta.safetensors').read_bytes()).hexdigest()[:12]}"
-        path = out / "tasks" / task / "eval2.parquet"
-        if _stamped(path, stamp):
+        stamp2 = f"{h}:{hashlib.sha1(layout.delta(task).read_bytes()).hexdigest()[:12]}"
+        path = layout.eval2(task)
+        if _stamped(path, stamp2):
             eval2 = pq.read_table(path)
         else:
             delta.apply(lm.model)
@@ -278,11 +268,11 @@ def run_eval2(
                 eval2 = score_pairs(lm, evalset, cfg.eval_batch_size)
             finally:
                 delta.remove(lm.model)
-            write_parquet(eval2.replace_schema_metadata({"config": stamp}), path)
+            write_parquet(eval2.replace_schema_metadata({"config": stamp2}), path)
         a2, m2 = _accuracy_and_margin(eval2, tasks)
         acc2.append(a2)
         margin2.append(m2)
-        grad_vecs.append(np.load(src / "grad.npy"))
+        grad_vecs.append(np.load(layout.gradient(task)))
         masks.append(global_indices(lm.model, delta.idx))
         per_task[task] = {
             **{k: v for k, v in info.items() if k != "history"},
@@ -301,7 +291,7 @@ def run_eval2(
         "gradient": cosine_matrix(np.stack(grad_vecs)),
         "sharing": jaccard_matrix(masks, lm.n_params),
     }
-    save_matrices(out / "matrices.npz", tasks, mats)
+    TaskSpaces(tasks, mats).save(layout.matrices)
     summary = {
         **lm.meta(),
         "tasks": tasks,
@@ -311,7 +301,7 @@ def run_eval2(
         "eval1": {t: {"accuracy": float(a), "mean_margin": float(m)} for t, a, m in zip(tasks, acc1, margin1)},
         "per_task": per_task,
     }
-    write_json(summary, out / "probe.json")
+    write_json(summary, layout.summary)
     return {"tasks": tasks, **mats, "summary": summary}
 
 
@@ -319,24 +309,22 @@ def probe(
     lm: LM,
     train: pa.Table,
     evalset: pa.Table,
-    out: Path,
+    out: Path | Layout,
     ftgd_cfg: FTGDConfig,
     cfg: ProbeConfig | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict:
-    """eval1 → FTGD per task → eval2 per task → matrices, all under `out` (resumable)."""
+    """eval1 → FTGD per task → eval2 per task → spaces, all under one folder (or a Layout); resumable."""
     cfg = cfg or ProbeConfig()
-    eval1 = run_eval1(lm, evalset, out, cfg)
+    layout = out if isinstance(out, Layout) else Layout.single(out)
+    eval1 = run_eval1(lm, evalset, layout, cfg)
     if progress:
         progress("eval1", 1, 1)
-    run_ftgd(lm, train, out, ftgd_cfg, cfg, progress)
-    return run_eval2(lm, evalset, eval1, out, out, ftgd_cfg, cfg, progress=progress)
-
-
-def save_matrices(path: Path, tasks: Sequence[str], mats: dict[str, np.ndarray]) -> None:
-    write_npz(path, tasks=np.array(tasks), **mats)
+    run_ftgd(lm, train, layout, ftgd_cfg, cfg, progress=progress)
+    return run_eval2(lm, evalset, eval1, layout, ftgd_cfg, cfg, progress=progress)
 
 
 def load_matrices(path: str | Path) -> tuple[list[str], dict[str, np.ndarray]]:
-    with np.load(path, allow_pickle=False) as z:
-        return [str(t) for t in z["tasks"]], {k: z[k] for k in z.files if k != "tasks"}
+    """(tasks, matrices) of a matrices.npz (see spaces.TaskSpaces)."""
+    spaces = TaskSpaces.load(path)
+    return spaces.tasks, spaces.matrices

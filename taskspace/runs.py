@@ -1,14 +1,33 @@
-"""Runs: one model at one revision. Checkpoints are ordered by training step everywhere (`step1000` before
-`step16000`, which text order gets wrong); revisions that are not steps keep their listed order, after them."""
+"""Runs: one model at one revision — their names, their order, and where their files are.
+
+A run has one identity with four spellings, all made here:
+- `label` (`tiny@step300`): what people read; the `run` field of run.json and metrics.json's keys;
+- `stage_key` (`tiny-step300`): its entries in params.yaml's `runs` and dvc.yaml's stages (`eval@tiny-step300`);
+- `index_key` (`tiny@step300#<settings hash>`): unique in the index, so `dvc exp` variants of a run coexist;
+- the index's integer `run_id`, assigned when it is indexed.
+
+Checkpoints are ordered by training step everywhere (`step1000` before `step16000`, which text order gets wrong);
+revisions that are not steps keep their listed order, after them. This module is the only one that knows the
+output layout, `data/<stage>/<model>/<revision>/` and the files inside it.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+DATA = Path("data")
+MODEL_CODE = "taskspace/models.py"  # what a hub or bundled model's runs depend on in dvc.yaml (see `weights`)
+NOT_RESULTS = ("revisions", "compile")  # a model entry's keys that do not change any one run's results
 
 STEP = re.compile(r"^step(\d+)$")
 # The same rule in SQL, for index queries: the step number, NULL for other names (sorted last).
 STEP_SQL = "TRY_CAST(regexp_extract({col}, '^step([0-9]+)$', 1) AS BIGINT)"
+
+
+# ---- order ----------------------------------------------------------------------------------------------
 
 
 def revision_step(revision: str) -> int | None:
@@ -26,3 +45,125 @@ def revision_key(revision: str, listed: int = 0) -> tuple[int, int]:
 def order_revisions(revisions: Sequence[str]) -> list[str]:
     """Revisions in training order (see module doc)."""
     return [r for _, r in sorted((revision_key(r, i), r) for i, r in enumerate(revisions))]
+
+
+# ---- identity -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one run's files are: eval1 (eval), deltas and gradients (ftgd), eval2 and the spaces (probe).
+    The pipeline keeps them in one folder per stage; `taskspace probe --out DIR` keeps them all in DIR."""
+
+    eval: Path
+    ftgd: Path
+    probe: Path
+
+    @classmethod
+    def single(cls, out: str | Path) -> Layout:
+        out = Path(out)
+        return cls(out, out, out)
+
+    @property
+    def eval1(self) -> Path:
+        return self.eval / "eval1.parquet"
+
+    def delta(self, task: str) -> Path:
+        return self.ftgd / "tasks" / task / "delta.safetensors"
+
+    def gradient(self, task: str) -> Path:
+        return self.ftgd / "tasks" / task / "grad.npy"
+
+    def ftgd_info(self, task: str) -> Path:
+        """Written last for a task: its presence marks the task tuned."""
+        return self.ftgd / "tasks" / task / "ftgd.json"
+
+    def eval2(self, task: str) -> Path:
+        return self.probe / "tasks" / task / "eval2.parquet"
+
+    @property
+    def matrices(self) -> Path:
+        return self.probe / "matrices.npz"
+
+    @property
+    def summary(self) -> Path:
+        return self.probe / "probe.json"
+
+    @property
+    def info(self) -> Path:
+        """run.json: the run's identity and provenance, written when its spaces are."""
+        return self.probe / "run.json"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One model at one revision (`main`: the default weights), under a data folder."""
+
+    model: str
+    revision: str = "main"
+    data: Path = DATA
+
+    @property
+    def label(self) -> str:
+        return f"{self.model}@{self.revision}"
+
+    @property
+    def stage_key(self) -> str:
+        """DVC splits stage names at the last '@' and parameter paths at dots, so neither may appear."""
+        return f"{self.model}-{self.revision}".replace("@", "_").replace(".", "_")
+
+    def index_key(self, settings_hash: str) -> str:
+        return f"{self.label}#{settings_hash}"
+
+    @property
+    def hub_revision(self) -> str | None:
+        return None if self.revision == "main" else self.revision
+
+    def dir(self, stage: str) -> Path:
+        return self.data / stage / self.model / self.revision
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.dir("eval"), self.dir("ftgd"), self.dir("probe"))
+
+    @classmethod
+    def of_dir(cls, folder: Path) -> Run:
+        """The run whose stage folder this is (data/<stage>/<model>/<revision>)."""
+        return cls(folder.parent.name, folder.name, folder.parents[2])
+
+
+def finished_runs(data: Path = DATA) -> list[Run]:
+    """Runs whose spaces are written (run.json and matrices.npz), each model's in training order."""
+    found = [Run.of_dir(f.parent) for f in (data / "probe").glob("*/*/run.json")]
+    done = [r for r in found if r.layout.matrices.exists()]
+    return sorted(done, key=lambda r: (r.model, revision_key(r.revision), r.revision))
+
+
+# ---- params.yaml's `runs` -------------------------------------------------------------------------------
+
+
+def model_revisions(entry: dict) -> list[str]:
+    """A model entry's revisions in training order; `main` (or none listed) means the default weights."""
+    return order_revisions([str(r) for r in entry.get("revisions") or ["main"]])
+
+
+def weights(spec: str, revision: str) -> str:
+    """What a run's model is read from on disk, for dvc.yaml's deps: a local folder (its revision
+    sub-folder) or file; for hub and bundled models, the loading code."""
+    local = spec.startswith(("data/", "models/", ".", "/", "~")) or spec.endswith(".gguf") or Path(spec).exists()
+    if not local:
+        return MODEL_CODE
+    return spec if spec.endswith(".gguf") or revision == "main" else f"{spec}/{revision}"
+
+
+def expand_runs(models: dict) -> dict[str, dict]:
+    """One entry per model × revision with everything that run's results depend on: what dvc.yaml's eval, ftgd
+    and probe stages iterate over, so each run is a stage entry DVC caches and skips on its own. Hydra derives
+    params.yaml's `runs` from `models` with this (conf/hydra_plugins) at every `dvc exp run`."""
+    out = {}
+    for model, entry in models.items():
+        for rev in model_revisions(entry):
+            run = Run(model, rev)
+            kept = {k: v for k, v in entry.items() if k not in NOT_RESULTS}
+            out[run.stage_key] = {**kept, "model": model, "revision": rev, "weights": weights(str(entry["spec"]), rev)}
+    return out

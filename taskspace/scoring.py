@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from taskspace.models import LM
+from taskspace.models import LM, ModelError
 from taskspace.packing import ROW_TOKENS, batch_rows, collate_rows, pack_rows, packed_logprobs
 
 Progress = Callable[[int], None]
@@ -48,11 +48,11 @@ def collate(seqs: Sequence[Sequence[int]], prefix_id: int, pad_id: int, device) 
 
 def sequence_logprobs(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Summed log P(token | preceding) over every non-pad token after the prefix; differentiable."""
-    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-    targets = ids[:, 1:]
-    # log_softmax via logsumexp keeps one (B, L) tensor instead of a second (B, L, V) one.
-    tok_lp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-    return (tok_lp * mask[:, 1:]).sum(-1)
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()  # (B, L-1, V): predicts ids[:, 1:]
+    targets = ids[:, 1:]  # (B, L-1)
+    # log_softmax via logsumexp keeps one (B, L-1) tensor instead of a second (B, L-1, V) one.
+    tok_lp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)  # (B, L-1)
+    return (tok_lp * mask[:, 1:]).sum(-1)  # (B,): padding contributes nothing
 
 
 def _packing_matches(lm: LM) -> bool:
@@ -106,7 +106,7 @@ def sentence_logprobs(
     seqs = encode(lm.tokenizer, sentences)
     empty = [i for i, s in enumerate(seqs) if not s]
     if empty:
-        raise ValueError(f"sentence {empty[0]} tokenises to nothing: {sentences[empty[0]]!r}")
+        raise ModelError(f"sentence {empty[0]} tokenises to nothing: {sentences[empty[0]]!r}")
     out = np.empty(len(seqs), dtype=np.float64)
     pad = lm.tokenizer.pad_token_id
     with torch.inference_mode():

@@ -5,6 +5,8 @@ No torch import at module level, so the CLI can offer the shapes as choices with
 
 from __future__ import annotations
 
+from taskspace.errors import ConfigError
+
 # Pythia's published configs (EleutherAI/pythia-*, config.json): what differs between sizes.
 PYTHIA_SHAPES: dict[str, dict[str, int]] = {
     "pythia-14m": {"hidden_size": 128, "num_hidden_layers": 6, "num_attention_heads": 4},
@@ -23,7 +25,7 @@ def pythia_config(shape: str):
     from transformers import GPTNeoXConfig
 
     if shape not in PYTHIA_SHAPES:
-        raise ValueError(f"unknown Pythia shape {shape!r}; known: {', '.join(PYTHIA_SHAPES)}")
+        raise ConfigError(f"unknown Pythia shape {shape!r}; known: {', '.join(PYTHIA_SHAPES)}")
     dims = PYTHIA_SHAPES[shape]
     return GPTNeoXConfig(
         vocab_size=PYTHIA_VOCAB,

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from taskspace.errors import ConfigError
 from taskspace.scoring import collate, encode
 from taskspace.shapes import pythia_config
 
@@ -100,7 +101,7 @@ def build_tiny(
     limit = config.max_position_embeddings - 1
     seqs = [s for s in encode(tok, train_sentences) if 0 < len(s) < limit] if train_sentences else []
     if steps and not seqs:
-        raise ValueError("no training sentences for the tiny model (steps > 0 needs some)")
+        raise ConfigError("no training sentences for the tiny model (steps > 0 needs some)")
     rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     saved = []

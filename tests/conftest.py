@@ -59,26 +59,40 @@ def tiny_lm(tiny_dir):
     return load_model(str(tiny_dir), revision="step300")
 
 
+def full(cfg) -> dict:
+    """A config dataclass as a complete params.yaml section (DVC wants every key a stage depends on)."""
+    import dataclasses
+
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
 def pipeline_params(blimp) -> dict:
-    from taskspace.pipeline import expand_runs
+    from taskspace.config import AnalysisConfig, DataConfig, FTGDConfig, ProbeConfig
+    from taskspace.runs import expand_runs
 
     p = {
-        "data": {
-            "source": "auto",  # resolved like the offline profile: params hashes stay path-free
-            "tasks": PIPELINE_TASKS,
-            "phenomena": [],
-            "fields": [],
-            "n_train": 16,
-            "n_eval": PIPELINE_N_EVAL,
-            "seed": 0,
-        },
+        # source auto: resolved like the offline profile, so settings hashes stay path-free
+        "data": full(DataConfig(source="auto", tasks=tuple(PIPELINE_TASKS), n_train=16, n_eval=PIPELINE_N_EVAL)),
         "tiny_models": {"tiny": {"steps": 60, "save_every": 30, "seed": 0}},
-        "models": {"tiny": {"spec": "data/prepare/models/tiny", "scale": "0.4M", "revisions": ["step30", "step60"]}},
-        "ftgd": {"objective": "differential", "sparsity": 0.01, "lr": 0.001, "steps": 4, "batch_size": 8, "seed": 0},
-        "probing": {"metric": "margin", "grad_projection": 0, "eval_batch_size": 64},
-        "analysis": {"grouping": "phenomenon", "permutations": 200, "seed": 0},
+        "models": {"tiny": {"spec": "data/tiny/tiny", "scale": "0.4M", "revisions": ["step30", "step60"]}},
+        "ftgd": full(FTGDConfig(sparsity=0.01, lr=0.001, steps=4, batch_size=8)),
+        "probing": full(ProbeConfig(metric="margin", grad_projection=0, eval_batch_size=64)),
+        "analysis": full(AnalysisConfig(permutations=200)),
     }
     return {**p, "runs": expand_runs(p["models"])}  # what Hydra derives at `dvc exp run`
+
+
+def init_repo(repo: Path, params: dict) -> None:
+    """A git + DVC project with the committed dvc.yaml, the code it depends on, and these params."""
+    shutil.copy(ROOT / "dvc.yaml", repo)
+    shutil.copytree(ROOT / "taskspace", repo / "taskspace", ignore=shutil.ignore_patterns("__pycache__"))
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    (repo / ".gitignore").write_text("/data/index/\n__pycache__/\n")
+    sh(repo, "git", "init", "-q")
+    sh(repo, "git", "config", "user.email", "t@example.com")
+    sh(repo, "git", "config", "user.name", "t")
+    sh(repo, "dvc", "init", "-q")
+    shutil.copytree(ROOT / ".dvc" / "plots", repo / ".dvc" / "plots")
 
 
 def sh(repo: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -94,14 +108,7 @@ def pipeline_repo(tmp_path_factory, blimp) -> Path:
     """A real DVC project (temp git repo) run end to end with `dvc repro` on the tiny model; its baseline index
     is also copied to `<repo>/../baseline.duckdb`, which later tests that change the repo never touch."""
     repo = tmp_path_factory.mktemp("pipeline")
-    shutil.copy(ROOT / "dvc.yaml", repo)
-    (repo / "params.yaml").write_text(yaml.safe_dump(pipeline_params(blimp)))
-    (repo / ".gitignore").write_text("/data/index/\n")
-    sh(repo, "git", "init", "-q")
-    sh(repo, "git", "config", "user.email", "t@example.com")
-    sh(repo, "git", "config", "user.name", "t")
-    sh(repo, "dvc", "init", "-q")
-    shutil.copytree(ROOT / ".dvc" / "plots", repo / ".dvc" / "plots")
+    init_repo(repo, pipeline_params(blimp))
     sh(repo, "dvc", "remote", "add", "-d", "local", str(tmp_path_factory.mktemp("remote")))
     res = sh(repo, "dvc", "repro")
     assert "Running stage 'index'" in res.stdout

@@ -12,7 +12,8 @@ import pyarrow as pa
 from taskspace.analysis import paper_phenomenon
 from taskspace.blimp_meta import PARADIGMS
 from taskspace.io import write_json, write_parquet
-from taskspace.probing import KINDS, save_matrices
+from taskspace.runs import Run
+from taskspace.spaces import KINDS, TaskSpaces
 
 
 def write_splits(data_dir: Path, tasks: list[str], n: int = 4) -> None:
@@ -36,18 +37,38 @@ def write_splits(data_dir: Path, tasks: list[str], n: int = 4) -> None:
     )
 
 
+def scores(tasks: list[str], n: int, rng) -> pa.Table:
+    """Made-up per-pair scores in the scoring schema."""
+    good = rng.normal(-20, 3, len(tasks) * n)
+    bad = good - rng.normal(1, 2, good.size)
+    return pa.table(
+        {
+            "task": [t for t in tasks for _ in range(n)],
+            "pair_id": pa.array([i for _ in tasks for i in range(n)], pa.int32()),
+            "logp_good": good,
+            "logp_bad": bad,
+            "margin": good - bad,
+            "correct": good - bad > 0,
+        }
+    )
+
+
 def write_run(data_dir: Path, model: str, revision: str, tasks: list[str], seed: int = 0, created: str = "") -> Path:
-    """data/probe/<model>/<revision>/: matrices.npz (random, symmetric-ish spaces) and run.json."""
+    """data/{eval,probe}/<model>/<revision>/: made-up eval1/eval2 scores, spaces (phenomenon blocks plus noise)
+    and run.json."""
     rng = np.random.default_rng(seed)
     t = len(tasks)
     groups = np.array([PARADIGMS[x][0] for x in tasks])
     signal = (groups[:, None] == groups[None, :]).astype(float)
     mats = {k: signal + rng.normal(scale=0.5, size=(t, t)) for k in KINDS}
-    out = data_dir / "probe" / model / revision
-    save_matrices(out / "matrices.npz", tasks, mats)
-    write_json({"per_task": {}}, out / "probe.json")
+    layout = Run(model, revision, data_dir).layout
+    write_parquet(scores(tasks, 4, rng), layout.eval1)
+    for task in tasks:
+        write_parquet(scores(tasks, 4, rng), layout.eval2(task))
+    TaskSpaces(tasks, mats).save(layout.matrices)
+    write_json({"per_task": {}}, layout.summary)
     run = {
-        "run_id": f"{model}@{revision}",
+        "run": f"{model}@{revision}",
         "model": model,
         "spec": model,
         "scale": "1M",
@@ -59,5 +80,31 @@ def write_run(data_dir: Path, model: str, revision: str, tasks: list[str], seed:
         "git_rev": "",
         "created": created or f"2026-01-01T00:00:{seed:02d}",
     }
-    (out / "run.json").write_text(json.dumps(run))
-    return out
+    layout.info.write_text(json.dumps(run))
+    return layout.probe
+
+
+def build_synthetic_index(root: Path, runs: dict[str, list[str]], tasks: list[str]) -> Path:
+    """A project folder with made-up outputs for `runs` (model → revisions), analysed and indexed like the
+    pipeline does it; returns the index file."""
+    import os
+
+    from taskspace import pipeline
+    from taskspace.index import build_index
+    from taskspace.runs import expand_runs
+
+    data_dir = root / "data"
+    write_splits(data_dir, tasks)
+    models = {m: {"spec": m, "revisions": revs} for m, revs in runs.items()}
+    for i, (m, rev) in enumerate((m, r) for m, revs in runs.items() for r in revs):
+        write_run(data_dir, m, rev, tasks, seed=i)
+    p = {"models": models, "data": {}, "ftgd": {}, "probing": {}, "analysis": {"permutations": 100}}
+    p["runs"] = expand_runs(models)
+    cwd = os.getcwd()
+    os.chdir(root)  # the stages read and write data/ under the project folder
+    try:
+        pipeline.stage_analyze(p, say=lambda _: None)
+        build_index(Path("data/index/taskspace.duckdb"), Path("data"), Path("data/analyze/analysis.json"))
+    finally:
+        os.chdir(cwd)
+    return data_dir / "index" / "taskspace.duckdb"

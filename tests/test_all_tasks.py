@@ -1,17 +1,15 @@
 """All 67 BLiMP tasks through the real pipeline (dvc repro) on the tiny model: full 67×67 spaces, analysis,
 index, and the TUI opens the heatmap."""
 
-import shutil
-
 import numpy as np
 import pytest
-import yaml
-from conftest import ROOT, sh
+from conftest import full, init_repo, sh
 
 from taskspace import data
+from taskspace.config import AnalysisConfig, DataConfig, FTGDConfig, ProbeConfig
 from taskspace.index import Index
-from taskspace.pipeline import expand_runs
 from taskspace.probing import KINDS, load_matrices
+from taskspace.runs import expand_runs
 
 pytestmark = pytest.mark.slow
 
@@ -19,19 +17,15 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def repo67(tmp_path_factory, blimp):
     repo = tmp_path_factory.mktemp("all-tasks")
-    shutil.copy(ROOT / "dvc.yaml", repo)
     p = {
-        "data": {"source": "auto", "tasks": [], "phenomena": [], "fields": [], "n_train": 4, "n_eval": 4, "seed": 0},
+        "data": full(DataConfig(source="auto", n_train=4, n_eval=4)),
         "tiny_models": {"tiny": {"steps": 30, "save_every": 30, "seed": 0}},
-        "models": {"tiny": {"spec": "data/prepare/models/tiny", "scale": "0.4M", "revisions": ["step30"]}},
-        "ftgd": {"sparsity": 0.01, "lr": 0.001, "steps": 2, "batch_size": 4},
-        "probing": {"metric": "margin", "eval_batch_size": 256},
-        "analysis": {"permutations": 100},
+        "models": {"tiny": {"spec": "data/tiny/tiny", "scale": "0.4M", "revisions": ["step30"]}},
+        "ftgd": full(FTGDConfig(sparsity=0.01, lr=0.001, steps=2, batch_size=4)),
+        "probing": full(ProbeConfig(metric="margin", eval_batch_size=256)),
+        "analysis": full(AnalysisConfig(permutations=100)),
     }
-    (repo / "params.yaml").write_text(yaml.safe_dump({**p, "runs": expand_runs(p["models"])}))
-    sh(repo, "git", "init", "-q")
-    sh(repo, "dvc", "init", "-q")
-    shutil.copytree(ROOT / ".dvc" / "plots", repo / ".dvc" / "plots")
+    init_repo(repo, {**p, "runs": expand_runs(p["models"])})
     sh(repo, "dvc", "repro")
     return repo
 

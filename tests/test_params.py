@@ -3,47 +3,53 @@ from pathlib import Path
 import pytest
 import yaml
 
-from taskspace import pipeline
+from taskspace import params as P
+from taskspace.errors import ConfigError
+from taskspace.runs import Run, model_revisions
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_committed_params_yaml_is_the_composed_pythia_profile(tmp_path):
-    out = pipeline.compose_params([], tmp_path / "params.yaml", conf=str(ROOT / "conf"))
+    out = P.compose_params([], tmp_path / "params.yaml", conf=str(ROOT / "conf"))
     assert yaml.safe_load(out.read_text()) == yaml.safe_load((ROOT / "params.yaml").read_text())
-    p = pipeline.load_params(ROOT / "params.yaml")
+    p = P.load_params(ROOT / "params.yaml")
     assert set(p["models"]) == {"pythia-70m", "pythia-160m", "pythia-410m"}
     assert p["ftgd"]["sparsity"] == 0.01 and p["ftgd"]["lr"] == 0.0001 and p["data"]["n_train"] == 500
 
 
 def test_offline_profile_and_per_model_overrides(tmp_path):
-    out = pipeline.compose_params(["profile=offline", "ftgd.sparsity=0.05"], tmp_path / "p.yaml", str(ROOT / "conf"))
-    p = pipeline.load_params(out)
+    out = P.compose_params(["profile=offline", "ftgd.sparsity=0.05"], tmp_path / "p.yaml", str(ROOT / "conf"))
+    p = P.load_params(out)
     assert set(p["models"]) == {"tiny", "smollm2"} and p["data"]["source"] == "auto"
-    assert pipeline.ftgd_config(p, "tiny").lr == 0.001  # the model's own override
-    assert pipeline.ftgd_config(p, "smollm2").lr == 0.0001  # the shared default
-    assert pipeline.ftgd_config(p, "smollm2").sparsity == 0.05  # the -S override
-    assert pipeline.revisions(p["models"]["smollm2"]) == ["main"]
-    assert pipeline.params_hash(p, "tiny") != pipeline.params_hash(p, "smollm2")
+    assert P.ftgd_config(p, "tiny").lr == 0.001  # the model's own override
+    assert P.ftgd_config(p, "smollm2").lr == 0.0001  # the shared default
+    assert P.ftgd_config(p, "smollm2").sparsity == 0.05  # the -S override
+    assert model_revisions(p["models"]["smollm2"]) == ["main"]
+    assert P.settings_hash(p, "tiny-step300") != P.settings_hash(p, "smollm2-main")
+    # checkpoints of one model share their settings hash; a variant does not
+    assert P.settings_hash(p, "tiny-step100") == P.settings_hash(p, "tiny-step300")
 
 
 def test_runs_are_derived_from_models_by_hydra(tmp_path):
     """`runs` (one stage entry per model × revision) follows `models`, including a `-S` override of revisions."""
     over = ["profile=offline", "models.tiny.revisions=[step200,step300]"]
-    p = pipeline.load_params(pipeline.compose_params(over, tmp_path / "p.yaml", str(ROOT / "conf")))
+    p = P.load_params(P.compose_params(over, tmp_path / "p.yaml", str(ROOT / "conf")))
     assert list(p["runs"]) == ["tiny-step200", "tiny-step300", "smollm2-main"]
     assert p["runs"]["tiny-step200"] == {
-        "spec": "data/prepare/models/tiny",
+        "spec": "data/tiny/tiny",
         "scale": "0.4M",
         "ftgd": {"lr": 0.001},
         "model": "tiny",
         "revision": "step200",
+        "weights": "data/tiny/tiny/step200",  # dvc.yaml's dep: this checkpoint's folder, built by tiny@tiny
     }
-    pipeline.check_runs(p)
-    assert pipeline.run_key("pythia-1.4b", "step1000") == "pythia-1_4b-step1000"  # no dots in param paths
+    assert p["runs"]["smollm2-main"]["weights"] == "taskspace/models.py"  # bundled: the loading code
+    P.check_runs(p)
+    assert Run("pythia-1.4b", "step1000").stage_key == "pythia-1_4b-step1000"  # no dots in param paths
     p["models"]["tiny"]["revisions"] = ["step300"]
-    with pytest.raises(pipeline.ParamsError, match=r"`runs` does not match `models` \(extra tiny-step200\)"):
-        pipeline.check_runs(p)
+    with pytest.raises(P.ParamsError, match=r"`runs` does not match `models` \(extra tiny-step200\)"):
+        P.check_runs(p)
 
 
 def test_bad_params_are_named(tmp_path):
@@ -51,20 +57,59 @@ def test_bad_params_are_named(tmp_path):
     f.write_text(
         yaml.safe_dump({"data": {}, "models": {"m": {}}, "ftgd": {"sparsty": 0.1}, "probing": {}, "analysis": {}})
     )
-    p = pipeline.load_params(f)
-    with pytest.raises(pipeline.ParamsError, match="unknown key 'ftgd.sparsty'"):
-        pipeline.ftgd_config(p)
-    with pytest.raises(pipeline.ParamsError, match="models.m needs a 'spec'"):
-        pipeline.model_entry(p, "m")
-    with pytest.raises(pipeline.ParamsError, match="no model 'x'"):
-        pipeline.model_entry(p, "x")
-    with pytest.raises(pipeline.ParamsError, match="not found"):
-        pipeline.load_params(tmp_path / "missing.yaml")
+    p = P.load_params(f)
+    with pytest.raises(ConfigError, match="unknown key 'ftgd.sparsty' — did you mean 'ftgd.sparsity'"):
+        P.ftgd_config(p)
+    with pytest.raises(P.ParamsError, match="models.m needs a 'spec'"):
+        P.model_entry(p, "m")
+    with pytest.raises(P.ParamsError, match="no model 'x'"):
+        P.model_entry(p, "x")
+    with pytest.raises(P.ParamsError, match="not found"):
+        P.load_params(tmp_path / "missing.yaml")
 
 
 def test_pythia_local_profile_points_at_revision_folders(tmp_path):
-    p = pipeline.load_params(pipeline.compose_params(["profile=pythia-local"], tmp_path / "p.yaml", str(ROOT / "conf")))
-    hub = pipeline.load_params(ROOT / "params.yaml")
+    p = P.load_params(P.compose_params(["profile=pythia-local"], tmp_path / "p.yaml", str(ROOT / "conf")))
+    hub = P.load_params(ROOT / "params.yaml")
     assert p["runs"].keys() == hub["runs"].keys()  # the same runs as the hub profile, from local folders
     assert {m["spec"] for m in p["models"].values()} == {f"models/{m}" for m in hub["models"]}
     assert p["data"]["source"] == "auto" and p["data"]["n_train"] == hub["data"]["n_train"]
+
+
+def test_committed_dvc_yaml_is_generated_from_the_stage_specs():
+    assert (ROOT / "dvc.yaml").read_text() == P.dvc_yaml_text()
+    stages = yaml.safe_load(P.dvc_yaml_text())["stages"]
+    assert stages["ftgd"]["do"]["params"] == list(P.STAGES["ftgd"].params)
+    assert "taskspace/ftgd.py" in stages["ftgd"]["do"]["deps"]  # editing the science reruns what it computes
+    assert "probing.metric" not in stages["ftgd"]["do"]["params"]  # … and a metric change does not retune
+
+
+def test_stamps_hash_exactly_the_stage_params(tmp_path):
+    p = P.load_params(P.compose_params(["profile=offline"], tmp_path / "p.yaml", str(ROOT / "conf")))
+    key = "tiny-step300"
+    base = {stage: P.stamp(stage, p, key) for stage in ("eval", "ftgd", "probe")}
+    metric = {**p, "probing": {**p["probing"], "metric": "accuracy"}}
+    assert P.stamp("ftgd", metric, key) == base["ftgd"] and P.stamp("probe", metric, key) != base["probe"]
+    lr = {**p, "ftgd": {**p["ftgd"], "lr": 0.5}}
+    assert P.stamp("eval", lr, key) == base["eval"] and P.stamp("ftgd", lr, key) != base["ftgd"]
+    batch = {**p, "probing": {**p["probing"], "eval_batch_size": 7}}  # speed only: nothing is stale
+    assert all(P.stamp(s, batch, key) == base[s] for s in base)
+
+
+@pytest.mark.parametrize(
+    "section, key, value, message",
+    [
+        ("ftgd", "lr", -1, "ftgd.lr = -1 is invalid"),
+        ("ftgd", "steps", 0, "ftgd.steps = 0 is invalid: use an integer ≥ 1"),
+        ("ftgd", "batch_size", 0, "ftgd.batch_size = 0 is invalid"),
+        ("ftgd", "sparsity", 1.5, "ftgd.sparsity = 1.5 is invalid"),
+        ("probing", "metric", "acc", "probing.metric = 'acc' is invalid: use one of accuracy, margin"),
+        ("data", "n_train", 0, "data.n_train = 0 is invalid: tuning needs"),
+        ("analysis", "permutations", 0, "analysis.permutations = 0 is invalid"),
+    ],
+)
+def test_params_are_validated_up_front(tmp_path, section, key, value, message):
+    p = P.load_params(P.compose_params(["profile=offline"], tmp_path / "p.yaml", str(ROOT / "conf")))
+    p[section][key] = value
+    with pytest.raises(ConfigError, match=message):
+        P.check(p)

@@ -16,6 +16,8 @@ from conftest import PIPELINE_N_EVAL as N_EVAL
 from conftest import PIPELINE_TASKS as TASKS
 from conftest import sh
 
+from taskspace.params import stamp
+
 
 @pytest.fixture(scope="module")
 def repo(pipeline_repo):
@@ -117,10 +119,12 @@ def test_killed_stage_resumes_without_redoing_finished_tasks(repo):
     assert first.read_text() != old, "first task did not finish before the deadline"
     done_at = first.stat().st_mtime_ns
     last = repo / "data" / "ftgd" / "tiny" / "step60" / "tasks" / TASKS[-1] / "ftgd.json"
-    assert json.loads(last.read_text())["config"] != json.loads(first.read_text())["config"]  # killed before
+    want = {rev: stamp("ftgd", p, f"tiny-{rev}") for rev in ("step30", "step60")}
+    assert json.loads(first.read_text())["config"] == want["step30"]
+    assert json.loads(last.read_text())["config"] != want["step60"]  # killed before the last task
     sh(repo, "dvc", "repro")
     assert first.stat().st_mtime_ns == done_at  # finished work kept, not redone
-    assert json.loads(last.read_text())["config"] == json.loads(first.read_text())["config"]
+    assert json.loads(last.read_text())["config"] == want["step60"]
 
 
 def test_adding_a_revision_computes_only_that_revision(repo):
@@ -135,9 +139,12 @@ def test_adding_a_revision_computes_only_that_revision(repo):
     p = yaml.safe_load((repo / "params.yaml").read_text())
     p["models"]["tiny"]["revisions"] = ["step0", "step30", "step60"]  # the tiny model also saved step0
     (repo / "params.yaml").write_text(yaml.safe_dump(p))
+    analysis = (repo / "data" / "analyze" / "analysis.json").read_bytes()
     stale = sh(repo, "dvc", "repro", check=False)  # `runs` no longer matches `models`: said, with the fix
     assert stale.returncode != 0
     assert "`runs` does not match `models` (missing tiny-step0)" in stale.stdout + stale.stderr
+    # the check stage runs first: nothing was deleted or recomputed before it stopped
+    assert (repo / "data" / "analyze" / "analysis.json").read_bytes() == analysis
     sh(repo, sys.executable, "-m", "taskspace", "stage", "runs")
     res = sh(repo, "dvc", "repro")
     ran = {line.split("'")[1] for line in res.stdout.splitlines() if line.startswith("Running stage")}

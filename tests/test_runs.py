@@ -7,7 +7,7 @@ from synthetic import write_run, write_splits
 
 from taskspace import pipeline
 from taskspace.index import Index, build_index
-from taskspace.runs import order_revisions, revision_step
+from taskspace.runs import expand_runs, order_revisions, revision_step
 
 SCRAMBLED = ["step16000", "step0", "step143000", "step1000"]  # text order: step0, step1000, step143000, step16000
 TRAINING = ["step0", "step1000", "step16000", "step143000"]
@@ -33,7 +33,8 @@ def test_runs_stability_metrics_plots_and_index_follow_training_order(tmp_path, 
         "probing": {},
         "analysis": {"permutations": 50},
     }
-    assert [r["revision"] for r in pipeline.expand_runs(p["models"]).values()] == TRAINING
+    p["runs"] = expand_runs(p["models"])
+    assert [r["revision"] for r in p["runs"].values()] == TRAINING
     res = pipeline.stage_analyze(p, say=lambda _: None)
     assert res["stability"]["m"]["transfer"]["revisions"] == TRAINING
     assert [c["a"].split("#")[0] for c in res["comparisons"] if c["kind"] == "transfer"] == [

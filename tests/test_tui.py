@@ -1,4 +1,5 @@
-"""The TUI driven by Textual's Pilot over a real index built by the tiny-model pipeline (conftest)."""
+"""The TUI driven by Textual's Pilot: over a synthetic index (made-up outputs analysed and indexed like the
+pipeline's, seconds to build) for behaviour and snapshots, and over the real pipeline for launching DVC."""
 
 import shutil
 import subprocess
@@ -7,6 +8,7 @@ import sys
 import duckdb
 import numpy as np
 import pytest
+from synthetic import build_synthetic_index
 
 from taskspace.index import Index
 from tui.app import TaskspaceApp
@@ -18,10 +20,20 @@ from tui.screens.runs import RunsScreen
 from tui.screens.task import TaskScreen
 from tui.widgets.heatmap import Heatmap
 
+TASKS = [
+    "regular_plural_subject_verb_agreement_1",
+    "distractor_agreement_relational_noun",
+    "anaphor_gender_agreement",
+    "anaphor_number_agreement",
+    "determiner_noun_agreement_1",
+    "determiner_noun_agreement_2",
+]
+RUNS = {"tiny": ["step100", "step30", "step60"], "zeta": ["main"]}  # listed out of training order on purpose
+
 
 @pytest.fixture(scope="module")
-def index_db(pipeline_repo):
-    return pipeline_repo.parent / "baseline.duckdb"
+def index_db(tmp_path_factory):
+    return build_synthetic_index(tmp_path_factory.mktemp("synthetic"), RUNS, TASKS)
 
 
 async def settle(app, pilot):
@@ -34,7 +46,8 @@ async def test_runs_heatmap_cursor_shows_the_duckdb_value(index_db):
     app = TaskspaceApp(db=index_db)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
-        assert isinstance(app.screen, RunsScreen) and len(app.screen.rows) == 2
+        assert isinstance(app.screen, RunsScreen)
+        assert [r["label"] for r in app.screen.rows] == ["tiny@step30", "tiny@step60", "tiny@step100", "zeta@main"]
         await pilot.press("enter")
         await settle(app, pilot)
         screen = app.screen
@@ -92,8 +105,28 @@ async def test_compare_shows_correlation_of_the_two_runs(index_db):
         assert "stability" in str(screen.query_one("#stability").render())
 
 
-async def test_pipeline_screen_runs_dvc_repro_to_the_end(pipeline_repo, index_db):
-    app = TaskspaceApp(db=index_db, project=pipeline_repo)
+async def test_compare_stability_pairs_each_kind_with_its_own_contrast(index_db):
+    app = TaskspaceApp(db=index_db)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("space", "down", "space", "c", "k")  # two checkpoints, then the gradient space
+        await settle(app, pilot)
+        screen = app.screen
+        assert screen.kind == "gradient"
+        idx = Index(index_db)
+        runs = [r for r in idx.runs() if r["model"] == "tiny"]
+        want = [idx.analysis(r["run_id"])["gradient"]["contrast"] for r in runs]
+        transfer = [idx.analysis(r["run_id"])["transfer"]["contrast"] for r in runs]
+        idx.close()
+        assert [r["revision"] for r in screen.data.stability] == ["step30", "step60", "step100"]
+        assert [r["contrast"] for r in screen.data.stability] == pytest.approx(want)
+        assert want != pytest.approx(transfer)  # the old plot showed transfer's contrast for every kind
+        assert "gradient: within−between" in str(screen.query_one("#stability").render())
+
+
+@pytest.mark.slow
+async def test_pipeline_screen_runs_dvc_repro_to_the_end(pipeline_repo):
+    app = TaskspaceApp(db=pipeline_repo.parent / "baseline.duckdb", project=pipeline_repo)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(app, pilot)
         await pilot.press("p")
@@ -157,6 +190,33 @@ async def test_run_without_matrices_says_so(tmp_path, index_db):
         assert "has no task-space matrices" in str(app.screen.query_one("#message").render())
 
 
+async def test_an_index_of_an_older_schema_says_how_to_rebuild(tmp_path, index_db):
+    db = tmp_path / "old.duckdb"
+    shutil.copy(index_db, db)
+    con = duckdb.connect(str(db))
+    con.execute("DROP TABLE meta")  # as written before schema versions were recorded
+    con.close()
+    app = TaskspaceApp(db=db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        msg = str(app.screen.query_one("#message").render())
+        assert "schema version 1" in msg and "taskspace index" in msg
+
+
+def test_help_and_palette_come_from_the_declared_keys(index_db):
+    from tui.screens.help import help_text
+
+    text = help_text()
+    for screen in (TaskspaceApp, RunsScreen, HeatmapScreen, CompareScreen, TaskScreen, PipelineScreen):
+        for k in screen.KEYS:
+            if k.keys != "escape":
+                assert f"{k.spelled} {k.label}" in text
+    assert "Mantel r" in text and "within a phenomenon" in text  # the statistics are explained
+    app = TaskspaceApp(db=index_db)
+    titles = {c.title for c in app.get_system_commands(HeatmapScreen({"run_id": 0}))}
+    assert {f"heatmap: {k.label}" for k in HeatmapScreen.KEYS if k.palette} <= titles
+
+
 def test_command_palette_lists_every_screen(index_db):
     app = TaskspaceApp(db=index_db)
     names = {c.title for c in app.get_system_commands(RunsScreen())}
@@ -174,3 +234,15 @@ def test_snapshots(snap_compare, index_db, size, keys):
         await settle(pilot.app, pilot)
 
     assert snap_compare(TaskspaceApp(db=index_db), terminal_size=size, run_before=run_before)
+
+
+def test_readme_key_table_matches_the_declared_keys():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in readme.splitlines() if line.startswith("| ")}
+    for screen, name in ((TaskspaceApp, "everywhere"), (RunsScreen, "runs"), (HeatmapScreen, "heatmap"),
+                         (CompareScreen, "compare"), (TaskScreen, "task"), (PipelineScreen, "pipeline")):  # fmt: skip
+        for k in screen.KEYS:
+            if k.keys != "escape":
+                assert f"`{k.spelled}` {k.label}" in rows[name], f"README's {name} row lacks `{k.spelled}` {k.label}"

@@ -1,7 +1,8 @@
 """The taskspace TUI: a thin App that owns the index path and the screens (Harlequin-style layout).
 
 Every slow call (opening the index, queries, dvc subprocesses) runs in a Textual worker; screens read the index
-only through `taskspace.index.Index`.
+only through `taskspace.index.Index`. Keys are declared once per screen (`tui.keys`): bindings, the command
+palette and the help screen all come from them.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from textual.app import App, SystemCommand
-from textual.binding import Binding
+from textual.message import Message
 from textual.screen import Screen
 
 from taskspace.index import Index, IndexUnavailable
+from tui.keys import Key, bindings
+from tui.screens.base import DataScreen
 from tui.screens.help import HelpScreen, TooSmallScreen
 from tui.screens.pipeline import PipelineScreen
 from tui.screens.runs import RunsScreen
@@ -20,16 +23,22 @@ from tui.screens.runs import RunsScreen
 MIN_SIZE = (60, 16)
 
 
+class IndexChanged(Message):
+    """A pipeline run finished: the index may hold new runs."""
+
+
 class TaskspaceApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "taskspace"
     SUB_TITLE = "linguistic task spaces"
-    BINDINGS = [
-        Binding("r", "show_runs", "runs"),
-        Binding("p", "show_pipeline", "pipeline"),
-        Binding("question_mark", "help", "help"),
-        Binding("q", "quit", "quit"),
+    NAME = "view"
+    KEYS = [
+        Key("r", "show_runs", "runs", "Runs and experiments in the index"),
+        Key("p", "show_pipeline", "pipeline", "dvc status, repro / exp run with a live log"),
+        Key("question_mark", "help", "help", "Every screen's keys and what the statistics mean", shown="?"),
+        Key("q", "quit", "quit", "Leave taskspace", palette=False),
     ]
+    BINDINGS = bindings(KEYS)
 
     def __init__(self, db: str | Path = "data/index/taskspace.duckdb", project: str | Path = ".") -> None:
         super().__init__()
@@ -61,19 +70,17 @@ class TaskspaceApp(App):
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
-    def index_changed(self) -> None:
-        """A pipeline run finished: screens showing index data reload."""
+    def on_index_changed(self, _: IndexChanged) -> None:
         for screen in self.screen_stack:
-            if hasattr(screen, "reload"):
+            if isinstance(screen, DataScreen):
                 screen.reload()
 
     def get_system_commands(self, screen: Screen):
         yield from super().get_system_commands(screen)
-        yield SystemCommand("view: runs", "Runs and experiments in the index", self.action_show_runs)
-        yield SystemCommand("view: pipeline", "dvc status, repro / exp run with live log", self.action_show_pipeline)
-        yield SystemCommand("view: help", "Keys of every screen", self.action_help)
-        for name, help_text, action in getattr(screen, "COMMANDS_", []):
-            yield SystemCommand(name, help_text, getattr(screen, f"action_{action}"))
+        for owner in (self, screen):
+            for k in getattr(owner, "KEYS", []):
+                if k.palette:
+                    yield SystemCommand(f"{owner.NAME}: {k.label}", k.help, getattr(owner, f"action_{k.action}"))
 
 
-__all__ = ["TaskspaceApp", "IndexUnavailable"]
+__all__ = ["IndexChanged", "TaskspaceApp", "IndexUnavailable"]

@@ -6,11 +6,13 @@ from textual.screen import Screen
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
-from taskspace.index import IndexUnavailable
+from taskspace.errors import TaskspaceError
 
 
 class DataScreen(Screen):
-    """Subclasses implement `fetch(index)` (runs in a thread, returns data) and `show(data)` (on the UI)."""
+    """Subclasses implement `fetch(index)` (runs in a thread, returns the screen's data as one dataclass) and
+    `show(data)` (on the UI thread). A TaskspaceError from fetch (missing index, locked, no matrices…) is shown
+    as its one-line message; anything else with its type."""
 
     def on_mount(self) -> None:
         self.reload()
@@ -38,7 +40,7 @@ class DataScreen(Screen):
             self.show(event.worker.result)
         elif event.state == WorkerState.ERROR:
             err = event.worker.error
-            msg = str(err) if isinstance(err, IndexUnavailable | LookupError) else f"{type(err).__name__}: {err}"
+            msg = str(err) if isinstance(err, TaskspaceError) else f"{type(err).__name__}: {err}"
             self.show_message(msg)
 
     def show_message(self, msg: str) -> None:

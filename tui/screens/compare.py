@@ -3,20 +3,26 @@ that changed most, and — for checkpoints of one model — the stability curve 
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 import numpy as np
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Static
 
-from taskspace import analysis
+from taskspace import analysis, spaces
+from taskspace.config import AnalysisConfig
+from taskspace.errors import OutputError
+from taskspace.spaces import SpaceComparison
+from tui.keys import Key, bindings
 from tui.screens.base import DataScreen, message_box
 from tui.widgets.heatmap import Heatmap, Scale
 
 
-def stability_plot(revisions: list[str], with_last: list[float], contrast: list[float], width: int = 60) -> Text:
-    """plotext 6 line plot of the stability curve and the within−between contrast over checkpoints."""
+def stability_plot(kind: str, revisions: list[str], with_last: list, contrast: list, width: int = 60) -> Text:
+    """plotext 6 line plot of one kind's stability curve and its within−between contrast over checkpoints."""
     import plotext as plt
 
     f = plt.figure
@@ -24,7 +30,7 @@ def stability_plot(revisions: list[str], with_last: list[float], contrast: list[
     f.plot_size(max(width, 30), 12)
     f.theme("dark") if hasattr(f, "theme") else None
     x = list(range(1, len(revisions) + 1))
-    for ys, label in ((with_last, "corr. with last"), (contrast, "within−between")):
+    for ys, label in ((with_last, f"{kind}: corr. with last"), (contrast, f"{kind}: within−between")):
         s = f.signal(x, [0.0 if v is None else v for v in ys])
         s.label(label)
         s.lines()
@@ -34,9 +40,23 @@ def stability_plot(revisions: list[str], with_last: list[float], contrast: list[
     return Text.from_ansi(str(f.build()))
 
 
+@dataclass
+class CompareData:
+    comparison: SpaceComparison
+    a: np.ndarray  # A's and B's spaces over the common tasks
+    b: np.ndarray
+    meta: dict[str, dict]
+    stored: bool  # r and p as the analyze stage computed them (else computed here, with A's settings)
+    stability: list[dict]  # A's checkpoint series for this kind (empty: none)
+
+
 class CompareScreen(DataScreen):
-    BINDINGS = [Binding("k", "next_kind", "kind"), Binding("escape", "app.pop_screen", "back")]
-    COMMANDS_ = [("compare: next kind", "Compare another kind of space", "next_kind")]
+    NAME = "compare"
+    KEYS = [
+        Key("k", "next_kind", "next space", "Compare the next kind of space: transfer → gradient → sharing"),
+        Key("escape", "app.pop_screen", "back", "Back to the previous screen", palette=False),
+    ]
+    BINDINGS = bindings(KEYS)
 
     def __init__(self, a: dict, b: dict, kind: str = "transfer") -> None:
         super().__init__()
@@ -57,38 +77,41 @@ class CompareScreen(DataScreen):
             yield Static(id="stability")
         yield Footer()
 
-    def fetch(self, index):
-        ta, ma = index.matrix(self.a["run_id"], self.kind)
-        tb, mb = index.matrix(self.b["run_id"], self.kind)
-        if not ta or not tb:
-            raise LookupError(f"one of the runs has no {self.kind} matrix in the index")
-        if ta != tb:
-            common = [t for t in ta if t in tb]
-            ia, ib = [ta.index(t) for t in common], [tb.index(t) for t in common]
-            ta, ma, mb = common, ma[np.ix_(ia, ia)], mb[np.ix_(ib, ib)]
-        if len(ta) < 3:
-            raise LookupError("the two runs share fewer than 3 tasks: nothing to compare")
-        ma, mb = np.nan_to_num(ma), np.nan_to_num(mb)
-        cmp = analysis.compare_spaces(ma, mb, ta, permutations=1000, seed=0)
-        meta = {t["task"]: t for t in index.tasks()}
-        series = None
+    def fetch(self, index) -> CompareData:
+        sa, sb = (self._spaces(index, run) for run in (self.a, self.b))
+        settings = index.analysis_settings(self.a["run_id"])
+        cfg = AnalysisConfig(**settings) if settings else AnalysisConfig()
+        cmp = spaces.compare(sa, sb, self.kind, cfg)
+        stored = index.comparison(self.a["run_id"], self.b["run_id"], self.kind)
+        if stored:  # the analyze stage's own r and p (same settings, the same numbers)
+            cmp = dataclasses.replace(cmp, r=stored["r"], p=stored["p"], relation=stored["relation"])
+        series = []
         if self.a["model"] == self.b["model"] and self.a["params_hash"] == self.b["params_hash"]:
-            runs = [
-                r for r in index.runs() if r["model"] == self.a["model"] and r["params_hash"] == self.a["params_hash"]
-            ]
-            mats = [index.matrix(r["run_id"], self.kind)[1] for r in runs]
-            if len(runs) > 1 and len({m.shape for m in mats}) == 1:
-                st = analysis.stability([np.nan_to_num(m) for m in mats])
-                series = ([r["revision"] for r in runs], st.with_last, [r["contrast"] for r in runs])
-        return ta, ma, mb, cmp, meta, series
+            series = index.stability(self.a["run_id"], self.kind)
+        common = cmp.tasks
+        return CompareData(
+            cmp,
+            sa.restricted(common).matrices[self.kind],
+            sb.restricted(common).matrices[self.kind],
+            {t["task"]: t for t in index.tasks()},
+            stored is not None,
+            series,
+        )
 
-    def show(self, data) -> None:
-        tasks, ma, mb, cmp, meta, series = data
-        self.result = cmp
+    def _spaces(self, index, run: dict) -> spaces.TaskSpaces:
+        tasks, m = index.matrix(run["run_id"], self.kind)
+        if not tasks:
+            raise OutputError(f"run {run['label']} has no {self.kind} matrix in the index")
+        return spaces.TaskSpaces(tasks, {self.kind: np.nan_to_num(m)}, run["label"])
+
+    def show(self, data: CompareData) -> None:
+        cmp = data.comparison
+        self.data, self.result = data, cmp
+        tasks, meta = cmp.tasks, data.meta
         order = analysis.group_order([meta.get(t, {}).get("phenomenon", "") for t in tasks])
         groups = [meta.get(tasks[k], {}).get("phenomenon", "") for k in order]
-        shared = Scale.of(np.concatenate([ma.ravel(), mb.ravel()]))
-        for key, m, scale in (("a", ma, shared), ("b", mb, shared), ("d", cmp.difference, None)):
+        shared = Scale.of(np.concatenate([data.a.ravel(), data.b.ravel()]))
+        for key, m, scale in (("a", data.a, shared), ("b", data.b, shared), ("d", cmp.difference, None)):
             self.query_one(f"#map-{key}", Heatmap).set_data(m[np.ix_(order, order)], groups, scale)
         changed = "\n".join(f"  {t}  {v:.3f}" for t, v in cmp.most_changed)
         self.query_one("#compare-stats", Static).update(
@@ -97,20 +120,30 @@ class CompareScreen(DataScreen):
                 (self.kind, "bold cyan"),
                 "\n",
                 ("Spearman r ", "dim"),
-                (f"{cmp.r:+.3f}", "bold"),
+                (analysis.format_stat(cmp.r), "bold"),
                 ("   Mantel p ", "dim"),
-                (f"{cmp.p:.3f}", "bold"),
+                (analysis.format_stat(cmp.p, "p"), "bold"),
+                ("  (from the analysis)" if data.stored else "", "dim"),
                 "\nrows that changed most:\n",
                 changed,
             )
         )
         stab = self.query_one("#stability", Static)
-        if series:
-            stab.update(stability_plot(*series, width=max(30, self.size.width // 2 - 2)))
+        if len(data.stability) > 1:
+            st = data.stability
+            stab.update(
+                stability_plot(
+                    self.kind,
+                    [r["revision"] for r in st],
+                    [r["with_last"] for r in st],
+                    [r["contrast"] for r in st],
+                    width=max(30, self.size.width // 2 - 2),
+                )
+            )
         else:
             stab.update("stability curve: pick two checkpoints of one model (same params) to see it")
 
     def action_next_kind(self) -> None:
-        kinds = ["transfer", "transfer_norm", "gradient", "sharing"]
-        self.kind = kinds[(kinds.index(self.kind) + 1) % len(kinds)] if self.kind in kinds else "transfer"
+        kinds = list(spaces.COMPARED)
+        self.kind = kinds[(kinds.index(self.kind) + 1) % len(kinds)] if self.kind in kinds else kinds[0]
         self.reload()

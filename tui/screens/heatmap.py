@@ -2,18 +2,42 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Static
 
 from taskspace import analysis
+from taskspace.errors import OutputError
+from taskspace.spaces import KINDS
+from tui.keys import Key, bindings
 from tui.screens.base import DataScreen, message_box
 from tui.widgets.heatmap import Heatmap, legend
 
-KIND_ORDER = ["transfer", "transfer_norm", "gradient", "sharing", "transfer_margin"]
+
+@dataclass
+class HeatmapData:
+    kinds: list[str]  # the kinds this run offers (a copy of another kind is left out)
+    kind: str
+    tasks: list[str]
+    matrix: np.ndarray  # rows: tuned task, columns: evaluated task
+    meta: dict[str, dict]  # task → its phenomenon, field…
+    stats: dict[str, dict[str, float]]  # kind → fit statistics
+
+
+def offered_kinds(index, run_id: int) -> list[str]:
+    """Stored kinds in the spaces' order; transfer_margin only when it differs from transfer (under the margin
+    metric it is the same space)."""
+    stored = index.kinds(run_id)
+    kinds = [k for k in KINDS if k in stored]
+    if "transfer_margin" in kinds and "transfer" in kinds:
+        a, b = index.matrix(run_id, "transfer")[1], index.matrix(run_id, "transfer_margin")[1]
+        if a.shape == b.shape and np.allclose(np.nan_to_num(a), np.nan_to_num(b)):
+            kinds.remove("transfer_margin")
+    return kinds
 
 
 def display_order(m: np.ndarray, groups: list[str], how: str) -> list[int]:
@@ -22,18 +46,15 @@ def display_order(m: np.ndarray, groups: list[str], how: str) -> list[int]:
 
 
 class HeatmapScreen(DataScreen):
-    BINDINGS = [
-        Binding("k", "next_kind", "kind"),
-        Binding("o", "toggle_order", "order"),
-        Binding("z", "zoom", "zoom block"),
-        Binding("enter", "task", "task"),
-        Binding("escape", "app.pop_screen", "back"),
+    NAME = "heatmap"
+    KEYS = [
+        Key("k", "next_kind", "next space", "Next kind of space: transfer → normalised → gradient → sharing"),
+        Key("o", "toggle_order", "order", "Order tasks by phenomenon ↔ by clustering the space"),
+        Key("z", "zoom", "zoom", "Only the block of the cursor's phenomenon (again: all)"),
+        Key("enter", "task", "task view", "Task view of the cursor's row task"),
+        Key("escape", "app.pop_screen", "back", "Back to the previous screen", palette=False),
     ]
-    COMMANDS_ = [
-        ("heatmap: next kind", "transfer → normalised → gradient → sharing", "next_kind"),
-        ("heatmap: toggle order", "phenomenon grouping ↔ clustering", "toggle_order"),
-        ("heatmap: zoom to phenomenon", "Only the block of the cursor's phenomenon", "zoom"),
-    ]
+    BINDINGS = bindings(KEYS)
 
     def __init__(self, run: dict, kind: str = "transfer") -> None:
         super().__init__()
@@ -59,21 +80,19 @@ class HeatmapScreen(DataScreen):
                 yield Static(id="stats")
         yield Footer()
 
-    def fetch(self, index):
-        kinds = index.kinds(self.run_row["run_id"])
+    def fetch(self, index) -> HeatmapData:
+        run_id = self.run_row["run_id"]
+        kinds = offered_kinds(index, run_id)
         if not kinds:
-            raise LookupError(
-                f"run {self.run_row['run_key']} has no task-space matrices in the index; re-run its probe"
-            )
+            raise OutputError(f"run {self.run_row['label']} has no task-space matrices in the index; re-run its probe")
         kind = self.kind if self.kind in kinds else kinds[0]
-        tasks, m = index.matrix(self.run_row["run_id"], kind)
+        tasks, m = index.matrix(run_id, kind)
         meta = {t["task"]: t for t in index.tasks()}
-        return kinds, kind, tasks, m, meta, index.analysis(self.run_row["run_id"])
+        return HeatmapData(kinds, kind, tasks, m, meta, index.analysis(run_id))
 
-    def show(self, data) -> None:
-        kinds, self.kind, self.tasks, self.matrix, self.meta, stats = data
-        self.kinds = [k for k in KIND_ORDER if k in kinds] + [k for k in kinds if k not in KIND_ORDER]
-        self.stats = stats
+    def show(self, data: HeatmapData) -> None:
+        self.kinds, self.kind, self.tasks, self.matrix = data.kinds, data.kind, data.tasks, data.matrix
+        self.meta, self.stats = data.meta, data.stats
         self.redraw()
         self.query_one(Heatmap).focus()
 

@@ -1,36 +1,55 @@
-"""Help (every screen's keys) and the too-small-terminal notice."""
+"""Help (every screen's keys, and what the numbers mean) and the too-small-terminal notice."""
 
 from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-HELP = """[b]taskspace[/b] — keys (ctrl+p opens the command palette)
+from taskspace.spaces import DESCRIPTIONS
+from tui.keys import help_line
 
-[b]everywhere[/b]   r runs · p pipeline · ? help · q quit · escape back
-[b]runs[/b]         ↑↓ move · enter heatmap · space mark (two) · c compare marked · t task view
-             s sort by next column · / filter · R reload
-[b]heatmap[/b]      arrows move the cell cursor · k next space (transfer/normalised/gradient/sharing)
-             o phenomenon ↔ cluster order · z zoom to the cursor's phenomenon · enter task view
-[b]compare[/b]      k next space · shows A, B, A − B, Spearman r, Mantel p, most-changed tasks, stability
-[b]task[/b]         n next task
-[b]pipeline[/b]     ctrl+r dvc repro · ctrl+e dvc exp run -S <overrides> · ctrl+c cancel · ctrl+s status
-"""
+STATISTICS = {
+    "Mantel r": "Spearman correlation of a space's off-diagonal with the hypothesis (1 = same phenomenon)",
+    "p": "Mantel permutation p: how often relabelled tasks fit as well (small = structure beyond chance)",
+    "w−b": "mean value within a phenomenon minus between phenomena (> 0: related tasks are closer)",
+    "lexical r": "correlation with vocabulary overlap: structure that shared words alone would give",
+}
+
+
+def help_text() -> str:
+    from tui.app import TaskspaceApp
+    from tui.screens.compare import CompareScreen
+    from tui.screens.heatmap import HeatmapScreen
+    from tui.screens.pipeline import PipelineScreen
+    from tui.screens.runs import RunsScreen
+    from tui.screens.task import TaskScreen
+
+    lines = ["[b]taskspace[/b] — keys (ctrl+p opens the command palette; escape goes back)", ""]
+    lines.append(help_line("everywhere", TaskspaceApp.KEYS))
+    for screen in (RunsScreen, HeatmapScreen, CompareScreen, TaskScreen, PipelineScreen):
+        lines.append(help_line(screen.NAME, [k for k in screen.KEYS if k.keys != "escape"]))
+    lines += ["", "[b]spaces[/b] (rows: the task tuned on, columns: the task evaluated)"]
+    lines += [f"  {kind:<16}{text}" for kind, text in DESCRIPTIONS.items()]
+    lines += ["", "[b]statistics[/b]"]
+    lines += [f"  {name:<16}{text}" for name, text in STATISTICS.items()]
+    return "\n".join(lines)
 
 
 class HelpScreen(ModalScreen):
     BINDINGS = [Binding("escape,question_mark,q", "app.pop_screen", "close")]
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="help"):
-            yield Static(HELP)
+        with VerticalScroll(id="help"):
+            yield Static(help_text())
 
 
 class TooSmallScreen(ModalScreen):
     """Shown while the terminal is smaller than the layouts need; goes away when it grows."""
+
+    BINDINGS = [Binding("q", "app.quit", "quit")]
 
     def __init__(self, need: tuple[int, int]) -> None:
         super().__init__()
@@ -38,6 +57,6 @@ class TooSmallScreen(ModalScreen):
 
     def compose(self) -> ComposeResult:
         yield Static(
-            f"terminal too small: taskspace needs at least {self.need[0]}×{self.need[1]}; enlarge the window",
+            f"terminal too small: taskspace needs at least {self.need[0]}×{self.need[1]}; enlarge it, or q to quit",
             id="too-small",
         )

@@ -15,10 +15,11 @@ from pathlib import Path
 
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, LoadingIndicator, RichLog, Static
+
+from tui.keys import Key, bindings
 
 
 def dvc_command() -> list[str]:
@@ -28,19 +29,15 @@ def dvc_command() -> list[str]:
 
 
 class PipelineScreen(Screen):
-    BINDINGS = [
-        Binding("ctrl+r", "repro", "dvc repro"),
-        Binding("ctrl+e", "exp_run", "dvc exp run"),
-        Binding("ctrl+c", "cancel", "cancel", priority=True),
-        Binding("ctrl+s", "status", "refresh status"),
-        Binding("escape", "app.pop_screen", "back"),
+    NAME = "pipeline"
+    KEYS = [
+        Key("ctrl+r", "repro", "dvc repro", "Reproduce the pipeline (dvc repro)", priority=True),
+        Key("ctrl+e", "exp_run", "dvc exp run", "Run an experiment with the overrides in the form", priority=True),
+        Key("ctrl+c", "cancel", "cancel", "Stop the running dvc command (it resumes next time)", priority=True),
+        Key("ctrl+s", "status", "status", "Re-read dvc status", priority=True),
+        Key("escape", "app.pop_screen", "back", "Back to the previous screen", palette=False),
     ]
-    COMMANDS_ = [
-        ("pipeline: dvc repro", "Reproduce the pipeline", "repro"),
-        ("pipeline: dvc exp run", "Run an experiment with the overrides", "exp_run"),
-        ("pipeline: cancel", "Stop the running dvc command", "cancel"),
-        ("pipeline: refresh status", "Re-read dvc status", "status"),
-    ]
+    BINDINGS = bindings(KEYS)
 
     def __init__(self) -> None:
         super().__init__()
@@ -152,7 +149,9 @@ class PipelineScreen(Screen):
         log.write(f"[exit {self.last_rc}]")
         self.load_status()
         if self.last_rc == 0:
-            self.app.index_changed()
+            from tui.app import IndexChanged
+
+            self.app.post_message(IndexChanged())
 
     def _show_running(self, on: bool, text: str) -> None:
         self.query_one("#running").display = on

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input
 
 from taskspace.analysis import format_stat
 from taskspace.runs import revision_key
+from tui.keys import Key, bindings
 from tui.screens.base import DataScreen, message_box
 
 # The key metrics come before the long variant/params columns, so they stay visible at 80 columns.
@@ -28,21 +28,17 @@ def _fmt(v, key: str = "") -> str:
 
 
 class RunsScreen(DataScreen):
-    BINDINGS = [
-        Binding("enter", "open", "heatmap"),
-        Binding("space", "mark", "mark"),
-        Binding("c", "compare", "compare"),
-        Binding("t", "task", "task"),
-        Binding("s", "sort", "sort"),
-        Binding("slash", "filter", "filter"),
-        Binding("R", "reload", "reload"),
+    NAME = "runs"
+    KEYS = [
+        Key("enter", "open", "heatmap", "Heatmap of the run under the cursor", palette=True),
+        Key("space", "mark", "mark", "Mark the run under the cursor (two marked: compare them)"),
+        Key("c", "compare", "compare", "Compare the two marked runs"),
+        Key("t", "task", "task view", "Task view of the run under the cursor"),
+        Key("s", "sort", "sort", "Sort by the next column"),
+        Key("slash", "filter", "filter", "Filter runs by any text (model, revision, variant…)", shown="/"),
+        Key("R", "reload", "reload", "Re-read the index"),
     ]
-    COMMANDS_ = [
-        ("runs: open heatmap", "Heatmap of the run under the cursor", "open"),
-        ("runs: compare", "Compare the two marked runs", "compare"),
-        ("runs: sort", "Sort by the next column", "sort"),
-        ("runs: reload", "Re-read the index", "reload"),
-    ]
+    BINDINGS = bindings(KEYS)
 
     def __init__(self) -> None:
         super().__init__()

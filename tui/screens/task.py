@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Header, Static
 
+from taskspace.errors import OutputError
+from tui.keys import Key, bindings
 from tui.screens.base import DataScreen, message_box
 
 
+@dataclass
+class TaskData:
+    tasks: list[str]
+    transfer: np.ndarray  # rows: tuned task
+    task: str  # the task shown
+    accuracy: dict[str, dict]  # task → accuracy and margin before/after tuning on it
+    examples: list[dict]  # the shown task's eval pairs, worst margin first
+
+
 class TaskScreen(DataScreen):
-    BINDINGS = [Binding("n", "next_task", "next task"), Binding("escape", "app.pop_screen", "back")]
-    COMMANDS_ = [("task: next task", "Show the next task of this run", "next_task")]
+    NAME = "task"
+    KEYS = [
+        Key("n", "next_task", "next task", "Show the next task of this run"),
+        Key("escape", "app.pop_screen", "back", "Back to the previous screen", palette=False),
+    ]
+    BINDINGS = bindings(KEYS)
 
     def __init__(self, run: dict, task: str | None) -> None:
         super().__init__()
@@ -29,16 +45,16 @@ class TaskScreen(DataScreen):
         yield DataTable(id="examples", cursor_type="row")
         yield Footer()
 
-    def fetch(self, index):
+    def fetch(self, index) -> TaskData:
         tasks, m = index.matrix(self.run_row["run_id"], "transfer")
         if not tasks:
-            raise LookupError(f"run {self.run_row['run_key']} has no transfer matrix in the index")
+            raise OutputError(f"run {self.run_row['label']} has no transfer matrix in the index")
         task = self.task_name if self.task_name in tasks else tasks[0]
         acc = {r["task"]: r for r in index.accuracy(self.run_row["run_id"])}
-        return tasks, m, task, acc, index.examples(self.run_row["run_id"], task, limit=12)
+        return TaskData(tasks, m, task, acc, index.examples(self.run_row["run_id"], task, limit=12))
 
-    def show(self, data) -> None:
-        tasks, m, self.task_name, acc, examples = data
+    def show(self, data: TaskData) -> None:
+        tasks, m, self.task_name, acc, examples = data.tasks, data.transfer, data.task, data.accuracy, data.examples
         self.tasks = tasks
         i = tasks.index(self.task_name)
         a = acc.get(self.task_name, {})

@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 
 
 def _runs(models):
-    from taskspace.pipeline import expand_runs
+    from taskspace.runs import expand_runs
 
     # a DictConfig, not a dict: OmegaConf.resolve only puts a container in place of an interpolation
     return OmegaConf.create(expand_runs(OmegaConf.to_container(models, resolve=True)))

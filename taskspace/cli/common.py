@@ -1,0 +1,194 @@
+"""What every command shares: consoles, progress bars, one-line errors, and the option groups that build the
+library's config objects (so the CLI validates exactly as params.yaml does)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from taskspace import data
+from taskspace.config import DataConfig, FTGDConfig, ProbeConfig
+from taskspace.errors import TaskspaceError
+
+console = Console(stderr=True)  # messages and progress
+out_console = Console()  # results (tables), so `> file` keeps only them
+
+
+def say(msg: str) -> None:
+    console.print(msg, highlight=False)
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def friendly_errors(fn):
+    """A TaskspaceError (bad input or state) or an OS error (disk full, read-only folder) ends in one line and
+    exit code 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except TaskspaceError as e:
+            console.print(f"[red]error:[/red] {e}", soft_wrap=True, highlight=False)
+            sys.exit(2)
+        except OSError as e:
+            where = f" ({e.filename})" if e.filename else ""
+            console.print(f"[red]error:[/red] {e.strerror or e}{where}", soft_wrap=True, highlight=False)
+            sys.exit(2)
+
+    return wrapper
+
+
+def option_group(*opts):
+    """One decorator applying several click options in the order listed."""
+
+    def apply(fn):
+        for opt in reversed(opts):
+            fn = opt(fn)
+        return fn
+
+    return apply
+
+
+# ---- models ---------------------------------------------------------------------------------------------
+
+model_options = option_group(
+    click.option(
+        "--model",
+        "model_spec",
+        default="smollm2",
+        show_default=True,
+        help="hub id, local folder, GGUF file, or 'smollm2' (offline, bundled)",
+    ),
+    click.option("--revision", default=None, help="hub revision (Pythia: stepN) or local sub-folder"),
+    click.option("--prefix", default=None, help="prefix token (default: <|endoftext|>, else BOS)"),
+    click.option("--device", default=None, help="cuda / cpu (default: cuda if available)"),
+    click.option("--dtype", default=None, help="float32 / bfloat16 (default: bf16 on GPU, fp32 on CPU)"),
+    click.option("--compile", "compile_model", is_flag=True, help="torch.compile the model (pays on a GPU)"),
+)
+
+
+def load_lm(kw: dict):
+    """Consume the model options and load the model (with a spinner: GGUF conversion can take ~20 s)."""
+    from taskspace.models import load_model
+
+    spec, revision = kw.pop("model_spec"), kw.pop("revision")
+    with console.status(f"loading {spec}{f'@{revision}' if revision else ''}"):
+        return load_model(
+            spec,
+            revision=revision,
+            device=kw.pop("device"),
+            dtype=kw.pop("dtype"),
+            prefix=kw.pop("prefix"),
+            compile=kw.pop("compile_model"),
+        )
+
+
+# ---- data -----------------------------------------------------------------------------------------------
+
+data_options = option_group(
+    click.option("--blimp", default=None, help="BLiMP JSONL folder, or 'hub' [default: shared folder]"),
+    click.option("--tasks", default="", help="comma-separated paradigms"),
+    click.option("--phenomena", default="", help="comma-separated phenomena (linguistics_term)"),
+    click.option("--fields", default="", help="comma-separated fields"),
+    click.option("--seed", default=0, show_default=True, help="split seed"),
+)
+
+
+def _csv(s: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in s.split(",") if x.strip())
+
+
+def data_config(kw: dict, n_train: int, n_eval: int) -> DataConfig:
+    """Consume the data options into a DataConfig (validated as params.yaml's `data` is)."""
+    return DataConfig(
+        source=kw.pop("blimp") or data.default_source(),
+        tasks=_csv(kw.pop("tasks")),
+        phenomena=_csv(kw.pop("phenomena")),
+        fields=_csv(kw.pop("fields")),
+        n_train=n_train,
+        n_eval=n_eval,
+        seed=kw.pop("seed"),
+    )
+
+
+def load_split(cfg: DataConfig):
+    """(selected task names, (train, eval)) for a data config."""
+    names = data.select_tasks(cfg.source, cfg.tasks, cfg.phenomena, cfg.fields)
+    pairs = data.load_blimp(cfg.source, names)
+    return names, data.split_pairs(pairs, cfg.n_train, cfg.n_eval, cfg.seed)
+
+
+# ---- FTGD and probing -----------------------------------------------------------------------------------
+
+_F, _P = FTGDConfig(), ProbeConfig()
+ftgd_options = option_group(
+    click.option("--objective", default=_F.objective, show_default=True, help="differential / margin / lm"),
+    click.option("--margin", default=_F.margin, show_default=True, help="hinge margin (objective margin)"),
+    click.option("--sparsity", default=_F.sparsity, show_default=True, help="fraction updated (1.0 = dense)"),
+    click.option("--lr", default=_F.lr, show_default=True),
+    click.option("--steps", default=_F.steps, show_default=True),
+    click.option("--batch-size", default=_F.batch_size, show_default=True, help="pairs per step"),
+    click.option("--ftgd-seed", default=_F.seed, show_default=True),
+    click.option("--early-stop/--no-early-stop", default=_F.early_stop, show_default=True),
+    click.option(
+        "--params",
+        "param_group",
+        default=_F.params,
+        show_default=True,
+        help="all / embeddings / attention / mlp / layer:N",
+    ),
+    click.option("--n-train", default=500, show_default=True, help="train pairs per task"),
+    click.option("--n-eval", default=200, show_default=True, help="eval pairs per task"),
+)
+
+
+def ftgd_config(kw: dict) -> FTGDConfig:
+    """Consume the FTGD options into an FTGDConfig (validated as params.yaml's `ftgd` is)."""
+    return FTGDConfig(
+        objective=kw.pop("objective"),
+        margin=kw.pop("margin"),
+        sparsity=kw.pop("sparsity"),
+        lr=kw.pop("lr"),
+        steps=kw.pop("steps"),
+        batch_size=kw.pop("batch_size"),
+        seed=kw.pop("ftgd_seed"),
+        early_stop=kw.pop("early_stop"),
+        params=kw.pop("param_group"),
+    )
+
+
+probe_options = option_group(
+    click.option("--metric", default=_P.metric, show_default=True, help="transfer on accuracy / margin"),
+    click.option("--grad-params", default=_P.grad_params, show_default=True, help="group for gradient sim."),
+    click.option(
+        "--grad-projection",
+        default=_P.grad_projection,
+        show_default=True,
+        help="k: count-sketch size (exact when the gradient has ≤ k entries); 0 = exact",
+    ),
+    click.option("--eval-batch-size", default=_P.eval_batch_size, show_default=True),
+)
+
+
+def probe_config(kw: dict) -> ProbeConfig:
+    return ProbeConfig(
+        metric=kw.pop("metric"),
+        grad_params=kw.pop("grad_params"),
+        grad_projection=kw.pop("grad_projection"),
+        eval_batch_size=kw.pop("eval_batch_size"),
+    )

@@ -1,0 +1,192 @@
+"""Commands on the project: the DVC stage bodies, the plan, the index, metrics and the TUI."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from taskspace.cli.common import console, friendly_errors, out_console, say
+from taskspace.cli.tables import calibration_line, counts_table, metrics_table, plan_table
+
+PARAMS = click.option("--params", default="params.yaml", show_default=True, type=click.Path(path_type=Path))
+
+
+@click.command()
+@PARAMS
+@friendly_errors
+def check(params):
+    """Check params.yaml before any work: settings, runs, tasks and pair counts, models, writable outputs."""
+    from taskspace import params as P
+    from taskspace.io import write_json
+
+    summary = P.preflight(P.load_params(params))
+    write_json({"checked": True}, P.CHECKED)  # constant: the stages after it depend on it, not on its content
+    say(f"{params}: {summary}")
+
+
+@click.group()
+def stage() -> None:
+    """Pipeline stage bodies (called by dvc.yaml; read params.yaml in the current folder)."""
+
+
+def _timed(name: str, fn) -> None:
+    t0 = time.perf_counter()
+    fn()
+    say(f"stage {name} done in {time.perf_counter() - t0:.1f} s")
+
+
+@stage.command("prepare")
+@PARAMS
+@friendly_errors
+def stage_prepare(params):
+    """Seeded train/eval splits of the selected tasks."""
+    from taskspace import params as P
+    from taskspace import pipeline
+
+    p = P.load_params(params)
+    P.check(p)
+    _timed("prepare", lambda: pipeline.stage_prepare(p, say=say))
+
+
+@stage.command("tiny")
+@PARAMS
+@click.option("--name", required=True, help="a key under `tiny_models`")
+@friendly_errors
+def stage_tiny(params, name):
+    """Build a tiny (or Pythia-shaped) model with its checkpoint series."""
+    from taskspace import params as P
+    from taskspace import pipeline
+
+    p = P.load_params(params)
+    _timed(f"tiny@{name}", lambda: pipeline.stage_tiny(p, name, say=say))
+
+
+def _run_stage(name: str):
+    @PARAMS
+    @click.option("--model", required=True, help="a key under `models` in params.yaml")
+    @click.option("--revision", required=True, help="one of its revisions")
+    @friendly_errors
+    def run(params, model, revision):
+        from taskspace import params as P
+        from taskspace import pipeline
+        from taskspace.runs import Run
+
+        p = P.load_params(params)
+        body = getattr(pipeline, f"stage_{name}")
+        _timed(f"{name}@{Run(model, revision).stage_key}", lambda: body(p, model, revision, say=say))
+
+    return stage.command(name, help=f"The {name} stage of one run (model × revision).")(run)
+
+
+for _name in ("eval", "ftgd", "probe"):
+    _run_stage(_name)
+
+
+@stage.command("analyze")
+@PARAMS
+@friendly_errors
+def stage_analyze(params):
+    """Fit, compare and follow every run's spaces: analysis.json, metrics.json, plots."""
+    from taskspace import params as P
+    from taskspace import pipeline
+
+    p = P.load_params(params)
+    _timed("analyze", lambda: pipeline.stage_analyze(p, say=say))
+
+
+@stage.command("runs")
+@PARAMS
+@friendly_errors
+def stage_runs(params):
+    """Rewrite `runs` (one entry per model × revision) from `models`, after editing params.yaml by hand."""
+    from taskspace import params as P
+
+    runs = P.write_runs(params)
+    say(f"{params}: {len(runs)} runs: {', '.join(runs)}")
+
+
+@stage.command("dvc-yaml")
+@click.option("--out", default="dvc.yaml", show_default=True, type=click.Path(path_type=Path))
+@friendly_errors
+def stage_dvc_yaml(out):
+    """Write dvc.yaml from the stage definitions (taskspace/params.py: STAGES)."""
+    from taskspace import params as P
+    from taskspace.io import write_text
+
+    write_text(out, P.dvc_yaml_text())
+    say(f"wrote {out}")
+
+
+@click.command()
+@PARAMS
+@click.option("--calibrate/--no-calibrate", default=True, show_default=True, help="time a few steps on this device")
+@click.option("--device", default=None, help="device to plan for (default: cuda if available)")
+@click.option("--dtype", default=None, help="float32 / bfloat16 (default: bf16 on GPU, fp32 on CPU)")
+@click.option("--json", "as_json", is_flag=True, help="print the plan as JSON")
+@friendly_errors
+def plan(params, calibrate, device, dtype, as_json):
+    """What the pipeline in params.yaml will cost: passes, FLOPs, disk, memory and time, per run and in total."""
+    import dataclasses
+    import json
+
+    from taskspace import params as P
+    from taskspace import plan as plan_
+
+    p = P.load_params(params)
+    runs, warnings = plan_.plan(p, calibrate, device, dtype, say=say)
+    if as_json:
+        click.echo(json.dumps({"runs": [dataclasses.asdict(r) for r in runs], "warnings": warnings}, indent=1))
+        return
+    out_console.print(plan_table(runs, f"plan for {params}"))
+    for r in {r.model: r for r in runs}.values():
+        out_console.print(calibration_line(r), highlight=False)
+    for w in warnings:
+        console.print(f"[red]warning:[/red] {w}", highlight=False)
+
+
+@click.command()
+@click.option("--db", default="data/index/taskspace.duckdb", show_default=True, type=click.Path(path_type=Path))
+@click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))
+@click.option("--analysis", "analysis_file", default="data/analyze/analysis.json", show_default=True)
+@click.option("--counts", "counts_only", is_flag=True, help="only report the row counts (read-only, writes nothing)")
+@friendly_errors
+def index(db, data_dir, analysis_file, counts_only):
+    """(Re)build the DuckDB index from the stage outputs: adds new runs only, atomically."""
+    from taskspace.index import Index, build_index
+
+    t0 = time.perf_counter()
+    if counts_only:
+        idx = Index(db)
+        try:
+            counts = idx.counts()
+        finally:
+            idx.close()
+    else:
+        counts = build_index(db, data_dir, analysis_file, say=say)
+    out_console.print(counts_table(counts, f"{db.name} ({time.perf_counter() - t0:.1f} s)", str(db.parent)))
+
+
+@click.command()
+@click.option("--file", "path", default="data/analyze/metrics.json", show_default=True, type=click.Path(path_type=Path))
+@friendly_errors
+def metrics(path):
+    """The analysis metrics of every run (what `dvc metrics show` lists), one row per run."""
+    import json
+
+    from taskspace.errors import OutputError
+
+    if not path.exists():
+        raise OutputError(f"{path} not found: run the pipeline first (./scripts/main.sh or `dvc repro`)")
+    out_console.print(metrics_table(json.loads(path.read_text()), str(path)))
+
+
+@click.command()
+@click.option("--db", default="data/index/taskspace.duckdb", show_default=True)
+@click.option("--project", default=".", show_default=True, help="the DVC project (for the pipeline screen)")
+def tui(db, project):
+    """Open the Textual TUI over the index and the DVC project."""
+    from tui.app import TaskspaceApp
+
+    TaskspaceApp(db=db, project=project).run()

@@ -1,0 +1,227 @@
+"""Commands on models and data directly: score, make-tiny, ftgd, probe, analyze."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from taskspace import data
+from taskspace.cli.common import (
+    console,
+    data_config,
+    data_options,
+    friendly_errors,
+    ftgd_config,
+    ftgd_options,
+    load_lm,
+    load_split,
+    model_options,
+    out_console,
+    probe_config,
+    probe_options,
+    progress_bar,
+)
+from taskspace.cli.tables import accuracy_table, fit_table, impact_table, matrix_table
+from taskspace.errors import ConfigError
+from taskspace.shapes import SHAPES
+
+
+@click.command()
+@model_options
+@data_options
+@click.option("--n", "n_eval", default=100, show_default=True, help="pairs per task (seeded eval split)")
+@click.option("--n-train", default=0, show_default=True, help="pairs held out first as the train split")
+@click.option("--batch-size", default=128, show_default=True, help="sentences per forward pass")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="write per-pair margins (Parquet)")
+@friendly_errors
+def score(n_eval, n_train, batch_size, out, **kw):
+    """Score minimal pairs: per-task accuracy (good > bad) and per-pair margins."""
+    import time
+
+    from taskspace.io import write_parquet
+    from taskspace.scoring import score_pairs, task_accuracy
+
+    if out and out.suffix.lower() not in (".parquet", ".pq"):
+        raise ConfigError(f"--out {out}: scores are written as Parquet; name the file *.parquet")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size {batch_size}: use an integer ≥ 1")
+    cfg = data_config(kw, n_train, n_eval)
+    _, (_, pairs) = load_split(cfg)
+    lm = load_lm(kw)
+    t0 = time.perf_counter()
+    with progress_bar() as bar:
+        job = bar.add_task("scoring sentences", total=2 * pairs.num_rows)
+        scores = score_pairs(lm, pairs, batch_size, lambda k: bar.advance(job, k))
+    secs = time.perf_counter() - t0
+    rows = task_accuracy(scores)
+    out_console.print(accuracy_table(rows, f"{lm.name}{f'@{lm.revision}' if lm.revision else ''} (prefix {lm.prefix})"))
+    console.print(f"{2 * pairs.num_rows} sentences in {secs:.1f} s ({2 * pairs.num_rows / secs:.1f} sentences/s)")
+    if out:
+        meta = {k: str(v) for k, v in lm.meta().items()}
+        write_parquet(scores.replace_schema_metadata({**meta, "source": cfg.source}), out)
+        console.print(f"wrote {out}")
+
+
+@click.command("make-tiny")
+@data_options
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--steps", default=300, show_default=True, help="LM training steps (0: random weights, step0 only)")
+@click.option("--save-every", default=100, show_default=True)
+@click.option(
+    "--shape",
+    default="tiny",
+    show_default=True,
+    type=click.Choice(SHAPES),
+    help="tiny (0.4M) or a Pythia size's real dimensions and vocabulary",
+)
+@click.option("--n-train", default=500, show_default=True, help="train pairs per task (their good sentences)")
+@click.option("--n-eval", default=200, show_default=True, help="eval pairs per task, never trained on")
+@friendly_errors
+def make_tiny(out, steps, save_every, shape, n_train, n_eval, **kw):
+    """Build a GPT-NeoX with a checkpoint series (OUT/step0 …), the offline stand-in for Pythia."""
+    import pyarrow as pa
+
+    from taskspace import tiny
+
+    cfg = data_config(kw, n_train, n_eval)
+    _, (train, ev) = load_split(cfg)
+    vocab, sentences = tiny.sentences_for_tiny(pa.concat_tables([train, ev]), train)
+    with progress_bar() as bar:
+        job = bar.add_task("training", total=steps)
+        saved = tiny.build_tiny(
+            out,
+            vocab,
+            sentences,
+            steps=steps,
+            save_every=save_every,
+            seed=cfg.seed,
+            shape=shape,
+            progress=lambda k: bar.advance(job, k),
+        )
+    console.print(f"saved {', '.join(saved)} under {out}")
+
+
+@click.command()
+@model_options
+@data_options
+@ftgd_options
+@click.option("--compare/--no-compare", default=False, help="also dense differential and plain LM tuning")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="folder for delta + report")
+@friendly_errors
+def ftgd(compare, out, n_train, n_eval, **kw):
+    """Fine-tune on one task with FTGD; report own-task gain and the LM-loss change on other tasks."""
+    from taskspace import impact
+    from taskspace.ftgd import EncodedPairs
+    from taskspace.io import write_json
+
+    cfg = ftgd_config(kw)
+    dcfg = data_config(kw, n_train, n_eval).require_train("--n-train")
+    names, (train, ev) = load_split(dcfg)
+    task = names[0]
+    lm = load_lm(kw)
+    rows = train.filter(train["task"].to_numpy(zero_copy_only=False) == task)
+    pairs = EncodedPairs.of(lm, rows["good"].to_pylist(), rows["bad"].to_pylist())
+    own = ev.filter(ev["task"].to_numpy(zero_copy_only=False) == task)
+    # held-out grammatical sentences of the *other* tasks, never tuned on
+    other = ev.filter(ev["task"].to_numpy(zero_copy_only=False) != task)["good"].to_pylist() or own["good"].to_pylist()
+    configs = impact.variants(cfg, compare)
+    with progress_bar() as bar:
+        jobs = {label: bar.add_task(f"{label} tuning", total=c.steps) for label, c in configs}
+        outcomes = impact.compare_tuning(lm, pairs, own, other, configs, lambda label, k: bar.advance(jobs[label], k))
+    out_console.print(impact_table(task, outcomes))
+    if out:
+        delta = outcomes[0].delta
+        delta.meta["task"] = task
+        delta.save(Path(out) / f"{task}.delta.safetensors")
+        write_json(impact.report(task, lm.meta(), outcomes), Path(out) / f"{task}.ftgd.json")
+        console.print(f"wrote {out}")
+
+
+@click.command()
+@model_options
+@data_options
+@ftgd_options
+@probe_options
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@friendly_errors
+def probe(out, n_train, n_eval, **kw):
+    """Task spaces: eval1, FTGD per task, eval2 → transfer, gradient-similarity and parameter-sharing matrices."""
+    from taskspace.probing import probe as run_probe
+
+    cfg, pcfg = ftgd_config(kw), probe_config(kw)
+    names, (train, ev) = load_split(data_config(kw, n_train, n_eval).require_train("--n-train"))
+    lm = load_lm(kw)
+    with progress_bar() as bar:
+        job = bar.add_task("eval1", total=1 + 2 * len(names))  # eval1, then FTGD and eval2 per task
+
+        def step(stage: str, i: int, n: int) -> None:
+            bar.update(job, advance=1, description=f"{stage} {i}/{n}" if n > 1 else stage)
+
+        res = run_probe(lm, train, ev, out, cfg, pcfg, progress=step)
+    out_console.print(matrix_table(res["tasks"], res["transfer"], f"transfer ({pcfg.metric}: eval2 − eval1)"))
+    console.print(f"wrote {out}/matrices.npz, probe.json, eval1.parquet, tasks/*/")
+
+
+@click.command()
+@click.option(
+    "--probe",
+    "probes",
+    multiple=True,
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="a `taskspace probe` output folder; repeat for a checkpoint series (in order)",
+)
+@click.option("--blimp", default=None, help="BLiMP source, for task metadata and the lexical control")
+@click.option("--grouping", default="phenomenon", show_default=True, help="phenomenon / paper / field / FILE")
+@click.option("--permutations", default=1000, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--both-directions", is_flag=True, help="correlate both directions of transfer, not (T + Tᵀ)/2")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="folder for analysis.json")
+@friendly_errors
+def analyze(probes, blimp, grouping, permutations, seed, both_directions, out):
+    """Fit task spaces to the hypothesis space: Mantel test, within−between contrast, lexical control."""
+    import json
+
+    from taskspace import spaces
+    from taskspace.analysis import format_stat, paper_phenomenon, sentence_words
+    from taskspace.config import AnalysisConfig
+    from taskspace.errors import OutputError
+    from taskspace.io import write_json
+    from taskspace.runs import Layout
+
+    cfg = AnalysisConfig(grouping=grouping, permutations=permutations, seed=seed, symmetric=not both_directions)
+    source = blimp or data.default_source()
+    known = data.available_tasks(source)
+    meta = {t: {"phenomenon": p, "paper_phenomenon": paper_phenomenon(p), "field": f} for t, (p, f) in known.items()}
+    runs, sparsity = [], {}
+    for d in probes:
+        layout = Layout.single(d)
+        if not layout.matrices.exists():
+            raise OutputError(f"{layout.matrices} missing: run `taskspace probe --out {d}` first")
+        runs.append((str(d), spaces.TaskSpaces.load(layout.matrices, str(d))))
+        sparsity[str(d)] = float(json.loads(layout.summary.read_text())["ftgd"]["sparsity"])
+    tasks = sorted({t for _, s in runs for t in s.tasks})
+    pairs = data.load_blimp(source, tasks)
+    words: dict[str, set[str]] = {}
+    for t, g, b in zip(*(pairs.column(c).to_pylist() for c in ("task", "good", "bad"))):
+        words.setdefault(t, set()).update(sentence_words([g, b]))
+
+    def report(s: spaces.TaskSpaces, fits: dict) -> None:
+        out_console.print(matrix_table(s.tasks, s.matrices["transfer"], f"{s.key}: transfer"))
+        out_console.print(fit_table(fits, f"{s.key}: fit to the {grouping} hypothesis space"))
+
+    # the folders are one series (a checkpoint series when several are given, in order)
+    result = spaces.analyze(
+        {"series": runs},
+        lambda ts: spaces.groups_of(ts, grouping, meta),
+        words,
+        lambda _, s: sparsity[s.key],
+        cfg,
+        report,
+    )
+    for c in result.comparisons:
+        out_console.print(f"{c.kind}: {c.a} vs {c.b}: r={format_stat(c.r)} p={format_stat(c.p, 'p')}")
+    if out:
+        write_json(result.as_json(), Path(out) / "analysis.json")
+        console.print(f"wrote {out}/analysis.json")

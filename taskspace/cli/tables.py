@@ -1,0 +1,163 @@
+"""Rich tables and number formats for results (each fits 80 columns where it can)."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.table import Table
+
+from taskspace.analysis import format_stat
+
+FIT_ROWS = {
+    "mantel_r": "Spearman r vs hypothesis",
+    "mantel_p": "Mantel p",
+    "within": "mean within phenomenon",
+    "between": "mean between",
+    "contrast": "within − between",
+    "contrast_p": "p (within − between)",
+    "lexical_r": "r vs lexical overlap",
+    "partial_r": "partial r (lexical out)",
+}
+METRIC_COLUMNS = {
+    "transfer_mantel_r": "transfer r",
+    "transfer_mantel_p": "Mantel p",
+    "transfer_contrast": "transfer w−b",
+    "gradient_mantel_r": "gradient r",
+    "sharing_contrast": "sharing w−b",
+}
+
+
+def count(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n:,}"
+
+
+def short(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k" if n >= 1e4 else str(n)
+
+
+def si(x: float) -> str:
+    for unit, scale in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6)):
+        if x >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
+def accuracy_table(rows: list[dict], title: str) -> Table:
+    t = Table(title=title)
+    for col in ("task", "pairs", "accuracy", "mean margin", "ties"):
+        t.add_column(col, justify="left" if col == "task" else "right", overflow="fold")
+    for r in rows:
+        t.add_row(r["task"], str(r["n"]), f"{r['accuracy']:.3f}", f"{r['mean_margin']:+.3f}", str(r["ties"]))
+    return t
+
+
+def matrix_table(tasks: list[str], m, title: str) -> Table:
+    t = Table(title=title)
+    t.add_column("tuned on ↓ / eval →", overflow="fold")
+    for j in range(len(tasks)):
+        t.add_column(str(j), justify="right")
+    for i, name in enumerate(tasks):
+        t.add_row(f"{i} {name}", *(f"{v:+.3f}" for v in m[i]))
+    return t
+
+
+def fit_table(fits: dict, title: str) -> Table:
+    """One column per task space, one row per statistic: fits 80 columns for the four spaces."""
+    t = Table(title=title)
+    t.add_column("", no_wrap=True)
+    for kind in fits:
+        t.add_column(kind, justify="right")
+    for key, label in FIT_ROWS.items():
+        t.add_row(label, *(format_stat(getattr(f, key), key) for f in fits.values()))
+    return t
+
+
+def impact_table(task: str, outcomes) -> Table:
+    t = Table(title=f"{task}: own-task gain vs LM loss on other tasks' grammatical sentences")
+    for col in ("tuning", "steps", "s/step", "changed", "accuracy", "margin", "LM loss (others)"):
+        t.add_column(col, justify="right")
+    for o in outcomes:
+        t.add_row(
+            o.label,
+            str(o.steps),
+            f"{o.seconds_per_step:.2f}",
+            count(o.n_changed),
+            f"{o.before['accuracy']:.2f}→{o.after['accuracy']:.2f}",
+            f"{o.before['mean_margin']:+.1f}→{o.after['mean_margin']:+.1f}",
+            f"{o.lm_loss_before:.2f}→{o.lm_loss_after:.2f}",
+        )
+    return t
+
+
+def metrics_table(runs: dict, title: str) -> Table:
+    t = Table(title=title, caption="fit to the hypothesis space — r: Spearman, w−b: within − between")
+    t.add_column("run", no_wrap=True)
+    for label in METRIC_COLUMNS.values():
+        t.add_column(label, justify="right")
+    for run, m in runs.items():
+        t.add_row(run, *(format_stat(m.get(k), k) for k in METRIC_COLUMNS))
+    return t
+
+
+def counts_table(counts: dict, title: str, caption: str) -> Table:
+    t = Table(title=title, caption=caption)
+    t.add_column("table")
+    t.add_column("rows", justify="right")
+    for k, v in counts.items():
+        t.add_row(k, f"{v:,}")
+    return t
+
+
+def plan_table(runs, title: str) -> Table:
+    from taskspace.plan import GiB, device_peak
+
+    def gb(b: float) -> str:
+        return f"{b / GiB:.2f}"
+
+    t = Table(
+        title=title,
+        caption="passes: forward/backward · disk: outputs in GiB (the DVC cache keeps a second copy) · "
+        "peak memory in GiB on the device (tuning) and the host (eval2's reduction)",
+        box=box.SIMPLE_HEAD,
+    )
+    for col in ("run", "passes", "FLOP", "disk", "device", "host", "time"):
+        t.add_column(col, justify="left" if col == "run" else "right", no_wrap=True)
+    for r in runs:
+        w = r.workload
+        t.add_row(
+            r.run,
+            f"{short(w.forward_passes)}/{short(w.backward_passes)}",
+            si(r.flops),
+            gb(sum(r.disk.values())),
+            gb(device_peak(r)),
+            gb(r.memory["reduce"]),
+            duration(r.seconds),
+        )
+    total = [r.seconds for r in runs]
+    fwd, bwd = (sum(getattr(r.workload, k) for r in runs) for k in ("forward_passes", "backward_passes"))
+    t.add_section()
+    t.add_row(
+        f"total ({len(runs)})",
+        f"{short(fwd)}/{short(bwd)}",
+        si(sum(r.flops for r in runs)),
+        gb(sum(sum(r.disk.values()) for r in runs)),
+        gb(max(device_peak(r) for r in runs)),
+        gb(max(r.memory["reduce"] for r in runs)),
+        duration(sum(total) if None not in total else None),
+    )
+    return t
+
+
+def calibration_line(r) -> str:
+    c, line = r.calibration, f"{r.model}: {count(r.shape.n_params)} parameters ({r.shape.source})"
+    if c:
+        line += (
+            f"; calibrated on {c.device} {c.dtype}, {c.tokenizer} tokenizer: {1 / c.s_sentence:,.0f} "
+            f"sentences/s scoring, {c.s_step:.3f} s per FTGD step, {c.s_grad_pair * 1e3:.1f} ms per differential pair"
+        )
+    return line

@@ -1,0 +1,161 @@
+"""Every setting of the method, validated: one dataclass per params.yaml section (`data`, `ftgd`, `probing`,
+`analysis`), with method.md's defaults. The CLI's options and the pipeline's params build the same objects, so
+a bad value is refused the same way (one line naming the key, the value and what is allowed) before any work.
+No torch here: the CLI can answer `--help` and check params without loading it."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from dataclasses import dataclass, fields
+
+from taskspace.errors import ConfigError
+
+OBJECTIVES = ("differential", "margin", "lm")
+METRICS = ("accuracy", "margin")
+PARAM_GROUP = re.compile(r"^(all|embeddings|attention|mlp|layer:\d+)$")
+
+
+def _fail(name: str, value, allowed: str):
+    raise ConfigError(f"{name} = {value!r} is invalid: {allowed}")
+
+
+def _int(name: str, value, low: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        _fail(name, value, f"use an integer ≥ {low}")
+    return value
+
+
+def _float(name: str, value, low: float, high: float, low_open: bool = False, high_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        _fail(name, value, "use a finite number")
+    if value < low or value > high or (low_open and value == low) or (high_open and value == high):
+        _fail(name, value, f"use a number in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}")
+    return float(value)
+
+
+def _choice(name: str, value, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        _fail(name, value, f"use one of {', '.join(choices)}")
+    return value
+
+
+def from_section(cls, section: dict | None, name: str):
+    """Build a config from a params.yaml section; an unknown key is named with the closest known one."""
+    section = section or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"params.yaml: `{name}` must be a mapping of settings, got {type(section).__name__}")
+    known = [f.name for f in fields(cls)]
+    for key in section:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" — did you mean '{name}.{close[0]}'?" if close else f" (known: {', '.join(known)})"
+            raise ConfigError(f"params.yaml: unknown key '{name}.{key}'{hint}")
+    return cls(**section)
+
+
+@dataclass
+class DataConfig:
+    """Which BLiMP tasks, and the seeded train/eval split of each (params.yaml `data`)."""
+
+    source: str = "hub"  # hub | auto ($TASKSPACE_BLIMP or ../shared/data/blimp) | a folder of JSONL files
+    tasks: tuple[str, ...] = ()
+    phenomena: tuple[str, ...] = ()
+    fields: tuple[str, ...] = ()
+    n_train: int = 500
+    n_eval: int = 200
+    seed: int = 0
+
+    def __post_init__(self):
+        self.source = str(self.source)
+        for key in ("tasks", "phenomena", "fields"):
+            value = getattr(self, key) or ()
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                _fail(f"data.{key}", value, "use a list of names")
+            setattr(self, key, tuple(value))
+        _int("data.n_train", self.n_train, 0)  # 0: no train split (scoring only)
+        _int("data.n_eval", self.n_eval, 1)
+        _int("data.seed", self.seed)
+
+    def require_train(self, what: str = "data.n_train") -> DataConfig:
+        """Tuning needs train pairs: refuse n_train = 0 where FTGD or gradients will run."""
+        if self.n_train < 1:
+            _fail(what, self.n_train, "tuning needs at least 1 train pair per task")
+        return self
+
+
+@dataclass
+class FTGDConfig:
+    """Every FTGD knob, with method.md's defaults (params.yaml `ftgd`)."""
+
+    objective: str = "differential"
+    margin: float = 1.0
+    sparsity: float = 0.01
+    lr: float = 1e-4
+    steps: int = 100
+    batch_size: int = 16
+    seed: int = 0
+    early_stop: bool = False
+    patience: int = 10
+    weight_decay: float = 0.0
+    params: str = "all"
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+
+    def __post_init__(self):
+        _choice("ftgd.objective", self.objective, OBJECTIVES)
+        _float("ftgd.margin", self.margin, 0, math.inf)
+        _float("ftgd.sparsity", self.sparsity, 0, 1, low_open=True)
+        _float("ftgd.lr", self.lr, 0, math.inf, low_open=True)
+        _int("ftgd.steps", self.steps, 1)
+        _int("ftgd.batch_size", self.batch_size, 1)
+        _int("ftgd.seed", self.seed)
+        _int("ftgd.patience", self.patience, 1)
+        _float("ftgd.weight_decay", self.weight_decay, 0, math.inf)
+        _float("ftgd.eps", self.eps, 0, math.inf, low_open=True)
+        if not isinstance(self.early_stop, bool):
+            _fail("ftgd.early_stop", self.early_stop, "use true or false")
+        if not isinstance(self.params, str) or not PARAM_GROUP.match(self.params):
+            _fail("ftgd.params", self.params, "use all, embeddings, attention, mlp or layer:N")
+        if not isinstance(self.betas, list | tuple) or len(self.betas) != 2:
+            _fail("ftgd.betas", self.betas, "use two numbers in [0, 1), e.g. [0.9, 0.999]")
+        self.betas = tuple(_float("ftgd.betas", b, 0, 1, high_open=True) for b in self.betas)
+
+
+@dataclass
+class ProbeConfig:
+    """Probing knobs (params.yaml `probing`)."""
+
+    metric: str = "accuracy"  # what transfer measures: accuracy (the paper's) or mean margin
+    grad_params: str = "all"  # parameter group for gradient similarity
+    # k > 0: seeded count sketch to k dims (exact when the gradient is no longer); 0: exact, refused above 4M
+    grad_projection: int = 2**18
+    projection_seed: int = 0
+    eval_batch_size: int = 128  # sentences per forward pass (fastest measured, bench_scoring)
+
+    def __post_init__(self):
+        _choice("probing.metric", self.metric, METRICS)
+        if not isinstance(self.grad_params, str) or not PARAM_GROUP.match(self.grad_params):
+            _fail("probing.grad_params", self.grad_params, "use all, embeddings, attention, mlp or layer:N")
+        _int("probing.grad_projection", self.grad_projection)
+        _int("probing.projection_seed", self.projection_seed)
+        _int("probing.eval_batch_size", self.eval_batch_size, 1)
+
+
+@dataclass
+class AnalysisConfig:
+    """How spaces are fitted and compared (params.yaml `analysis`)."""
+
+    grouping: str = "phenomenon"  # phenomenon (13, the data's) | paper (12) | field | path to a task→group file
+    permutations: int = 1000
+    seed: int = 0
+    symmetric: bool = True  # correlate the off-diagonal of (T + Tᵀ)/2; false keeps both directions
+
+    def __post_init__(self):
+        if not isinstance(self.grouping, str) or not self.grouping:
+            _fail("analysis.grouping", self.grouping, "use phenomenon, paper, field or a grouping file")
+        _int("analysis.permutations", self.permutations, 1)
+        _int("analysis.seed", self.seed)
+        if not isinstance(self.symmetric, bool):
+            _fail("analysis.symmetric", self.symmetric, "use true or false")

@@ -1,0 +1,106 @@
+"""Low impact, measured (method.md): tuning on one task should raise that task's accuracy and margin while the
+LM loss on other tasks' held-out grammatical sentences barely moves. `compare_tuning` tunes the same pairs three
+ways — FTGD (sparse differential), dense differential, plain LM fine-tuning — and reports both sides."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from taskspace.config import FTGDConfig
+from taskspace.ftgd import Delta, EncodedPairs, finetune, lm_loss
+from taskspace.models import LM
+from taskspace.scoring import score_pairs, task_accuracy
+
+
+@dataclass
+class Outcome:
+    """One way of tuning: own-task accuracy/margin and LM loss on the others (nats/token), before and after."""
+
+    label: str
+    config: FTGDConfig
+    steps: int
+    seconds_per_step: float
+    n_changed: int
+    before: dict  # task_accuracy row of the own task's eval pairs
+    after: dict
+    lm_loss_before: float
+    lm_loss_after: float
+    delta: Delta
+    history: list[dict]
+
+    @property
+    def lm_loss_rise(self) -> float:
+        return self.lm_loss_after - self.lm_loss_before
+
+
+def variants(cfg: FTGDConfig, compare: bool) -> list[tuple[str, FTGDConfig]]:
+    """FTGD as configured; with `compare`, also dense differential and plain LM tuning of the same pairs."""
+    out = [("ftgd", cfg)]
+    if compare:
+        out += [
+            ("dense", dataclasses.replace(cfg, sparsity=1.0)),
+            ("lm", dataclasses.replace(cfg, sparsity=1.0, objective="lm")),
+        ]
+    return out
+
+
+def compare_tuning(
+    lm: LM,
+    pairs: EncodedPairs,
+    own_eval: pa.Table,
+    other_sentences: Sequence[str],
+    configs: list[tuple[str, FTGDConfig]],
+    progress: Callable[[str, int], None] | None = None,
+) -> list[Outcome]:
+    """Tune with each config in turn on the one loaded model (each delta applied, measured, removed)."""
+    before = task_accuracy(score_pairs(lm, own_eval))[0]
+    loss_before = lm_loss(lm, other_sentences)
+    out = []
+    for label, cfg in configs:
+        res = finetune(lm, pairs, cfg, progress=(lambda k, label=label: progress(label, k)) if progress else None)
+        res.delta.apply(lm.model)
+        try:
+            after = task_accuracy(score_pairs(lm, own_eval))[0]
+            loss_after = lm_loss(lm, other_sentences)
+        finally:
+            res.delta.remove(lm.model)
+        steps = len(res.history)
+        out.append(
+            Outcome(
+                label=label,
+                config=cfg,
+                steps=steps,
+                seconds_per_step=sum(h["seconds"] for h in res.history) / max(steps, 1),
+                n_changed=res.delta.n_changed,
+                before=before,
+                after=after,
+                lm_loss_before=loss_before,
+                lm_loss_after=loss_after,
+                delta=res.delta,
+                history=res.history,
+            )
+        )
+    return out
+
+
+def report(task: str, model_meta: dict, outcomes: list[Outcome]) -> dict:
+    """JSON-ready: the task, the model, and each way of tuning."""
+    first = outcomes[0]
+    return {
+        "task": task,
+        "model": model_meta,
+        "before": {**first.before, "lm_loss_other": first.lm_loss_before},
+        "variants": {
+            o.label: {
+                "config": dataclasses.asdict(o.config),
+                "after": {**o.after, "lm_loss_other": o.lm_loss_after},
+                "n_changed": o.n_changed,
+                "history": o.history,
+            }
+            for o in outcomes
+        },
+    }

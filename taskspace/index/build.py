@@ -1,0 +1,236 @@
+"""Building the index from the stage outputs (the DVC-tracked truth; the index is derived).
+
+One writer at a time copies the file, loads only new or changed runs into the copy with bulk Arrow inserts, and
+renames it over the old file, so readers (the TUI) never see a half-written index. An index of another schema
+version is rebuilt from scratch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from taskspace.index.schema import SCHEMA, SCHEMA_VERSION, TABLES, IndexUnavailable, schema_version
+from taskspace.runs import Run, finished_runs, revision_step
+
+
+def _task_ids(con, tasks_file: Path | None, names: Iterable[str]) -> dict[str, int]:
+    """Insert unseen tasks (metadata from the prepare stage when available) and return name → id."""
+    meta = {}
+    if tasks_file and tasks_file.exists():
+        meta = {r["task"]: r for r in pq.read_table(tasks_file).to_pylist()}
+    known = dict(con.execute("SELECT task, task_id FROM tasks").fetchall())
+    new = [n for n in dict.fromkeys(list(meta) + list(names)) if n not in known]
+    if new:
+        from taskspace.analysis import paper_phenomenon
+        from taskspace.blimp_meta import PARADIGMS
+
+        start = max(known.values(), default=-1) + 1
+        rows = []
+        for i, n in enumerate(new):
+            ph, field = (meta[n]["phenomenon"], meta[n]["field"]) if n in meta else PARADIGMS.get(n, ("", ""))
+            rows.append((start + i, n, ph, paper_phenomenon(ph), field))
+        con.executemany("INSERT INTO tasks VALUES (?, ?, ?, ?, ?)", rows)  # a few dozen rows, once
+        known.update({n: start + i for i, n in enumerate(new)})
+    return known
+
+
+def _scores_table(t: pa.Table, run_id: int, stage: str, tuned: int | None, ids: dict[str, int]) -> pa.Table:
+    n = t.num_rows
+    return pa.table(
+        {
+            "run_id": pa.array(np.full(n, run_id, np.int32)),
+            "stage": pa.array([stage] * n),
+            "tuned_task_id": pa.array([tuned] * n, pa.int32()),
+            "task_id": pa.array([ids[x] for x in t.column("task").to_pylist()], pa.int32()),
+            "pair_id": t.column("pair_id"),
+            "logp_good": t.column("logp_good"),
+            "logp_bad": t.column("logp_bad"),
+            "margin": t.column("margin"),
+            "correct": t.column("correct"),
+        }
+    )
+
+
+def similarity_rows(run_id: int, tasks: list[str], mats: dict[str, np.ndarray], ids: dict[str, int]) -> pa.Table:
+    """Long form (run, kind, a = tuned/row task, b = column task, value); NaN (a zero diagonal normalised) is NULL."""
+    t = len(tasks)
+    tid = np.array([ids[x] for x in tasks], np.int32)
+    a, b = np.repeat(tid, t), np.tile(tid, t)
+    parts = []
+    for kind, m in mats.items():
+        v = np.asarray(m, np.float64).reshape(-1)
+        parts.append(
+            pa.table(
+                {
+                    "run_id": np.full(t * t, run_id, np.int32),
+                    "kind": [kind] * (t * t),
+                    "task_a": a,
+                    "task_b": b,
+                    "value": pa.array(v, mask=np.isnan(v)),
+                }
+            )
+        )
+    return pa.concat_tables(parts)
+
+
+def insert(con, table: str, arrow: pa.Table) -> None:
+    con.register("_incoming", arrow)
+    con.execute(f"INSERT INTO {table} SELECT * FROM _incoming")
+    con.unregister("_incoming")
+
+
+def _load_run(con, run: Run, info: dict, ids_of, run_id: int) -> None:
+    from taskspace.spaces import TaskSpaces
+
+    layout = run.layout
+    spaces = TaskSpaces.load(layout.matrices)
+    ids = ids_of(spaces.tasks)
+    row = [
+        run_id,
+        run.index_key(info["params_hash"]),
+        run.label,
+        run.model,
+        info.get("spec", ""),
+        info.get("scale", ""),
+        info.get("n_params"),
+        run.revision,
+        revision_step(run.revision),
+        info.get("prefix", ""),
+        info["params_hash"],
+        info.get("experiment", ""),
+        info.get("git_rev", ""),
+        info.get("created", ""),
+        str(layout.probe),
+        layout.summary.read_text() if layout.summary.exists() else "{}",
+        None,
+    ]
+    con.execute(f"INSERT INTO runs VALUES ({', '.join('?' * len(row))})", row)
+    insert(con, "similarities", similarity_rows(run_id, spaces.tasks, spaces.matrices, ids))
+    if layout.eval1.exists():
+        insert(con, "scores", _scores_table(pq.read_table(layout.eval1), run_id, "eval1", None, ids))
+    for task in spaces.tasks:
+        if layout.eval2(task).exists():
+            insert(con, "scores", _scores_table(pq.read_table(layout.eval2(task)), run_id, "eval2", ids[task], ids))
+
+
+def _drop_run(con, run_id: int) -> None:
+    for table in ("scores", "similarities", "analysis", "stability"):
+        con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+    con.execute("DELETE FROM comparisons WHERE run_a = ? OR run_b = ?", [run_id, run_id])
+    con.execute("DELETE FROM runs WHERE run_id = ?", [run_id])
+
+
+def _fill(con, data_dir: Path, analysis_file: Path | None) -> tuple[int, int]:
+    tasks_file = data_dir / "prepare" / "splits" / "tasks.parquet"
+    added = replaced = 0
+    for run in finished_runs(data_dir):
+        info = json.loads(run.layout.info.read_text())
+        key = run.index_key(info["params_hash"])
+        have = con.execute("SELECT run_id, created FROM runs WHERE index_key = ?", [key]).fetchone()
+        if have and have[1] == info.get("created", ""):
+            continue  # already indexed, unchanged
+        if have:
+            _drop_run(con, have[0])
+        replaced, added = (replaced + 1, added) if have else (replaced, added + 1)
+        run_id = have[0] if have else con.execute("SELECT coalesce(max(run_id), -1) + 1 FROM runs").fetchone()[0]
+        _load_run(con, run, info, lambda names: _task_ids(con, tasks_file, names), run_id)
+    eval_file = data_dir / "prepare" / "splits" / "eval.parquet"
+    if eval_file.exists():  # the sentences behind the scores, for example pairs in the TUI
+        ev = pq.read_table(eval_file)
+        ids = _task_ids(con, tasks_file, ev.column("task").to_pylist())
+        con.execute("DELETE FROM pairs")
+        task_ids = pa.array([ids[t] for t in ev.column("task").to_pylist()], pa.int32())
+        insert(con, "pairs", pa.table({"task_id": task_ids, **{c: ev.column(c) for c in ("pair_id", "good", "bad")}}))
+    if analysis_file and Path(analysis_file).exists():
+        load_analysis(con, json.loads(Path(analysis_file).read_text()))
+    return added, replaced
+
+
+def build_index(
+    db: str | Path,
+    data_dir: str | Path = "data",
+    analysis_file: str | Path | None = None,
+    say: Callable[[str], None] | None = None,
+) -> dict:
+    """Add new or changed runs under data_dir to the index at db (atomically); returns row counts."""
+    db, data_dir = Path(db), Path(data_dir)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{db.name}.", suffix=".tmp", dir=db.parent)
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        if db.exists():
+            shutil.copy2(db, tmp)
+        con = duckdb.connect(tmp)
+        version = schema_version(con)
+        if db.exists() and version != SCHEMA_VERSION:
+            con.close()
+            os.unlink(tmp)
+            if say:
+                say(
+                    f"{db}: schema version {version or 1} is not {SCHEMA_VERSION}; rebuilding it from the stage outputs"
+                )
+            con = duckdb.connect(tmp)
+        con.execute(SCHEMA)
+        con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        added, replaced = _fill(con, data_dir, analysis_file)
+        counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
+        con.close()
+        os.replace(tmp, db)
+    except duckdb.IOException as e:
+        raise IndexUnavailable(f"cannot write index {db}: {str(e).splitlines()[0]}") from None
+    finally:
+        for f in (tmp, tmp + ".wal"):
+            if os.path.exists(f):
+                os.unlink(f)
+    return {**counts, "added": added, "replaced": replaced}
+
+
+def load_analysis(con, analysis: dict) -> None:
+    """Replace the analysis, comparison and stability rows of the runs analysis.json names (by index key)."""
+    keys = dict(con.execute("SELECT index_key, run_id FROM runs").fetchall())
+    settings = json.dumps(analysis.get("settings", {}))
+    rows = []
+    for key, kinds in analysis.get("runs", {}).items():
+        if key not in keys:
+            continue
+        con.execute("DELETE FROM analysis WHERE run_id = ?", [keys[key]])
+        con.execute("UPDATE runs SET analysis_settings = ? WHERE run_id = ?", [settings, keys[key]])
+        for kind, metrics in kinds.items():
+            rows += [(keys[key], kind, m, v) for m, v in metrics.items() if isinstance(v, int | float)]
+    if rows:
+        insert(con, "analysis", pa.table(list(zip(*rows)), names=["run_id", "kind", "metric", "value"]))
+    comps = [c for c in analysis.get("comparisons", []) if c["a"] in keys and c["b"] in keys]
+    con.execute("DELETE FROM comparisons")
+    if comps:
+        con.executemany(
+            "INSERT INTO comparisons VALUES (?, ?, ?, ?, ?, ?)",
+            [(c["kind"], keys[c["a"]], keys[c["b"]], c["relation"], c["r"], c["p"]) for c in comps],
+        )
+    con.execute("DELETE FROM stability")
+    st = [
+        (
+            keys[key],
+            kind,
+            i,
+            s["with_next"][i] if i < len(s["with_next"]) else None,
+            s["with_last"][i],
+            s["contrast"][i],
+        )
+        for kinds in analysis.get("stability", {}).values()
+        for kind, s in kinds.items()
+        for i, key in enumerate(s.get("runs", []))
+        if key in keys
+    ]
+    if st:
+        con.executemany("INSERT INTO stability VALUES (?, ?, ?, ?, ?, ?)", st)

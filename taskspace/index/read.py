@@ -1,0 +1,125 @@
+"""Reading the index: every query the TUI and scripts need lives here, not in widgets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from taskspace.index.schema import TABLES, connect_readonly
+
+
+class Index:
+    """Read-only access to the index (opened read-only, so any number of readers alongside no writer)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.con = connect_readonly(self.path)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def _rows(self, q: str, args: list | None = None) -> list[dict]:
+        cur = self.con.execute(q, args or [])
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, row)) for row in cur.fetchall()]
+
+    def counts(self) -> dict[str, int]:
+        return {t: self.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
+
+    def runs(self) -> list[dict]:
+        """Runs with their key metrics (Mantel r/p and within−between contrast of the transfer space), each
+        model's checkpoints in training order."""
+        return self._rows(
+            """
+            SELECT r.run_id, r.index_key, r.label, r.model, r.scale, r.n_params, r.revision, r.step, r.experiment,
+                   r.params_hash, r.created,
+                   max(CASE WHEN a.metric = 'mantel_r' THEN a.value END) AS mantel_r,
+                   max(CASE WHEN a.metric = 'mantel_p' THEN a.value END) AS mantel_p,
+                   max(CASE WHEN a.metric = 'contrast' THEN a.value END) AS contrast
+            FROM runs r LEFT JOIN analysis a ON a.run_id = r.run_id AND a.kind = 'transfer'
+            GROUP BY ALL ORDER BY r.model, r.n_params, r.step NULLS LAST, r.run_id"""
+        )
+
+    def tasks(self) -> list[dict]:
+        return self._rows("SELECT task_id, task, phenomenon, paper_phenomenon, field FROM tasks ORDER BY task_id")
+
+    def kinds(self, run_id: int) -> list[str]:
+        rows = self.con.execute("SELECT DISTINCT kind FROM similarities WHERE run_id = ? ORDER BY kind", [run_id])
+        return [r[0] for r in rows.fetchall()]
+
+    def matrix(self, run_id: int, kind: str) -> tuple[list[str], np.ndarray]:
+        """One T×T space (rows: the tuned task): long form with integer ids, scattered into NumPy in id order."""
+        res = self.con.execute(
+            "SELECT task_a, task_b, value FROM similarities WHERE run_id = ? AND kind = ?", [run_id, kind]
+        ).fetchnumpy()
+        a, b = res["task_a"], res["task_b"]
+        if a.size == 0:
+            return [], np.zeros((0, 0))
+        ids = np.unique(np.concatenate([a, b]))
+        pos = np.full(ids.max() + 1, -1)
+        pos[ids] = np.arange(ids.size)
+        m = np.full((ids.size, ids.size), np.nan)
+        v = res["value"]
+        m[pos[a], pos[b]] = np.ma.filled(v.astype(float), np.nan) if np.ma.isMaskedArray(v) else v
+        names = dict(self.con.execute("SELECT task_id, task FROM tasks").fetchall())
+        return [names[int(i)] for i in ids], m
+
+    def accuracy(self, run_id: int) -> list[dict]:
+        """Per task: eval1 accuracy and mean margin, and after tuning on that task (eval2 of its own model)."""
+        return self._rows(
+            """
+            SELECT t.task, t.phenomenon,
+                   avg(CASE WHEN s.stage = 'eval1' THEN s.correct::INT END) AS acc_before,
+                   avg(CASE WHEN s.stage = 'eval2' AND s.tuned_task_id = s.task_id THEN s.correct::INT END)
+                       AS acc_after,
+                   avg(CASE WHEN s.stage = 'eval1' THEN s.margin END) AS margin_before,
+                   avg(CASE WHEN s.stage = 'eval2' AND s.tuned_task_id = s.task_id THEN s.margin END) AS margin_after
+            FROM scores s JOIN tasks t ON t.task_id = s.task_id WHERE s.run_id = ?
+            GROUP BY t.task_id, t.task, t.phenomenon ORDER BY t.task_id""",
+            [run_id],
+        )
+
+    def examples(self, run_id: int, task: str, limit: int = 10) -> list[dict]:
+        """Example eval1 pairs of a task with their margins (worst first: the informative ones)."""
+        return self._rows(
+            """SELECT s.pair_id, s.margin, s.correct, p.good, p.bad
+               FROM scores s JOIN tasks t ON t.task_id = s.task_id
+               LEFT JOIN pairs p ON p.task_id = s.task_id AND p.pair_id = s.pair_id
+               WHERE s.run_id = ? AND s.stage = 'eval1' AND t.task = ? ORDER BY s.margin, s.pair_id LIMIT ?""",
+            [run_id, task, limit],
+        )
+
+    def analysis(self, run_id: int) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for kind, metric, value in self.con.execute(
+            "SELECT kind, metric, value FROM analysis WHERE run_id = ?", [run_id]
+        ).fetchall():
+            out.setdefault(kind, {})[metric] = value
+        return out
+
+    def analysis_settings(self, run_id: int) -> dict:
+        """The settings the run was analysed with (empty when it has not been analysed)."""
+        row = self.con.execute("SELECT analysis_settings FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        return json.loads(row[0]) if row and row[0] else {}
+
+    def comparison(self, run_a: int, run_b: int, kind: str) -> dict | None:
+        """The stored comparison of two runs (either order), as the analyze stage computed it."""
+        rows = self._rows(
+            """SELECT run_a, run_b, relation, r, p FROM comparisons
+               WHERE kind = ? AND ((run_a = ? AND run_b = ?) OR (run_a = ? AND run_b = ?))""",
+            [kind, run_a, run_b, run_b, run_a],
+        )
+        return rows[0] if rows else None
+
+    def stability(self, run_id: int, kind: str) -> list[dict]:
+        """The stability curve of a kind over the checkpoint series the run belongs to (training order):
+        revision, correlation with the next and the last checkpoint, and that kind's within − between."""
+        return self._rows(
+            """SELECT r.run_id, r.revision, s.with_next, s.with_last, s.contrast FROM stability s
+               JOIN runs r ON r.run_id = s.run_id
+               JOIN runs me ON me.run_id = ? AND me.model = r.model AND me.params_hash = r.params_hash
+               WHERE s.kind = ? ORDER BY s.position""",
+            [run_id, kind],
+        )

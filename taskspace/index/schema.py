@@ -1,0 +1,70 @@
+"""The index's tables, its schema version, and opening it read-only with clear messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from taskspace.errors import TaskspaceError
+
+SCHEMA_VERSION = 2  # bumped whenever a table changes; an index of another version is rebuilt by `taskspace index`
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY, index_key VARCHAR UNIQUE, label VARCHAR, model VARCHAR, spec VARCHAR,
+    scale VARCHAR, n_params BIGINT, revision VARCHAR, step BIGINT, prefix VARCHAR, params_hash VARCHAR,
+    experiment VARCHAR, git_rev VARCHAR, created VARCHAR, path VARCHAR, probe JSON, analysis_settings JSON);
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id INTEGER PRIMARY KEY, task VARCHAR UNIQUE, phenomenon VARCHAR, paper_phenomenon VARCHAR, field VARCHAR);
+CREATE TABLE IF NOT EXISTS scores (
+    run_id INTEGER, stage VARCHAR, tuned_task_id INTEGER, task_id INTEGER, pair_id INTEGER,
+    logp_good DOUBLE, logp_bad DOUBLE, margin DOUBLE, correct BOOLEAN);
+CREATE TABLE IF NOT EXISTS similarities (
+    run_id INTEGER, kind VARCHAR, task_a INTEGER, task_b INTEGER, value DOUBLE);
+CREATE TABLE IF NOT EXISTS pairs (task_id INTEGER, pair_id INTEGER, good VARCHAR, bad VARCHAR);
+CREATE TABLE IF NOT EXISTS analysis (run_id INTEGER, kind VARCHAR, metric VARCHAR, value DOUBLE);
+CREATE TABLE IF NOT EXISTS comparisons (
+    kind VARCHAR, run_a INTEGER, run_b INTEGER, relation VARCHAR, r DOUBLE, p DOUBLE);
+CREATE TABLE IF NOT EXISTS stability (
+    run_id INTEGER, kind VARCHAR, position INTEGER, with_next DOUBLE, with_last DOUBLE, contrast DOUBLE);
+"""
+TABLES = ("runs", "tasks", "pairs", "scores", "similarities", "analysis", "comparisons", "stability")
+
+
+class IndexUnavailable(TaskspaceError, RuntimeError):
+    """The index cannot be opened (missing, locked, or from another schema version); the message says what to do."""
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The version an index was written with (None: before versions were recorded)."""
+    try:
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except duckdb.CatalogException:
+        return None
+    return int(row[0]) if row else None
+
+
+def connect_readonly(path: str | Path) -> duckdb.DuckDBPyConnection:
+    """Open the index read-only; a clear error when it is missing, locked by a writer, or of another schema."""
+    path = Path(path)
+    if not path.exists():
+        raise IndexUnavailable(
+            f"no index at {path}: run the pipeline (`dvc repro` / ./scripts/main.sh) or `taskspace index`"
+        )
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.IOException as e:
+        if "lock" in str(e).lower():
+            raise IndexUnavailable(
+                f"index {path} is locked by a writer (`taskspace index` running?); retry when it ends"
+            ) from None
+        raise IndexUnavailable(f"cannot open index {path}: {str(e).splitlines()[0]}") from None
+    version = schema_version(con)
+    if version != SCHEMA_VERSION:
+        con.close()
+        raise IndexUnavailable(
+            f"index {path} has schema version {version or 1}, this taskspace reads {SCHEMA_VERSION}: rebuild it "
+            "with `taskspace index` (it is derived from the stage outputs)"
+        )
+    return con

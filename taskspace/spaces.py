@@ -1,0 +1,217 @@
+"""Task spaces as values: the kinds there are, one run's T×T spaces, and what is done with them — fitting them to a
+hypothesis space, comparing two, and following a model's spaces over its checkpoints. The CLI's `analyze`, the
+pipeline's analyze stage and the TUI all go through here, with one `AnalysisConfig`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from taskspace import analysis as A
+from taskspace.config import AnalysisConfig
+from taskspace.errors import AnalysisError
+
+KINDS = ("transfer", "transfer_norm", "transfer_margin", "gradient", "sharing")  # stored per run
+FITTED = ("transfer", "transfer_norm", "gradient", "sharing")  # fitted to the hypothesis (margin: see transfer)
+COMPARED = ("transfer", "gradient", "sharing")  # compared between runs and followed over checkpoints
+DESCRIPTIONS = {
+    "transfer": "eval2 − eval1 on the column task after tuning on the row task (in the probing metric)",
+    "transfer_norm": "transfer divided by the row task's own gain (its diagonal)",
+    "transfer_margin": "transfer in mean margin (nats), whatever the probing metric",
+    "gradient": "cosine of the two tasks' gradient differentials at the untuned model",
+    "sharing": "Jaccard overlap of the two tasks' FTGD parameter footprints",
+}
+
+
+@dataclass
+class TaskSpaces:
+    """One run's spaces over its tasks; `key` names the run (its index key, or a folder)."""
+
+    tasks: list[str]
+    matrices: dict[str, np.ndarray]
+    key: str = ""
+
+    def save(self, path: str | Path) -> None:
+        from taskspace.io import write_npz
+
+        write_npz(path, tasks=np.array(self.tasks), **self.matrices)
+
+    @classmethod
+    def load(cls, path: str | Path, key: str = "") -> TaskSpaces:
+        with np.load(path, allow_pickle=False) as z:
+            return cls([str(t) for t in z["tasks"]], {k: z[k] for k in z.files if k != "tasks"}, key)
+
+    def restricted(self, tasks: Sequence[str]) -> TaskSpaces:
+        """The same spaces over a subset of the tasks (in the given order)."""
+        idx = [self.tasks.index(t) for t in tasks]
+        return TaskSpaces(list(tasks), {k: m[np.ix_(idx, idx)] for k, m in self.matrices.items()}, self.key)
+
+
+# ---- fit ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fit:
+    """One space against the hypothesis space: Mantel (Spearman r, permutation p), within − between contrast
+    (one-sided permutation p), and the lexical control (r with vocabulary overlap, partial r without it)."""
+
+    mantel_r: float | None
+    mantel_p: float | None
+    within: float | None
+    between: float | None
+    contrast: float | None
+    contrast_p: float | None
+    lexical_r: float | None = None
+    partial_r: float | None = None
+    within_vs_chance: float | None = None  # sharing only: mean Jaccard over its chance level
+    between_vs_chance: float | None = None
+
+
+def groups_of(tasks: Sequence[str], how: str, meta: dict[str, dict]) -> list[str]:
+    """Each task's group under a grouping: phenomenon, paper (12 phenomena), field, or a task→group file."""
+    if how in ("phenomenon", "paper", "field"):
+        col = {"phenomenon": "phenomenon", "paper": "paper_phenomenon", "field": "field"}[how]
+        missing = [t for t in tasks if t not in meta]
+        if missing:
+            raise AnalysisError(f"no {how} known for task {missing[0]}; pass a grouping file")
+        return [meta[t][col] for t in tasks]
+    return A.groups_for(tasks, A.load_grouping(how))
+
+
+def fit(spaces: TaskSpaces, groups: list[str], words: dict[str, set[str]], sparsity: float, cfg: AnalysisConfig):
+    """Every fitted kind of one run against the hypothesis space, with the lexical control."""
+    lexical = A.lexical_overlap([words.get(t, set()) for t in spaces.tasks])
+    out: dict[str, Fit] = {}
+    for kind in FITTED:
+        m = np.nan_to_num(spaces.matrices[kind], nan=0.0)  # a NaN row (zero diagonal) carries no information
+        out[kind] = Fit(**A.summarize(m, groups, lexical, cfg.permutations, cfg.seed, cfg.symmetric))
+    chance = A.jaccard_chance(sparsity)
+    s = out["sharing"]
+    out["sharing"] = Fit(
+        **{**asdict(s), "within_vs_chance": _ratio(s.within, chance), "between_vs_chance": _ratio(s.between, chance)}
+    )
+    return out
+
+
+def _ratio(x: float | None, chance: float) -> float | None:
+    return None if x is None or not chance else float(x) / chance
+
+
+# ---- compare and follow ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpaceComparison:
+    """Two runs' spaces of one kind over their common tasks: Spearman r of the off-diagonals with a Mantel p,
+    A − B, and the tasks whose rows changed most (norm of the row's change)."""
+
+    kind: str
+    a: str
+    b: str
+    relation: str  # checkpoint (consecutive revisions of a model) | scale (two models) | "" (any two)
+    r: float | None
+    p: float | None
+    tasks: list[str]
+    most_changed: list[tuple[str, float]]
+    difference: np.ndarray = field(repr=False, compare=False)
+
+    def as_json(self) -> dict:
+        out = {k: v for k, v in asdict(self).items() if k not in ("difference", "tasks")}
+        out["most_changed"] = [[t, v] for t, v in self.most_changed]
+        return out
+
+
+def compare(a: TaskSpaces, b: TaskSpaces, kind: str, cfg: AnalysisConfig, relation: str = "") -> SpaceComparison:
+    common = [t for t in a.tasks if t in b.tasks]
+    if len(common) < 3:
+        raise AnalysisError(f"{a.key} and {b.key} share {len(common)} tasks; comparing spaces needs at least 3")
+    ma, mb = (np.nan_to_num(s.restricted(common).matrices[kind]) for s in (a, b))
+    c = A.compare_spaces(ma, mb, common, permutations=cfg.permutations, seed=cfg.seed)
+    return SpaceComparison(kind, a.key, b.key, relation, _num(c.r), _num(c.p), common, c.most_changed, c.difference)
+
+
+@dataclass(frozen=True)
+class Stability:
+    """One kind over a model's checkpoints (training order): Spearman of each space with the next and with the
+    last, and the same kind's within − between contrast at each checkpoint."""
+
+    kind: str
+    revisions: list[str]
+    runs: list[str]  # the spaces' keys, in the same order
+    with_next: list[float | None]
+    with_last: list[float | None]
+    contrast: list[float | None]
+
+
+def stability(series: Sequence[tuple[str, TaskSpaces]], fits: Sequence[dict[str, Fit]], kind: str) -> Stability:
+    """`series`: (revision, spaces) in training order, all over the same tasks; `fits`: each one's fit."""
+    st = A.stability([np.nan_to_num(s.matrices[kind]) for _, s in series])
+    return Stability(
+        kind,
+        [rev for rev, _ in series],
+        [s.key for _, s in series],
+        [_num(x) for x in st.with_next],
+        [_num(x) for x in st.with_last],
+        [f[kind].contrast if kind in f else None for f in fits],
+    )
+
+
+def _num(x) -> float | None:
+    return None if x is None or (isinstance(x, float) and np.isnan(x)) else float(x)
+
+
+# ---- a whole analysis -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Analysis:
+    """Fits of every run, comparisons (consecutive checkpoints; last checkpoints of each pair of models) and
+    stability curves (models with ≥ 2 checkpoints over the same tasks): what analysis.json holds."""
+
+    settings: AnalysisConfig
+    fits: dict[str, dict[str, Fit]] = field(default_factory=dict)
+    comparisons: list[SpaceComparison] = field(default_factory=list)
+    stability: dict[str, dict[str, Stability]] = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        return {
+            "settings": asdict(self.settings),
+            "runs": {key: {kind: asdict(f) for kind, f in kinds.items()} for key, kinds in self.fits.items()},
+            "comparisons": [c.as_json() for c in self.comparisons],
+            "stability": {m: {k: asdict(s) for k, s in kinds.items()} for m, kinds in self.stability.items()},
+        }
+
+
+def analyze(
+    series: dict[str, list[tuple[str, TaskSpaces]]],
+    groups: Callable[[list[str]], list[str]],
+    words: dict[str, set[str]],
+    sparsity: Callable[[str, TaskSpaces], float],
+    cfg: AnalysisConfig,
+    say: Callable[[TaskSpaces, dict[str, Fit]], None] | None = None,
+) -> Analysis:
+    """`series`: per model, its (revision, spaces) in training order; `groups(tasks)` gives the hypothesis
+    grouping; `sparsity(model, spaces)` the run's FTGD sparsity (for sharing's chance level)."""
+    out = Analysis(cfg)
+    pairs: list[tuple[TaskSpaces, TaskSpaces, str]] = []
+    for model, runs in series.items():
+        fits = []
+        for _, spaces in runs:
+            f = fit(spaces, groups(spaces.tasks), words, sparsity(model, spaces), cfg)
+            out.fits[spaces.key] = f
+            fits.append(f)
+            if say:
+                say(spaces, f)
+        if len(runs) > 1 and len({tuple(s.tasks) for _, s in runs}) == 1:
+            out.stability[model] = {kind: stability(runs, fits, kind) for kind in COMPARED}
+        pairs += [(a, b, "checkpoint") for (_, a), (_, b) in zip(runs, runs[1:])]
+    last = [runs[-1][1] for runs in series.values() if runs]
+    pairs += [(a, b, "scale") for i, a in enumerate(last) for b in last[i + 1 :]]
+    for a, b, relation in pairs:
+        if len(set(a.tasks) & set(b.tasks)) >= 3:  # spaces over too few common tasks are not compared
+            out.comparisons += [compare(a, b, kind, cfg, relation) for kind in COMPARED]
+    return out

@@ -1,0 +1,74 @@
+"""The CLI's commands through click's CliRunner: they build validated configs, call the library, print tables."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from taskspace.cli import main
+
+TASKS = "regular_plural_subject_verb_agreement_1,anaphor_gender_agreement,anaphor_number_agreement"
+
+
+def run(*args: str):
+    res = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return res.exit_code, res.output
+
+
+@pytest.fixture(scope="module")
+def probed(tiny_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("probe")
+    code, text = run(
+        "probe", "--model", str(tiny_dir), "--revision", "step300", "--tasks", TASKS, "--n-train", "16",
+        "--n-eval", "20", "--steps", "3", "--lr", "1e-3", "--metric", "margin", "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, text
+    return out, text
+
+
+def test_probe_writes_spaces_and_prints_the_transfer_table(probed):
+    out, text = probed
+    assert "transfer (margin: eval2 − eval1)" in text
+    with np.load(out / "matrices.npz") as z:
+        assert z["transfer"].shape == (3, 3)
+
+
+def test_analyze_fits_the_probed_spaces(probed, tmp_path):
+    out, _ = probed
+    code, text = run("analyze", "--probe", str(out), "--permutations", "50", "--out", str(tmp_path))
+    assert code == 0, text
+    assert "fit to the phenomenon hypothesis space" in text and "Mantel p" in text
+    result = json.loads((tmp_path / "analysis.json").read_text())
+    assert set(result["runs"][str(out)]) == {"transfer", "transfer_norm", "gradient", "sharing"}
+
+
+def test_ftgd_compare_tunes_three_ways(tiny_dir, tmp_path):
+    code, text = run(
+        "ftgd", "--model", str(tiny_dir), "--revision", "step300", "--tasks", "anaphor_gender_agreement",
+        "--n-train", "16", "--n-eval", "20", "--steps", "3", "--lr", "1e-3", "--compare", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert code == 0, text
+    report = json.loads((tmp_path / "anaphor_gender_agreement.ftgd.json").read_text())
+    assert set(report["variants"]) == {"ftgd", "dense", "lm"}
+    assert report["variants"]["dense"]["n_changed"] > report["variants"]["ftgd"]["n_changed"]
+    assert (tmp_path / "anaphor_gender_agreement.delta.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["ftgd", "--lr", "-1"], "ftgd.lr = -1.0 is invalid"),
+        (["ftgd", "--steps", "0"], "ftgd.steps = 0 is invalid"),
+        (["probe", "--n-train", "0", "--out", "x"], "--n-train = 0 is invalid: tuning needs at least 1 train pair"),
+        (["probe", "--metric", "acc", "--out", "x"], "probing.metric = 'acc' is invalid"),
+        (["score", "--batch-size", "0"], "--batch-size 0: use an integer ≥ 1"),
+        (["score", "--out", "scores.csv"], "scores are written as Parquet"),
+        (["score", "--n", "-5"], "data.n_eval = -5 is invalid"),
+        (["score", "--tasks", "adjunct_islands"], "did you mean adjunct_island"),
+    ],
+)
+def test_bad_options_end_in_one_line_before_any_model_loads(args, message):
+    code, text = run(*args)
+    assert code == 2 and message in text and "Traceback" not in text
+    assert "loading" not in text  # refused before the model is loaded
