@@ -1,8 +1,8 @@
 """Hypothesis spaces and the statistics that compare task spaces with them (method.md, "Hypothesis space").
 
-Pure NumPy/SciPy over T×T matrices. Permutation tests permute task labels (rows and columns together) and are
-vectorised: all permutations are drawn as one (n, T) index array, gathered with fancy indexing and correlated
-with one matrix product.
+Pure NumPy/SciPy over T×T matrices. Permutation tests relabel tasks (rows and columns together): every distinct
+relabelling when there are few (exact p, see `taskspace.permutations`), else random ones. They are vectorised:
+all relabellings are one (N, T) index array, gathered with fancy indexing and correlated with one matrix product.
 """
 
 from __future__ import annotations
@@ -19,15 +19,27 @@ from scipy.spatial.distance import squareform
 from scipy.stats import rankdata
 
 from taskspace.errors import AnalysisError
+from taskspace.permutations import EXACT_LIMIT, Relabellings, group_relabellings, space_relabellings
 
 # ---- hypothesis spaces ---------------------------------------------------------------------------------
 
 
 def format_stat(value: float | None, key: str = "") -> str:
-    """How a statistic is shown (CLI tables, TUI): 3 decimals, signed except p-values, "—" when missing."""
+    """How a statistic is shown (CLI tables, TUI): 3 decimals (4 for p-values below 0.001), signed except p-values,
+    "—" when missing."""
     if value is None:
         return "—"
-    return f"{value:.3f}" if key == "p" or key.endswith("_p") else f"{value:+.3f}"
+    if key in ("p", "p_floor") or key.endswith("_p"):
+        return f"{value:.4f}" if value < 0.001 else f"{value:.3f}"
+    return f"{value:+.3f}"
+
+
+def p_method(exact: bool | None, relabellings: int | None, floor: float | None) -> str:
+    """How a p-value was computed, and the smallest it could be: `exact over 15 relabellings, p ≥ 0.067`."""
+    if exact is None or floor is None:
+        return "—"
+    how = f"exact over {relabellings:,} relabellings" if exact else f"{relabellings:,} random relabellings"
+    return f"{how}, p ≥ {format_stat(floor, 'p')}"
 
 
 def hypothesis_space(groups: Sequence[str]) -> np.ndarray:
@@ -148,12 +160,29 @@ def spearman_offdiag(a: np.ndarray, b: np.ndarray, symmetrize_first: bool = True
 class MantelResult:
     r: float
     p: float
-    permutations: int
+    permutations: int  # relabellings compared with (exact: all distinct ones; else random draws)
+    exact: bool = False
+    min_p: float = float("nan")  # the smallest p these relabellings can give
 
 
-def _permutations(t: int, n: int, seed: int) -> np.ndarray:
-    """(n, T) random label permutations, reproducible from the seed."""
-    return np.argsort(np.random.default_rng(seed).random((n, t)), axis=1)
+def _check_test(permutations: int, name: str) -> None:
+    if permutations < 1:
+        raise AnalysisError(f"{name} needs permutations >= 1, got {permutations}")
+
+
+def _mantel_from(xs: np.ndarray, y: np.ndarray, rel: Relabellings, method: str, alternative: str) -> MantelResult:
+    """Row 0 of xs is observed, the rest its relabellings; correlated with y."""
+    if method == "spearman":
+        xs, y = rankdata(xs, axis=1), rankdata(y)
+    r = _corr_rows(xs, y)
+    r_obs, r_perm = r[0], np.nan_to_num(r[1:], nan=0.0)
+    if np.isnan(r_obs):
+        return MantelResult(float("nan"), float("nan"), rel.count, rel.exact, rel.min_p)
+    if alternative == "greater":
+        hits = int(np.sum(r_perm >= r_obs - 1e-12))
+    else:
+        hits = int(np.sum(np.abs(r_perm) >= abs(r_obs) - 1e-12))
+    return MantelResult(float(r_obs), rel.p_value(hits), rel.count, rel.exact, rel.min_p)
 
 
 def mantel_test(
@@ -164,10 +193,11 @@ def mantel_test(
     symmetric: bool = True,
     method: str = "spearman",
     alternative: str = "two-sided",
+    limit: int = EXACT_LIMIT,
 ) -> MantelResult:
-    """Correlation of off-diagonal entries; p by permuting a's task labels (rows and columns together)."""
-    if permutations < 1:
-        raise AnalysisError(f"mantel_test needs permutations >= 1, got {permutations}")
+    """Correlation of off-diagonal entries; p by relabelling a's tasks (rows and columns together): all T!
+    relabellings when there are at most `limit` (exact), else `permutations` random ones."""
+    _check_test(permutations, "mantel_test")
     if method not in ("spearman", "pearson"):
         raise AnalysisError(f"method must be 'spearman' or 'pearson', got {method!r}")
     if alternative not in ("two-sided", "greater"):
@@ -177,20 +207,9 @@ def mantel_test(
     if t < 3:
         raise AnalysisError(f"mantel_test needs T >= 3 tasks, got {t}")
     i, j = _offdiag_index(t, symmetric)
-    y = b[i, j]
-    perms = _permutations(t, permutations, seed)
-    xs = np.concatenate([a[i, j][None], a[perms[:, i], perms[:, j]]])  # row 0: observed
-    if method == "spearman":
-        xs, y = rankdata(xs, axis=1), rankdata(y)
-    r = _corr_rows(xs, y)
-    r_obs, r_perm = r[0], np.nan_to_num(r[1:], nan=0.0)
-    if np.isnan(r_obs):
-        return MantelResult(float("nan"), float("nan"), permutations)
-    if alternative == "greater":
-        hits = np.sum(r_perm >= r_obs - 1e-12)
-    else:
-        hits = np.sum(np.abs(r_perm) >= abs(r_obs) - 1e-12)
-    return MantelResult(float(r_obs), float((1 + hits) / (permutations + 1)), permutations)
+    rel = space_relabellings(t, permutations, seed, limit)
+    perms = rel.labels  # (N, T), row 0 the identity
+    return _mantel_from(a[perms[:, i], perms[:, j]], b[i, j], rel, method, alternative)
 
 
 def partial_spearman(a: np.ndarray, b: np.ndarray, control: np.ndarray, symmetric: bool = True) -> float:
@@ -214,32 +233,59 @@ class WithinBetweenResult:
     p: float
     n_within: int
     n_between: int
+    exact: bool = False
+    min_p: float = float("nan")
 
 
-def within_between(
-    m: np.ndarray, groups: Sequence[str], permutations: int = 1000, seed: int = 0, symmetric: bool = True
-) -> WithinBetweenResult:
-    """Mean off-diagonal value of same-group vs different-group pairs; one-sided permutation p."""
-    if permutations < 1:
-        raise AnalysisError(f"within_between needs permutations >= 1, got {permutations}")
+def _groups_prepared(m: np.ndarray, groups: Sequence, symmetric: bool):
     m = _prepare(m, symmetric)
     if len(groups) != len(m):
         raise AnalysisError(f"{len(groups)} groups for a {len(m)}-task space")
     i, j = _offdiag_index(len(m), symmetric)
-    v = m[i, j]
     codes = np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
     same = codes[i] == codes[j]
     if same.all() or not same.any():
         raise AnalysisError("within/between needs both same-group and different-group task pairs")
-    pc = codes[_permutations(len(m), permutations, seed)]  # permuted labels, (n, T)
-    same_p = (pc[:, i] == pc[:, j]).astype(np.float64)
-    n_same = same_p.sum(1)  # label permutations keep group sizes, so this equals same.sum()
-    contrast_p = (same_p @ v) / n_same - ((1 - same_p) @ v) / (len(v) - n_same)
-    within, between = float(v[same].mean()), float(v[~same].mean())
-    contrast = within - between
-    hits = np.sum(contrast_p >= contrast - 1e-12)
-    p = float((1 + hits) / (permutations + 1))
-    return WithinBetweenResult(within, between, contrast, p, int(same.sum()), int((~same).sum()))
+    return m, i, j
+
+
+def _within_between_from(v: np.ndarray, same: np.ndarray, rel: Relabellings) -> WithinBetweenResult:
+    """same: (N, E) same-group indicator of each offdiagonal pair under each relabelling (row 0 observed)."""
+    n_same = same.sum(1)  # relabellings keep group sizes, so this is constant
+    contrasts = (same @ v) / n_same - ((1 - same) @ v) / (len(v) - n_same)
+    obs = same[0].astype(bool)
+    within, between = float(v[obs].mean()), float(v[~obs].mean())
+    hits = int(np.sum(contrasts[1:] >= contrasts[0] - 1e-12))
+    return WithinBetweenResult(
+        within, between, within - between, rel.p_value(hits), int(obs.sum()), int((~obs).sum()), rel.exact, rel.min_p
+    )
+
+
+def within_between(
+    m: np.ndarray, groups: Sequence, permutations: int = 1000, seed: int = 0, symmetric: bool = True
+) -> WithinBetweenResult:
+    """Mean off-diagonal value of same-group vs different-group pairs; one-sided permutation p over the
+    grouping's relabellings (all distinct partitions when few: exact)."""
+    _check_test(permutations, "within_between")
+    m, i, j = _groups_prepared(m, groups, symmetric)
+    rel = group_relabellings(groups, permutations, seed)
+    same = (rel.labels[:, i] == rel.labels[:, j]).astype(np.float64)
+    return _within_between_from(m[i, j], same, rel)
+
+
+def hypothesis_tests(
+    m: np.ndarray, groups: Sequence, permutations: int = 1000, seed: int = 0, symmetric: bool = True
+) -> tuple[MantelResult, WithinBetweenResult]:
+    """A space against its grouping: Mantel (Spearman with the hypothesis space, two-sided) and within −
+    between (one-sided), over the same relabellings of the grouping (exact when few)."""
+    _check_test(permutations, "hypothesis_tests")
+    m, i, j = _groups_prepared(m, groups, symmetric)
+    rel = group_relabellings(groups, permutations, seed)
+    same = (rel.labels[:, i] == rel.labels[:, j]).astype(np.float64)  # (N, E): each relabelling's hypothesis
+    v = m[i, j]
+    # relabelling the hypothesis instead of the space: the same correlations, one space vector
+    mantel = _mantel_from(same, v, rel, "spearman", "two-sided")
+    return mantel, _within_between_from(v, same, rel)
 
 
 # ---- lexical control, comparison, stability, ordering --------------------------------------------------
@@ -267,6 +313,8 @@ class Comparison:
     p: float
     difference: np.ndarray
     most_changed: list[tuple[str, float]]
+    exact: bool = False
+    min_p: float = float("nan")
 
 
 def compare_spaces(
@@ -279,7 +327,7 @@ def compare_spaces(
         raise AnalysisError(f"{len(tasks)} task names for a {len(diff)}-task space")
     change = np.linalg.norm(diff * (1 - np.eye(len(diff))), axis=1)
     order = np.argsort(-change, kind="stable")[:top]
-    return Comparison(res.r, res.p, diff, [(tasks[k], float(change[k])) for k in order])
+    return Comparison(res.r, res.p, diff, [(tasks[k], float(change[k])) for k in order], res.exact, res.min_p)
 
 
 @dataclass(frozen=True)
@@ -335,8 +383,7 @@ def summarize(
 ) -> dict[str, float | None]:
     """JSON-ready fit of one space: Mantel vs the hypothesis, within−between, and the lexical control."""
     h = hypothesis_space(groups)
-    mt = mantel_test(space, h, permutations, seed, symmetric=symmetric)
-    wb = within_between(space, groups, permutations, seed, symmetric=symmetric)
+    mt, wb = hypothesis_tests(space, groups, permutations, seed, symmetric=symmetric)
     out = {
         "mantel_r": mt.r,
         "mantel_p": mt.p,
@@ -344,6 +391,9 @@ def summarize(
         "between": wb.between,
         "contrast": wb.contrast,
         "contrast_p": wb.p,
+        "p_floor": mt.min_p,  # the smallest p the relabellings allow (exact: 1/N; random: 1/(m + 1))
+        "p_exact": float(mt.exact),
+        "relabellings": float(mt.permutations),
     }
     if lexical is not None:
         out["lexical_r"] = spearman_offdiag(space, lexical, symmetric)

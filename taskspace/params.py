@@ -230,6 +230,22 @@ def compose_params(overrides: list[str] | None = None, out: str | Path = "params
     return Path(out)
 
 
+def preview_exp_run(project: str | Path, overrides: list[str]) -> tuple[list[str], list[str]]:
+    """(runs `dvc exp run -S overrides…` would configure, runs the workspace's params.yaml has now).
+
+    With a conf/ folder DVC composes params.yaml from it (Hydra), so an empty override list means the committed
+    default profile, whatever the workspace holds; without one, -S edits the workspace's params.yaml."""
+    import tempfile
+
+    project = Path(project)
+    now = list(load_params(project / "params.yaml").get("runs") or {})
+    if not (project / "conf" / "config.yaml").exists():
+        return now, now  # plain -S key=value edits; the runs follow `models` only after `taskspace stage runs`
+    with tempfile.TemporaryDirectory() as tmp:
+        composed = compose_params(overrides, Path(tmp) / "params.yaml", str(project / "conf"))
+        return list(load_params(composed).get("runs") or {}), now
+
+
 def _stage(cmd: str, spec: StageSpec, deps: list[str], outs: list, **extra) -> dict:
     body = {"cmd": cmd, "deps": [*deps, *spec.code]}
     if spec.params:

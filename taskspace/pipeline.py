@@ -206,6 +206,7 @@ def stage_analyze(p: dict, out: Path = DATA / "analyze", say: Say = print) -> di
         key.split("#")[0]: {
             "transfer_mantel_r": f["transfer"].mantel_r,
             "transfer_mantel_p": f["transfer"].mantel_p,
+            "transfer_p_floor": f["transfer"].p_floor,
             "transfer_contrast": f["transfer"].contrast,
             "gradient_mantel_r": f["gradient"].mantel_r,
             "sharing_contrast": f["sharing"].contrast,

@@ -67,6 +67,9 @@ class Fit:
     contrast_p: float | None
     lexical_r: float | None = None
     partial_r: float | None = None
+    p_floor: float | None = None  # the smallest p the relabellings allow (1/N exact, 1/(m + 1) random)
+    p_exact: bool | None = None  # p from every distinct relabelling of the grouping (else random ones)
+    relabellings: int | None = None
     within_vs_chance: float | None = None  # sharing only: mean Jaccard over its chance level
     between_vs_chance: float | None = None
 
@@ -88,7 +91,9 @@ def fit(spaces: TaskSpaces, groups: list[str], words: dict[str, set[str]], spars
     out: dict[str, Fit] = {}
     for kind in FITTED:
         m = np.nan_to_num(spaces.matrices[kind], nan=0.0)  # a NaN row (zero diagonal) carries no information
-        out[kind] = Fit(**A.summarize(m, groups, lexical, cfg.permutations, cfg.seed, cfg.symmetric))
+        stats = A.summarize(m, groups, lexical, cfg.permutations, cfg.seed, cfg.symmetric)
+        exact, n = stats.pop("p_exact"), stats.pop("relabellings")
+        out[kind] = Fit(**stats, p_exact=None if exact is None else bool(exact), relabellings=n and int(n))
     chance = A.jaccard_chance(sparsity)
     s = out["sharing"]
     out["sharing"] = Fit(
@@ -118,6 +123,8 @@ class SpaceComparison:
     tasks: list[str]
     most_changed: list[tuple[str, float]]
     difference: np.ndarray = field(repr=False, compare=False)
+    p_exact: bool | None = None  # over all T! relabellings (else random ones)
+    p_floor: float | None = None  # the smallest p those relabellings allow
 
     def as_json(self) -> dict:
         out = {k: v for k, v in asdict(self).items() if k not in ("difference", "tasks")}
@@ -131,7 +138,9 @@ def compare(a: TaskSpaces, b: TaskSpaces, kind: str, cfg: AnalysisConfig, relati
         raise AnalysisError(f"{a.key} and {b.key} share {len(common)} tasks; comparing spaces needs at least 3")
     ma, mb = (np.nan_to_num(s.restricted(common).matrices[kind]) for s in (a, b))
     c = A.compare_spaces(ma, mb, common, permutations=cfg.permutations, seed=cfg.seed)
-    return SpaceComparison(kind, a.key, b.key, relation, _num(c.r), _num(c.p), common, c.most_changed, c.difference)
+    return SpaceComparison(
+        kind, a.key, b.key, relation, _num(c.r), _num(c.p), common, c.most_changed, c.difference, c.exact, c.min_p
+    )
 
 
 @dataclass(frozen=True)

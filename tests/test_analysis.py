@@ -220,8 +220,70 @@ def test_summarize_is_json_ready():
     json.dumps(s, allow_nan=False)
     assert s["mantel_r"] == pytest.approx(1.0) and s["contrast"] == pytest.approx(1.0)
     keys = {"mantel_r", "mantel_p", "within", "between", "contrast", "contrast_p", "lexical_r", "partial_r"}
-    assert set(s) == keys
+    assert set(s) == keys | {"p_floor", "p_exact", "relabellings"}
+    assert s["p_exact"] == 1.0 and s["relabellings"] == 280 and s["p_floor"] == pytest.approx(1 / 280)
     assert all(v is None or type(v) is float for v in s.values())
     const = A.summarize(h, GROUPS9, lexical=np.ones((9, 9)), permutations=10)
     assert const["lexical_r"] is None and const["partial_r"] is None  # NaN → None
     assert "lexical_r" not in A.summarize(h, GROUPS9, permutations=10)
+
+
+# ---- exact permutation statistics ---------------------------------------------------------------------
+
+GROUPS6 = ["a", "a", "b", "b", "c", "c"]
+
+
+def brute_force(stat, t: int) -> tuple[float, list[float]]:
+    """The statistic at the identity and at every one of the T! relabellings of a T-task space."""
+    perms = list(itertools.permutations(range(t)))
+    return stat(list(range(t))), [stat(list(p)) for p in perms]
+
+
+def test_partition_counts_by_hand():
+    from taskspace.permutations import count_partitions, group_relabellings
+
+    assert count_partitions(GROUPS6) == 15  # 6! / (2!·2!·2!) / 3! (the three pairs are interchangeable)
+    assert count_partitions(GROUPS9) == 280  # 9! / (3!)³ / 3!
+    assert count_partitions(["a", "a", "b", "c"]) == 6  # 4! / 2! / 2! (two singletons)
+    assert count_partitions(["a", "a", "b"]) == 3
+    rel = group_relabellings(GROUPS9, 1000, 0)
+    canon = {tuple(int(x) for x in canonical(row)) for row in rel.labels}
+    assert rel.exact and len(rel.labels) == len(canon) == 280  # each distinct partition exactly once
+
+
+def canonical(row):
+    first = {}
+    return [first.setdefault(int(c), len(first)) for c in row]
+
+
+def test_grouping_tests_are_exact_against_brute_force():
+    rng = np.random.default_rng(3)
+    m = rng.normal(size=(6, 6)) + 1.5 * A.hypothesis_space(GROUPS6)
+    mt, wb = A.hypothesis_tests(m, GROUPS6, permutations=1000, seed=0)
+    g = np.array(GROUPS6)
+
+    def mantel_r(p):  # relabel the space's tasks, keep the hypothesis
+        return A.spearman_offdiag(m[np.ix_(p, p)], A.hypothesis_space(g))
+
+    def contrast(p):
+        return A.within_between(m[np.ix_(p, p)], GROUPS6, permutations=1).contrast
+
+    r_obs, rs = brute_force(mantel_r, 6)
+    c_obs, cs = brute_force(contrast, 6)
+    assert mt.exact and mt.permutations == 15 and mt.min_p == pytest.approx(1 / 15)
+    assert mt.r == pytest.approx(r_obs)
+    assert mt.p == pytest.approx(np.mean(np.abs(rs) >= abs(r_obs) - 1e-12))  # over all 720: the same p
+    assert wb.p == pytest.approx(np.mean(np.array(cs) >= c_obs - 1e-12)) and wb.min_p == pytest.approx(1 / 15)
+    # the old estimate drew 1,000 random permutations of 15 partitions and reported p down to 1/1001
+    assert mt.p >= 1 / 15
+
+
+def test_space_comparison_is_exact_for_few_tasks_and_random_beyond():
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(size=(5, 5)), rng.normal(size=(5, 5))
+    res = A.mantel_test(a, b, permutations=1000, seed=0)
+    r_obs, rs = brute_force(lambda p: A.spearman_offdiag(a[np.ix_(p, p)], b), 5)
+    assert res.exact and res.permutations == 120 and res.min_p == pytest.approx(1 / 120)
+    assert res.p == pytest.approx(np.mean(np.abs(rs) >= abs(r_obs) - 1e-12))
+    big = A.mantel_test(rng.normal(size=(9, 9)), rng.normal(size=(9, 9)), permutations=500, seed=0)
+    assert not big.exact and big.permutations == 500 and big.min_p == pytest.approx(1 / 501)

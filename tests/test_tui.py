@@ -4,6 +4,7 @@ pipeline's, seconds to build) for behaviour and snapshots, and over the real pip
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -246,3 +247,54 @@ def test_readme_key_table_matches_the_declared_keys():
         for k in screen.KEYS:
             if k.keys != "escape":
                 assert f"`{k.spelled}` {k.label}" in rows[name], f"README's {name} row lacks `{k.spelled}` {k.label}"
+
+
+@pytest.fixture(scope="module")
+def offline_project(tmp_path_factory):
+    """A project folder whose workspace holds the offline profile, with conf/ for Hydra."""
+    from taskspace.params import compose_params
+
+    root = tmp_path_factory.mktemp("project")
+    shutil.copytree(Path(__file__).resolve().parents[1] / "conf", root / "conf")
+    compose_params(["profile=offline"], root / "params.yaml", str(root / "conf"))
+    return root
+
+
+def test_preview_tells_an_exp_run_beyond_the_workspace(offline_project):
+    from taskspace.params import preview_exp_run
+
+    runs, now = preview_exp_run(offline_project, [])  # no override: Hydra composes the committed default
+    assert "smollm2-main" in now and "pythia-410m-step143000" in runs and "smollm2-main" not in runs
+    same, now = preview_exp_run(offline_project, ["profile=offline", "ftgd.sparsity=0.05"])
+    assert same == now
+
+
+async def test_exp_run_beyond_the_workspace_asks_first(offline_project, index_db):
+    from tui.screens.confirm import ConfirmScreen
+
+    app = TaskspaceApp(db=index_db, project=offline_project)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("p")
+        await settle(app, pilot)
+        screen = app.screen
+        await pilot.press("ctrl+e")  # empty overrides box: would be the committed Pythia profile
+        for _ in range(100):
+            if isinstance(app.screen, ConfirmScreen):
+                break
+            await pilot.pause(0.1)
+        assert isinstance(app.screen, ConfirmScreen) and "pythia-70m-step1000" in app.screen.question
+        await pilot.press("n")
+        await settle(app, pilot)
+        assert app.screen is screen and screen.last_rc is None and screen.proc is None  # nothing launched
+
+
+async def test_escape_leaves_the_filter_box_and_keeps_the_filter(index_db):
+    app = TaskspaceApp(db=index_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("slash", "z", "e", "t", "a")
+        assert app.focused.id == "filter"
+        await pilot.press("escape")
+        assert app.focused.id == "runs"
+        assert app.screen.query_one("#filter").value == "zeta" and app.screen.query_one("#runs").row_count == 1

@@ -14,12 +14,14 @@ FIT_ROWS = {
     "between": "mean between",
     "contrast": "within − between",
     "contrast_p": "p (within − between)",
+    "p_floor": "smallest attainable p",
     "lexical_r": "r vs lexical overlap",
     "partial_r": "partial r (lexical out)",
 }
 METRIC_COLUMNS = {
     "transfer_mantel_r": "transfer r",
     "transfer_mantel_p": "Mantel p",
+    "transfer_p_floor": "p floor",
     "transfer_contrast": "transfer w−b",
     "gradient_mantel_r": "gradient r",
     "sharing_contrast": "sharing w−b",
@@ -74,7 +76,13 @@ def fit_table(fits: dict, title: str) -> Table:
         t.add_column(kind, justify="right")
     for key, label in FIT_ROWS.items():
         t.add_row(label, *(format_stat(getattr(f, key), key) for f in fits.values()))
+    t.add_row("p from", *(_how(f) for f in fits.values()))
     return t
+
+
+def _how(f) -> str:
+    """exact (N relabellings of the grouping) or random (m permutations)."""
+    return "—" if f.p_exact is None else f"{'exact' if f.p_exact else 'random'} ({f.relabellings:,})"
 
 
 def impact_table(task: str, outcomes) -> Table:
@@ -95,7 +103,11 @@ def impact_table(task: str, outcomes) -> Table:
 
 
 def metrics_table(runs: dict, title: str) -> Table:
-    t = Table(title=title, caption="fit to the hypothesis space — r: Spearman, w−b: within − between")
+    t = Table(
+        title=title,
+        caption="fit to the hypothesis space — r: Spearman, w−b: within − between; p floor: the smallest p the "
+        "task set allows (exact over every relabelling of the grouping when there are at most 50,000)",
+    )
     t.add_column("run", no_wrap=True)
     for label in METRIC_COLUMNS.values():
         t.add_column(label, justify="right")

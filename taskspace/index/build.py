@@ -196,6 +196,9 @@ def build_index(
     return {**counts, "added": added, "replaced": replaced}
 
 
+COMPARISON_VALUES = ("relation", "r", "p", "p_floor", "p_exact")
+
+
 def load_analysis(con, analysis: dict) -> None:
     """Replace the analysis, comparison and stability rows of the runs analysis.json names (by index key)."""
     keys = dict(con.execute("SELECT index_key, run_id FROM runs").fetchall())
@@ -214,8 +217,20 @@ def load_analysis(con, analysis: dict) -> None:
     con.execute("DELETE FROM comparisons")
     if comps:
         con.executemany(
-            "INSERT INTO comparisons VALUES (?, ?, ?, ?, ?, ?)",
-            [(c["kind"], keys[c["a"]], keys[c["b"]], c["relation"], c["r"], c["p"]) for c in comps],
+            "INSERT INTO comparisons VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    c["kind"],
+                    keys[c["a"]],
+                    keys[c["b"]],
+                    c["relation"],
+                    c["r"],
+                    c["p"],
+                    c.get("p_floor"),
+                    c.get("p_exact"),
+                )
+                for c in comps
+            ],
         )
     con.execute("DELETE FROM stability")
     st = [

@@ -107,7 +107,7 @@ class Index:
     def comparison(self, run_a: int, run_b: int, kind: str) -> dict | None:
         """The stored comparison of two runs (either order), as the analyze stage computed it."""
         rows = self._rows(
-            """SELECT run_a, run_b, relation, r, p FROM comparisons
+            """SELECT run_a, run_b, relation, r, p, p_floor, p_exact FROM comparisons
                WHERE kind = ? AND ((run_a = ? AND run_b = ?) OR (run_a = ? AND run_b = ?))""",
             [kind, run_a, run_b, run_b, run_a],
         )

@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS similarities (
 CREATE TABLE IF NOT EXISTS pairs (task_id INTEGER, pair_id INTEGER, good VARCHAR, bad VARCHAR);
 CREATE TABLE IF NOT EXISTS analysis (run_id INTEGER, kind VARCHAR, metric VARCHAR, value DOUBLE);
 CREATE TABLE IF NOT EXISTS comparisons (
-    kind VARCHAR, run_a INTEGER, run_b INTEGER, relation VARCHAR, r DOUBLE, p DOUBLE);
+    kind VARCHAR, run_a INTEGER, run_b INTEGER, relation VARCHAR, r DOUBLE, p DOUBLE, p_floor DOUBLE, p_exact BOOLEAN);
 CREATE TABLE IF NOT EXISTS stability (
     run_id INTEGER, kind VARCHAR, position INTEGER, with_next DOUBLE, with_last DOUBLE, contrast DOUBLE);
 """

@@ -40,6 +40,11 @@ def stability_plot(kind: str, revisions: list[str], with_last: list, contrast: l
     return Text.from_ansi(str(f.build()))
 
 
+def _relabellings(cmp: SpaceComparison) -> int:
+    """How many relabellings the comparison's p is over (exact: all T!; random: from its floor)."""
+    return round(1 / cmp.p_floor) - (0 if cmp.p_exact else 1) if cmp.p_floor else 0
+
+
 @dataclass
 class CompareData:
     comparison: SpaceComparison
@@ -84,7 +89,7 @@ class CompareScreen(DataScreen):
         cmp = spaces.compare(sa, sb, self.kind, cfg)
         stored = index.comparison(self.a["run_id"], self.b["run_id"], self.kind)
         if stored:  # the analyze stage's own r and p (same settings, the same numbers)
-            cmp = dataclasses.replace(cmp, r=stored["r"], p=stored["p"], relation=stored["relation"])
+            cmp = dataclasses.replace(cmp, **{k: stored[k] for k in ("r", "p", "relation", "p_floor", "p_exact")})
         series = []
         if self.a["model"] == self.b["model"] and self.a["params_hash"] == self.b["params_hash"]:
             series = index.stability(self.a["run_id"], self.kind)
@@ -124,6 +129,7 @@ class CompareScreen(DataScreen):
                 ("   Mantel p ", "dim"),
                 (analysis.format_stat(cmp.p, "p"), "bold"),
                 ("  (from the analysis)" if data.stored else "", "dim"),
+                ("\n" + analysis.p_method(cmp.p_exact, _relabellings(cmp), cmp.p_floor), "dim"),
                 "\nrows that changed most:\n",
                 changed,
             )

@@ -131,6 +131,8 @@ class HeatmapScreen(DataScreen):
         s = self.stats.get(self.kind, {})
         keys = ("mantel_r", "mantel_p", "within", "between", "contrast")
         lines = [f"{k}: {analysis.format_stat(s[k], k)}" for k in keys if k in s]
+        if "p_floor" in s:
+            lines.append(analysis.p_method(bool(s.get("p_exact")), int(s.get("relabellings") or 0), s["p_floor"]))
         self.query_one("#stats", Static).update("\n".join(lines) or "no analysis for this space")
         self.show_cell(*hm.cursor)
 

@@ -20,6 +20,7 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, LoadingIndicator, RichLog, Static
 
 from tui.keys import Key, bindings
+from tui.screens.confirm import ConfirmScreen
 
 
 def dvc_command() -> list[str]:
@@ -43,6 +44,7 @@ class PipelineScreen(Screen):
         super().__init__()
         self.proc: asyncio.subprocess.Process | None = None
         self.last_rc: int | None = None
+        self.last_preview: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -108,10 +110,34 @@ class PipelineScreen(Screen):
         self.launch(["repro"])
 
     def action_exp_run(self) -> None:
-        args = ["exp", "run"]
-        for item in shlex.split(self.query_one("#overrides", Input).value):
-            args += ["-S", item.removeprefix("-S")]
-        self.launch(args)
+        overrides = [item.removeprefix("-S") for item in shlex.split(self.query_one("#overrides", Input).value)]
+        self.preview(overrides)
+
+    @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
+    def preview(self, overrides: list[str]) -> None:
+        """What the experiment would run; beyond the workspace's runs, ask first (it may be hours of GPU work)."""
+        from taskspace.params import preview_exp_run
+
+        args = ["exp", "run", *(a for item in overrides for a in ("-S", item))]
+        try:
+            runs, now = preview_exp_run(self.app.project, overrides)
+        except Exception as e:  # noqa: BLE001 - a bad override or params file: said, nothing launched
+            self.app.call_from_thread(self.notify, f"cannot tell what this runs: {e}", severity="error")
+            return
+        self.app.call_from_thread(self._confirm_or_launch, args, runs, now)
+
+    def _confirm_or_launch(self, args: list[str], runs: list[str], now: list[str]) -> None:
+        self.last_preview = runs
+        new = [r for r in runs if r not in now]
+        if not new:
+            self.launch(args)
+            return
+        shown = ", ".join(new[:8]) + (f" and {len(new) - 8} more" if len(new) > 8 else "")
+        question = (
+            f"dvc {' '.join(args)}\n\nconfigures {len(runs)} runs, {len(new)} not in the workspace's params.yaml: "
+            f"{shown}.\n(`taskspace plan` estimates their cost.) Run it?"
+        )
+        self.app.push_screen(ConfirmScreen(question), lambda yes: self.launch(args) if yes else None)
 
     def launch(self, args: list[str]) -> None:
         if self.proc is not None:

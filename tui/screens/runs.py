@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Footer, Header, Input
 
@@ -27,6 +29,11 @@ def _fmt(v, key: str = "") -> str:
     return format_stat(v, key) if v is None or isinstance(v, float) else str(v)
 
 
+@dataclass
+class RunsData:
+    rows: list[dict]  # Index.runs(): each model's checkpoints in training order
+
+
 class RunsScreen(DataScreen):
     NAME = "runs"
     KEYS = [
@@ -37,6 +44,7 @@ class RunsScreen(DataScreen):
         Key("s", "sort", "sort", "Sort by the next column"),
         Key("slash", "filter", "filter", "Filter runs by any text (model, revision, variant…)", shown="/"),
         Key("R", "reload", "reload", "Re-read the index"),
+        Key("escape", "leave_filter", "table", "Leave the filter box (the filter stays)", palette=False),
     ]
     BINDINGS = bindings(KEYS)
 
@@ -61,11 +69,11 @@ class RunsScreen(DataScreen):
         table.focus()
         super().on_mount()
 
-    def fetch(self, index):
-        return index.runs()
+    def fetch(self, index) -> RunsData:
+        return RunsData(index.runs())
 
-    def show(self, rows: list[dict]) -> None:
-        self.rows = rows
+    def show(self, data: RunsData) -> None:
+        rows = self.rows = data.rows
         msg = self.query_one("#message")
         msg.display = not rows
         if not rows:
@@ -148,6 +156,9 @@ class RunsScreen(DataScreen):
 
     def action_filter(self) -> None:
         self.query_one("#filter", Input).focus()
+
+    def action_leave_filter(self) -> None:
+        self.query_one(DataTable).focus()
 
     def action_reload(self) -> None:
         self.reload()
