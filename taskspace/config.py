@@ -102,9 +102,11 @@ class FTGDConfig:
     params: str = "all"
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
+    max_lm_loss_rise: float = 2.0  # nats/token on other tasks' sentences: beyond it a tuning has collapsed
 
     def __post_init__(self):
         _choice("ftgd.objective", self.objective, OBJECTIVES)
+        _float("ftgd.max_lm_loss_rise", self.max_lm_loss_rise, 0, math.inf, low_open=True)
         _float("ftgd.margin", self.margin, 0, math.inf)
         _float("ftgd.sparsity", self.sparsity, 0, 1, low_open=True)
         _float("ftgd.lr", self.lr, 0, math.inf, low_open=True)

@@ -43,6 +43,16 @@ def default_source() -> str:
     return str(shared) if shared.is_dir() else HUB
 
 
+def source_files(source: str) -> str:
+    """What the prepare stage reads, as a DVC dependency: the local BLiMP folder (relative to the project when
+    it can be, so the path is the same on every machine with the usual layout); for the hub, the loading code
+    (the dataset's own revision is recorded with the splits)."""
+    src = default_source() if str(source) == "auto" else str(source)
+    if src == HUB:
+        return "taskspace/data.py"
+    return os.path.relpath(Path(src).resolve()) if Path(src).is_absolute() else src
+
+
 class DataError(TaskspaceError, ValueError):
     """Bad input data; the message is one line naming the file/line/field and the fix."""
 
@@ -104,7 +114,7 @@ def read_jsonl(path: Path) -> pa.Table:
     """One paradigm file, validated line by line (malformed JSON, missing fields, duplicate pair ids)."""
     cols: dict[str, list] = {name: [] for name in SCHEMA.names}
     seen: dict[str, int] = {}
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8-sig") as fh:  # a byte-order mark is tolerated
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue

@@ -5,10 +5,12 @@ ways — FTGD (sparse differential), dense differential, plain LM fine-tuning �
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
+import torch
 
 from taskspace.config import FTGDConfig
 from taskspace.ftgd import Delta, EncodedPairs, finetune, lm_loss
@@ -104,3 +106,28 @@ def report(task: str, model_meta: dict, outcomes: list[Outcome]) -> dict:
             for o in outcomes
         },
     }
+
+
+def collapse(
+    lm: LM, delta: Delta, own: EncodedPairs, others: Sequence[str], loss_before: float, cfg: FTGDConfig
+) -> str | None:
+    """Why a tuned model has collapsed, or None: the LM loss on other tasks' sentences rose by more than
+    `cfg.max_lm_loss_rise` nats/token, or most of its own pairs became exact ties (a flattened model)."""
+    from taskspace.ftgd import pair_logprobs
+
+    delta.apply(lm.model)
+    try:
+        loss_after = lm_loss(lm, others)
+        with torch.inference_mode():
+            good, bad = pair_logprobs(lm, own, range(min(len(own), 64)))
+        ties = float((good == bad).float().mean())
+    finally:
+        delta.remove(lm.model)
+    if not math.isfinite(loss_after) or loss_after - loss_before > cfg.max_lm_loss_rise:
+        return (
+            f"LM loss on other tasks' sentences {loss_before:.2f} → {loss_after:.2f} nats/token "
+            f"(more than ftgd.max_lm_loss_rise = {cfg.max_lm_loss_rise})"
+        )
+    if ties >= 0.5:
+        return f"{ties:.0%} of its own pairs score as exact ties (the model no longer tells them apart)"
+    return None

@@ -86,10 +86,22 @@ def quiet_transformers() -> None:
     logging.set_verbosity_error()
 
 
+DTYPES = ("float32", "bfloat16", "float16")
+
+
 def pick_device(device: str | None = None) -> torch.device:
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The device asked for (checked to exist), else CUDA when there is one, else the CPU."""
+    if not device:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ModelError(f"--device {device!r} is not a device; use cpu or cuda (cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"--device {device}: no CUDA device here; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ModelError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return dev
 
 
 def pick_dtype(device: torch.device, dtype: str | None = None) -> torch.dtype:
@@ -98,8 +110,21 @@ def pick_dtype(device: torch.device, dtype: str | None = None) -> torch.dtype:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     if dtype:
+        if dtype not in DTYPES:
+            raise ModelError(f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
         return getattr(torch, dtype)
     return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    """A quick connection test, so an offline machine fails at once instead of after minutes of retries."""
+    import socket
+
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def _load_gguf(path: Path, dtype: torch.dtype):
@@ -134,6 +159,8 @@ def convert_gguf(path: Path, out: Path) -> Path:
 
 def resolve(spec: str, revision: str | None = None) -> tuple[str, str | None, bool]:
     """(what to pass to from_pretrained, hub revision or None, is_local) for a model spec."""
+    if revision and (spec == SMOLLM2 or spec.endswith(".gguf")):
+        raise ModelError(f"model {spec} is one checkpoint and has no revisions; drop --revision {revision}")
     if spec == SMOLLM2:
         target = cache_dir() / "models" / "smollm2-135m"
         if not (target / "config.json").exists():
@@ -156,7 +183,8 @@ def resolve(spec: str, revision: str | None = None) -> tuple[str, str | None, bo
         if not (path / "config.json").exists():
             raise ModelError(f"{path} is not a transformers model folder (no config.json); check --model")
         return str(path), None, True
-    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1 or Path(spec.split("/")[0]).is_dir():
+        # a path (or one under an existing local folder, e.g. models/pythia-70m): never sent to the hub
         raise ModelError(f"model folder {spec} does not exist; check --model")
     return spec, revision, False
 
@@ -192,6 +220,8 @@ def load_model(
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
     target, hub_rev, local = resolve(spec, revision)
+    if not local and not os.environ.get("HF_HUB_OFFLINE") and not hub_reachable():
+        os.environ["HF_HUB_OFFLINE"] = "1"  # the hub cache only: a clear error at once if it is not there
     try:
         if target.endswith(".gguf"):
             model, tok = _load_gguf(Path(target), dt)

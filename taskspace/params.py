@@ -44,7 +44,7 @@ GRADIENT_KEYS = ("probing.grad_params", "probing.grad_projection", "probing.proj
 STAGES: dict[str, StageSpec] = {
     # first, on any params change: a bad setting stops `dvc repro` before any stage deletes its outputs
     "check": StageSpec(
-        ("data", "tiny_models", "models", "runs", "ftgd", "probing", "analysis"),
+        ("data", "data_files", "tiny_models", "models", "runs", "ftgd", "probing", "analysis"),
         ("taskspace/config.py", "taskspace/params.py"),
     ),
     "prepare": StageSpec(("data",), ("taskspace/data.py",)),
@@ -110,6 +110,12 @@ def check_runs(p: dict) -> None:
     """`runs` must be what `models` implies (a hand-edited params.yaml can leave it behind)."""
     for m in p["models"]:
         model_entry(p, m)
+    files = data.source_files(str(p["data"].get("source", "hub")))
+    if p.get("data_files") != files:
+        raise ParamsError(
+            f"params.yaml: `data_files` is {p.get('data_files')!r}, data.source reads {files!r}; `dvc exp run` "
+            "derives it, or after editing params.yaml by hand run `taskspace stage runs`"
+        )
     want, have = expand_runs(p["models"]), p.get("runs") or {}
     if have == want:
         return
@@ -214,10 +220,12 @@ def git_rev() -> str:
 
 
 def write_runs(path: str | Path = "params.yaml") -> dict:
-    """Rewrite `runs` in a params file from its `models` (for a params.yaml edited by hand)."""
+    """Rewrite the derived keys of a params file, `runs` from `models` and `data_files` from `data.source` (for a
+    params.yaml edited by hand)."""
     path = Path(path)
     p = load_params(path)
     p["runs"] = expand_runs(p["models"])
+    p["data_files"] = data.source_files(str(p["data"].get("source", "hub")))
     write_text(path, yaml.safe_dump(p, sort_keys=False, allow_unicode=True))
     return p["runs"]
 
@@ -265,7 +273,7 @@ def dvc_yaml() -> dict:
     per_run = [CHECKED, "data/prepare", "${item.weights}"]
     stages = {
         "check": _stage("taskspace check", STAGES["check"], [], [{CHECKED: {"cache": False}}]),
-        "prepare": _stage("taskspace stage prepare", STAGES["prepare"], [CHECKED], ["data/prepare"]),
+        "prepare": _stage("taskspace stage prepare", STAGES["prepare"], [CHECKED, "${data_files}"], ["data/prepare"]),
         "tiny": {
             "foreach": "${tiny_models}",
             "do": _stage(

@@ -22,7 +22,8 @@ import torch
 
 from taskspace.config import FTGDConfig, ProbeConfig
 from taskspace.errors import ConfigError, OutputError
-from taskspace.ftgd import Delta, EncodedPairs, finetune, gradient_differential, param_group
+from taskspace.ftgd import Delta, EncodedPairs, FTGDError, finetune, gradient_differential, lm_loss, param_group
+from taskspace.impact import collapse
 from taskspace.io import write_json, write_npy, write_parquet
 from taskspace.models import LM
 from taskspace.runs import Layout
@@ -216,7 +217,17 @@ def run_ftgd(
             pairs = EncodedPairs.of(lm, rows.column("good").to_pylist(), rows.column("bad").to_pylist())
             # one pass gives both the FTGD mask's differential and the task gradient g_i
             grads = gradient_differential(lm, pairs, {**ftgd_params, **grad_params}, ftgd_cfg.batch_size)
-            result = finetune(lm, pairs, ftgd_cfg, grads={n: grads[n] for n in ftgd_params})
+            try:
+                result = finetune(lm, pairs, ftgd_cfg, grads={n: grads[n] for n in ftgd_params})
+            except FTGDError as e:
+                raise FTGDError(f"task {task}: {e}") from None
+            others = _sample_others(train, names, task)  # the collapse check's held-out sentences
+            why = collapse(lm, result.delta, pairs, others, lm_loss(lm, others), ftgd_cfg)
+            if why:
+                raise FTGDError(
+                    f"task {task}: tuning collapsed the model after {len(result.history)} steps at lr {ftgd_cfg.lr}: "
+                    f"{why}; lower ftgd.lr or ftgd.steps. Nothing was written for this task"
+                )
             gvec = gradient_vector({n: grads[n] for n in grad_params}, cfg.grad_projection, cfg.projection_seed)
             result.delta.meta["task"] = task
             result.delta.save(layout.delta(task))
@@ -233,6 +244,14 @@ def run_ftgd(
             write_json(info, done)  # written last: its presence marks the task finished
         if progress:
             progress("ftgd", i + 1, len(tasks))
+
+
+def _sample_others(train: pa.Table, names: np.ndarray, task: str, k: int = 64) -> list[str]:
+    """Up to k grammatical train sentences of the other tasks (evenly over them); the task's own when alone."""
+    good = np.asarray(train.column("good").to_pylist(), dtype=object)
+    other = np.flatnonzero(names != task)
+    pool = other if other.size else np.flatnonzero(names == task)
+    return good[pool[np.linspace(0, pool.size - 1, min(k, pool.size)).astype(int)]].tolist()
 
 
 def run_eval2(

@@ -5,6 +5,7 @@ pipeline's analyze stage and the TUI all go through here, with one `AnalysisConf
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 
 from taskspace import analysis as A
 from taskspace.config import AnalysisConfig
-from taskspace.errors import AnalysisError
+from taskspace.errors import AnalysisError, OutputError
 
 KINDS = ("transfer", "transfer_norm", "transfer_margin", "gradient", "sharing")  # stored per run
 FITTED = ("transfer", "transfer_norm", "gradient", "sharing")  # fitted to the hypothesis (margin: see transfer)
@@ -42,8 +43,14 @@ class TaskSpaces:
 
     @classmethod
     def load(cls, path: str | Path, key: str = "") -> TaskSpaces:
-        with np.load(path, allow_pickle=False) as z:
-            return cls([str(t) for t in z["tasks"]], {k: z[k] for k in z.files if k != "tasks"}, key)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return cls([str(t) for t in z["tasks"]], {k: z[k] for k in z.files if k != "tasks"}, key)
+        except FileNotFoundError:
+            raise OutputError(f"{path} not found: run the probe stage (or `taskspace probe`) first") from None
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+            why = f"{type(e).__name__}: {e}"
+            raise OutputError(f"{path} is unreadable ({why}); rerun the probe that wrote it") from None
 
     def restricted(self, tasks: Sequence[str]) -> TaskSpaces:
         """The same spaces over a subset of the tasks (in the given order)."""

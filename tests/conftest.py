@@ -68,7 +68,6 @@ def full(cfg) -> dict:
 
 def pipeline_params(blimp) -> dict:
     from taskspace.config import AnalysisConfig, DataConfig, FTGDConfig, ProbeConfig
-    from taskspace.runs import expand_runs
 
     p = {
         # source auto: resolved like the offline profile, so settings hashes stay path-free
@@ -79,7 +78,15 @@ def pipeline_params(blimp) -> dict:
         "probing": full(ProbeConfig(metric="margin", grad_projection=0, eval_batch_size=64)),
         "analysis": full(AnalysisConfig(permutations=200)),
     }
-    return {**p, "runs": expand_runs(p["models"])}  # what Hydra derives at `dvc exp run`
+    return derived(p)
+
+
+def derived(p: dict) -> dict:
+    """A params dict with what Hydra derives at `dvc exp run`: `runs` and `data_files`."""
+    from taskspace.data import source_files
+    from taskspace.runs import expand_runs
+
+    return {**p, "runs": expand_runs(p["models"]), "data_files": source_files(p["data"]["source"])}
 
 
 def init_repo(repo: Path, params: dict) -> None:

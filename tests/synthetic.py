@@ -100,6 +100,7 @@ def build_synthetic_index(root: Path, runs: dict[str, list[str]], tasks: list[st
         write_run(data_dir, m, rev, tasks, seed=i)
     p = {"models": models, "data": {}, "ftgd": {}, "probing": {}, "analysis": {"permutations": 100}}
     p["runs"] = expand_runs(models)
+    p["data_files"] = "taskspace/data.py"  # what data.source (hub, the default) derives
     cwd = os.getcwd()
     os.chdir(root)  # the stages read and write data/ under the project folder
     try:

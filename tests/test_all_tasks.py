@@ -3,13 +3,12 @@ index, and the TUI opens the heatmap."""
 
 import numpy as np
 import pytest
-from conftest import full, init_repo, sh
+from conftest import derived, full, init_repo, sh
 
 from taskspace import data
 from taskspace.config import AnalysisConfig, DataConfig, FTGDConfig, ProbeConfig
 from taskspace.index import Index
 from taskspace.probing import KINDS, load_matrices
-from taskspace.runs import expand_runs
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +24,7 @@ def repo67(tmp_path_factory, blimp):
         "probing": full(ProbeConfig(metric="margin", eval_batch_size=256)),
         "analysis": full(AnalysisConfig(permutations=100)),
     }
-    init_repo(repo, {**p, "runs": expand_runs(p["models"])})
+    init_repo(repo, derived(p))
     sh(repo, "dvc", "repro")
     return repo
 

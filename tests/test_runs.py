@@ -34,6 +34,7 @@ def test_runs_stability_metrics_plots_and_index_follow_training_order(tmp_path, 
         "analysis": {"permutations": 50},
     }
     p["runs"] = expand_runs(p["models"])
+    p["data_files"] = "taskspace/data.py"  # what data.source (hub, the default) derives
     assert [r["revision"] for r in p["runs"].values()] == TRAINING
     res = pipeline.stage_analyze(p, say=lambda _: None)
     assert res["stability"]["m"]["transfer"]["revisions"] == TRAINING

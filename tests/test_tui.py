@@ -298,3 +298,16 @@ async def test_escape_leaves_the_filter_box_and_keeps_the_filter(index_db):
         await pilot.press("escape")
         assert app.focused.id == "runs"
         assert app.screen.query_one("#filter").value == "zeta" and app.screen.query_one("#runs").row_count == 1
+
+
+async def test_heatmap_relays_itself_out_on_resize(index_db):
+    app = TaskspaceApp(db=index_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        hm = app.screen.query_one(Heatmap)
+        before = (len(hm._cols), hm.render_line(0).cell_length)
+        await pilot.resize_terminal(160, 48)
+        await pilot.pause()
+        assert len(hm._cols) > before[0] and hm.render_line(0).cell_length > before[1]  # no key needed

@@ -53,6 +53,21 @@ def friendly_errors(fn):
     return wrapper
 
 
+def check_writable(folder) -> None:
+    """Refuse an output folder that cannot be written, before any work is done for it."""
+    import os
+    from pathlib import Path
+
+    from taskspace.errors import ConfigError
+
+    folder = Path(folder)
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise ConfigError(f"{existing} is a file, not a folder: choose another --out")
+    if not os.access(existing, os.W_OK):
+        raise ConfigError(f"{existing.resolve()} is not writable: choose another --out")
+
+
 def option_group(*opts):
     """One decorator applying several click options in the order listed."""
 

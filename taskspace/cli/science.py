@@ -8,6 +8,7 @@ import click
 
 from taskspace import data
 from taskspace.cli.common import (
+    check_writable,
     console,
     data_config,
     data_options,
@@ -46,6 +47,8 @@ def score(n_eval, n_train, batch_size, out, **kw):
         raise ConfigError(f"--out {out}: scores are written as Parquet; name the file *.parquet")
     if batch_size < 1:
         raise ConfigError(f"--batch-size {batch_size}: use an integer ≥ 1")
+    if out:
+        check_writable(out.parent)  # before the scoring, not after it
     cfg = data_config(kw, n_train, n_eval)
     _, (_, pairs) = load_split(cfg)
     lm = load_lm(kw)
@@ -117,6 +120,8 @@ def ftgd(compare, out, n_train, n_eval, **kw):
 
     cfg = ftgd_config(kw)
     dcfg = data_config(kw, n_train, n_eval).require_train("--n-train")
+    if out:
+        check_writable(out)
     names, (train, ev) = load_split(dcfg)
     task = names[0]
     lm = load_lm(kw)
@@ -150,6 +155,7 @@ def probe(out, n_train, n_eval, **kw):
     from taskspace.probing import probe as run_probe
 
     cfg, pcfg = ftgd_config(kw), probe_config(kw)
+    check_writable(out)
     names, (train, ev) = load_split(data_config(kw, n_train, n_eval).require_train("--n-train"))
     lm = load_lm(kw)
     with progress_bar() as bar:

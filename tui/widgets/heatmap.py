@@ -156,6 +156,7 @@ class Heatmap(Widget, can_focus=True):
 
     def on_resize(self) -> None:
         self._layout()
+        self.refresh()  # redraw at the new size at once, not at the next key
 
     @property
     def fits(self) -> bool:

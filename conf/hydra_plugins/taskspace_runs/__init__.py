@@ -1,6 +1,7 @@
-"""Hydra resolver `${taskspace_runs:${models}}`: params.yaml's `runs` (one entry per model × revision, what
-dvc.yaml's per-run stages iterate over), derived from `models` whenever DVC composes params.yaml with Hydra
-(`dvc exp run`). DVC imports this package through `hydra.plugins_path = conf` in .dvc/config."""
+"""Hydra resolvers `${taskspace_runs:${models}}` and `${taskspace_data_files:${data.source}}`: params.yaml's
+`runs` (one entry per model × revision, what dvc.yaml's per-run stages iterate over) and `data_files` (what the
+prepare stage reads), derived whenever DVC composes params.yaml with Hydra (`dvc exp run`). DVC imports this
+package through `hydra.plugins_path = conf` in .dvc/config."""
 
 from omegaconf import OmegaConf
 
@@ -12,4 +13,11 @@ def _runs(models):
     return OmegaConf.create(expand_runs(OmegaConf.to_container(models, resolve=True)))
 
 
+def _data_files(source):
+    from taskspace.data import source_files
+
+    return source_files(str(source))
+
+
 OmegaConf.register_new_resolver("taskspace_runs", _runs, replace=True)
+OmegaConf.register_new_resolver("taskspace_data_files", _data_files, replace=True)

@@ -1,0 +1,94 @@
+"""Inputs that used to give a wrong answer or a traceback: each now works as documented or stops with one line."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from taskspace import data
+from taskspace.cli import main
+from taskspace.config import FTGDConfig, ProbeConfig
+from taskspace.errors import OutputError
+from taskspace.ftgd import FTGDError
+from taskspace.models import ModelError, load_model, pick_device, pick_dtype, resolve
+from taskspace.probing import run_ftgd
+from taskspace.runs import Layout
+from taskspace.spaces import TaskSpaces
+
+
+def cli(*args: str) -> tuple[int, str]:
+    res = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return res.exit_code, res.output
+
+
+def test_a_model_without_revisions_refuses_one():
+    with pytest.raises(ModelError, match="has no revisions; drop --revision step5"):
+        resolve("smollm2", "step5")
+    code, text = cli("score", "--model", "smollm2", "--revision", "step5")
+    assert code == 2 and "has no revisions" in text
+
+
+def test_devices_and_dtypes_are_checked(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ModelError, match="no CUDA device here; use --device cpu"):
+        pick_device("cuda")
+    with pytest.raises(ModelError, match="is not a device"):
+        pick_device("gpu0")
+    with pytest.raises(ModelError, match="--dtype 'bfloat6': use one of float32, bfloat16, float16"):
+        pick_dtype(torch.device("cpu"), "bfloat6")
+
+
+def test_local_looking_paths_never_go_to_the_hub(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    with pytest.raises(ModelError, match="model folder models/pythia-70m does not exist"):
+        resolve("models/pythia-70m")
+
+
+def test_an_unreachable_hub_fails_at_once(monkeypatch):
+    import taskspace.models as M
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(M, "hub_reachable", lambda *a, **k: False)
+    with pytest.raises(ModelError, match="from the hub"):
+        load_model("EleutherAI/pythia-14m-not-cached")
+    assert os.environ["HF_HUB_OFFLINE"] == "1"  # no minutes of retries: the cache only
+
+
+def test_jsonl_with_a_byte_order_mark_is_read(blimp, tmp_path):
+    text = (blimp / "adjunct_island.jsonl").read_text()
+    (tmp_path / "adjunct_island.jsonl").write_text("\ufeff" + text, encoding="utf-8")
+    assert data.read_jsonl(tmp_path / "adjunct_island.jsonl").num_rows == 1000
+
+
+def test_a_truncated_matrices_file_is_named(tmp_path):
+    path = tmp_path / "matrices.npz"
+    TaskSpaces(["a", "b"], {"transfer": np.eye(2)}).save(path)
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(OutputError, match=r"matrices.npz is unreadable .*rerun the probe"):
+        TaskSpaces.load(path)
+
+
+def test_an_unwritable_output_is_refused_before_any_work(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    code, text = cli("score", "--tasks", "adjunct_island", "--out", str(blocker / "s.parquet"))
+    assert code == 2 and "is a file, not a folder" in text and "loading" not in text
+    code, text = cli("probe", "--tasks", "adjunct_island", "--out", str(blocker / "run"))
+    assert code == 2 and "is a file, not a folder" in text
+
+
+def test_a_collapsing_lr_stops_that_task_and_writes_nothing(tiny_lm, blimp, tmp_path):
+    train, _ = data.split_pairs(data.load_blimp(blimp, ["anaphor_gender_agreement", "adjunct_island"]), 16, 4, 0)
+    layout = Layout.single(tmp_path)
+    with pytest.raises(FTGDError, match=r"task anaphor_gender_agreement: .*lr 1000.0"):
+        run_ftgd(tiny_lm, train, layout, FTGDConfig(lr=1000.0, steps=5, batch_size=8), ProbeConfig())
+    assert not layout.ftgd_info("anaphor_gender_agreement").exists()
+    assert not layout.delta("anaphor_gender_agreement").exists()
+    # a sane lr tunes the same task without complaint
+    run_ftgd(tiny_lm, train, layout, FTGDConfig(lr=1e-3, steps=5, batch_size=8), ProbeConfig())
+    assert json.loads(layout.ftgd_info("adjunct_island").read_text())["steps_run"] == 5
