@@ -142,7 +142,12 @@ def read_jsonl(path: Path) -> pa.Table:
             for k in ("sentence_good", "sentence_bad"):
                 if not isinstance(rec[k], str) or not rec[k].strip():
                     raise DataError(f"{path}:{lineno}: field '{k}' must be a non-empty string")
-            cols["task"].append(rec["UID"])
+            if rec["UID"] != path.stem:  # a task is its file: a copied or renamed paradigm must not merge
+                raise DataError(
+                    f"{path}:{lineno}: UID '{rec['UID']}' differs from the file's task '{path.stem}'; "
+                    "fix the UID or rename the file"
+                )
+            cols["task"].append(path.stem)
             cols["phenomenon"].append(rec["linguistics_term"])
             cols["field"].append(normalise_field(rec["field"]))
             cols["pair_id"].append(pair_id)

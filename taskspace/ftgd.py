@@ -9,6 +9,7 @@ base model bit for bit, so one base model serves every task's evaluation.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
@@ -166,7 +167,9 @@ class Delta:
             tensors[f"{n}::idx"] = self.idx[n].contiguous()
             tensors[f"{n}::base"] = self.base[n].contiguous()
             tensors[f"{n}::value"] = self.value[n].contiguous()
-        meta = {k: str(v) for k, v in self.meta.items()}
+        # one JSON string with sorted keys: safetensors stores metadata in a hash map, whose order would vary
+        # from save to save, and identical deltas must be identical files (DVC then skips what follows)
+        meta = {"taskspace": json.dumps({k: str(v) for k, v in self.meta.items()}, sort_keys=True)}
         return atomic_write(path, lambda p: save_file(tensors, str(p), metadata=meta))
 
     @classmethod
@@ -176,6 +179,7 @@ class Delta:
         parts: dict[str, dict[str, torch.Tensor]] = {"idx": {}, "base": {}, "value": {}}
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
+            meta = json.loads(meta["taskspace"]) if "taskspace" in meta else meta
             for key in f.keys():
                 name, kind = key.rsplit("::", 1)
                 parts[kind][name] = f.get_tensor(key)

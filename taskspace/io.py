@@ -13,6 +13,26 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()
+
+
+def file_hash(path: str | Path) -> str:
+    """sha1 of a file's bytes (streamed): what per-task records keep to tell a corrupt or changed file."""
+    import hashlib
+
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call `write(tmp_path)`, then rename tmp over `path`; the temp file is removed on failure."""
     path = Path(path)
@@ -21,6 +41,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600; outputs get the user's usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -24,7 +24,7 @@ from taskspace.config import FTGDConfig, ProbeConfig
 from taskspace.errors import ConfigError, OutputError
 from taskspace.ftgd import Delta, EncodedPairs, FTGDError, finetune, gradient_differential, lm_loss, param_group
 from taskspace.impact import collapse
-from taskspace.io import write_json, write_npy, write_parquet
+from taskspace.io import file_hash, write_json, write_npy, write_parquet
 from taskspace.models import LM
 from taskspace.runs import Layout
 from taskspace.scoring import encode, score_pairs
@@ -171,8 +171,44 @@ def config_hash(*cfgs) -> str:
 
 
 def _stamped(path: Path, h: str) -> bool:
-    """A Parquet output exists and was made with stamp h (otherwise it is stale and redone)."""
-    return path.exists() and (pq.read_schema(path).metadata or {}).get(b"config") == h.encode()
+    """A Parquet output exists, is readable and was made with stamp h (otherwise it is stale and redone)."""
+    try:
+        return path.exists() and (pq.read_schema(path).metadata or {}).get(b"config") == h.encode()
+    except (OSError, pa.ArrowException):  # truncated or corrupt: redone, never used
+        return False
+
+
+def _record(layout: Layout, task: str) -> dict | None:
+    try:
+        return json.loads(layout.ftgd_info(task).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _files_match(layout: Layout, task: str, info: dict) -> bool:
+    """The task's delta and gradient files are the ones its ftgd.json recorded (present, same bytes)."""
+    files = info.get("files") or {}
+    paths = (layout.delta(task), layout.gradient(task))
+    return all(p.exists() and files.get(p.name) == file_hash(p) for p in paths)
+
+
+def _tuned(layout: Layout, task: str, stamp: str) -> bool:
+    """Finished with these settings and intact: a corrupt or missing file makes the task redone."""
+    info = _record(layout, task)
+    return info is not None and info.get("config") == stamp and _files_match(layout, task, info)
+
+
+def _verified(layout: Layout, task: str, stamp: str) -> dict:
+    """The ftgd record of a task for eval2, after checking its settings and its files' hashes."""
+    info = _record(layout, task)
+    if info is None or info.get("config") != stamp:
+        raise OutputError(f"{layout.ftgd_info(task)} is missing or was made with other settings; rerun the ftgd stage")
+    if not _files_match(layout, task, info):
+        raise OutputError(
+            f"{layout.delta(task).parent}: the delta or gradient file is missing or differs from what ftgd.json "
+            "recorded (corrupt?); rerun the ftgd stage, which redoes this task"
+        )
+    return info
 
 
 def _tasks(table: pa.Table) -> list[str]:
@@ -212,7 +248,7 @@ def run_ftgd(
         raise ConfigError(exact_gradient_refusal(grad_size))  # before any task: nothing half-done
     for i, task in enumerate(tasks):
         done = layout.ftgd_info(task)
-        if not (done.exists() and json.loads(done.read_text()).get("config") == h):
+        if not _tuned(layout, task, h):
             rows = train.filter(pa.array(names == task))
             pairs = EncodedPairs.of(lm, rows.column("good").to_pylist(), rows.column("bad").to_pylist())
             # one pass gives both the FTGD mask's differential and the task gradient g_i
@@ -236,10 +272,12 @@ def run_ftgd(
                 "task": task,
                 "config": h,
                 "steps_run": len(result.history),
-                "history": result.history,
+                # no timings: identical results keep identical bytes, so DVC skips what follows
+                "history": [{k: v for k, v in step.items() if k != "seconds"} for step in result.history],
                 "n_selected": result.delta.n_selected,
                 "n_changed": result.delta.n_changed,
                 "gradient": "exact" if gvec.size == grad_size else f"count sketch, k = {gvec.size}",
+                "files": {f.name: file_hash(f) for f in (layout.delta(task), layout.gradient(task))},
             }
             write_json(info, done)  # written last: its presence marks the task finished
         if progress:
@@ -272,12 +310,10 @@ def run_eval2(
     good_tokens = np.array([len(s) for s in encode(lm.tokenizer, evalset.column("good").to_pylist())])
     acc2, margin2, grad_vecs, masks, per_task = [], [], [], [], {}
     for i, task in enumerate(tasks):
-        info = json.loads(layout.ftgd_info(task).read_text())
-        if info.get("config") != ftgd_h:
-            raise OutputError(f"{layout.ftgd_info(task)} was made with other settings; rerun the ftgd stage")
+        info = _verified(layout, task, ftgd_h)
         delta = Delta.load(layout.delta(task))
         # eval2 is stale when its delta was re-made, whatever the settings: stamp it with the delta's content
-        stamp2 = f"{h}:{hashlib.sha1(layout.delta(task).read_bytes()).hexdigest()[:12]}"
+        stamp2 = f"{h}:{info['files'][layout.delta(task).name][:12]}"
         path = layout.eval2(task)
         if _stamped(path, stamp2):
             eval2 = pq.read_table(path)

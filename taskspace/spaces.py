@@ -79,6 +79,7 @@ class Fit:
     relabellings: int | None = None
     within_vs_chance: float | None = None  # sharing only: mean Jaccard over its chance level
     between_vs_chance: float | None = None
+    excluded: tuple[str, ...] = ()  # tasks left out: NaN in their row or column (e.g. a zero diagonal normalised)
 
 
 def groups_of(tasks: Sequence[str], how: str, meta: dict[str, dict]) -> list[str]:
@@ -97,16 +98,36 @@ def fit(spaces: TaskSpaces, groups: list[str], words: dict[str, set[str]], spars
     lexical = A.lexical_overlap([words.get(t, set()) for t in spaces.tasks])
     out: dict[str, Fit] = {}
     for kind in FITTED:
-        m = np.nan_to_num(spaces.matrices[kind], nan=0.0)  # a NaN row (zero diagonal) carries no information
-        stats = A.summarize(m, groups, lexical, cfg.permutations, cfg.seed, cfg.symmetric)
+        keep = defined(spaces.matrices[kind])  # a NaN is left out, never read as a value
+        excluded = tuple(t for k, t in enumerate(spaces.tasks) if k not in keep)
+        m, g = spaces.matrices[kind][np.ix_(keep, keep)], [groups[k] for k in keep]
+        try:
+            stats = A.summarize(m, g, lexical[np.ix_(keep, keep)], cfg.permutations, cfg.seed, cfg.symmetric)
+        except AnalysisError:  # too few tasks left, or one group only: no statistic rather than a made-up one
+            out[kind] = Fit(None, None, None, None, None, None, excluded=excluded)
+            continue
         exact, n = stats.pop("p_exact"), stats.pop("relabellings")
-        out[kind] = Fit(**stats, p_exact=None if exact is None else bool(exact), relabellings=n and int(n))
+        out[kind] = Fit(**stats, p_exact=bool(exact), relabellings=int(n), excluded=excluded)
     chance = A.jaccard_chance(sparsity)
     s = out["sharing"]
     out["sharing"] = Fit(
         **{**asdict(s), "within_vs_chance": _ratio(s.within, chance), "between_vs_chance": _ratio(s.between, chance)}
     )
     return out
+
+
+def defined(m: np.ndarray) -> list[int]:
+    """Tasks a statistic can use: the most tasks found by leaving out, one at a time, the task with the most NaN
+    cells off the diagonal (its row and column) until none is left (a NaN row takes out one task, not all)."""
+    bad = np.isnan(np.asarray(m, dtype=float)) & ~np.eye(len(m), dtype=bool)
+    keep = list(range(len(m)))
+    while keep:
+        sub = bad[np.ix_(keep, keep)]
+        counts = sub.sum(0) + sub.sum(1)
+        if not counts.any():
+            break
+        keep.pop(int(np.argmax(counts)))
+    return keep
 
 
 def _ratio(x: float | None, chance: float) -> float | None:
@@ -141,9 +162,12 @@ class SpaceComparison:
 
 def compare(a: TaskSpaces, b: TaskSpaces, kind: str, cfg: AnalysisConfig, relation: str = "") -> SpaceComparison:
     common = [t for t in a.tasks if t in b.tasks]
+    ma, mb = (s.restricted(common).matrices[kind] for s in (a, b))
+    keep = sorted(set(defined(ma)) & set(defined(mb)))  # tasks with a NaN in either space are left out
+    common = [common[k] for k in keep]
     if len(common) < 3:
-        raise AnalysisError(f"{a.key} and {b.key} share {len(common)} tasks; comparing spaces needs at least 3")
-    ma, mb = (np.nan_to_num(s.restricted(common).matrices[kind]) for s in (a, b))
+        raise AnalysisError(f"{a.key} and {b.key} share {len(common)} defined tasks; comparing needs at least 3")
+    ma, mb = ma[np.ix_(keep, keep)], mb[np.ix_(keep, keep)]
     c = A.compare_spaces(ma, mb, common, permutations=cfg.permutations, seed=cfg.seed)
     return SpaceComparison(
         kind, a.key, b.key, relation, _num(c.r), _num(c.p), common, c.most_changed, c.difference, c.exact, c.min_p
@@ -165,7 +189,9 @@ class Stability:
 
 def stability(series: Sequence[tuple[str, TaskSpaces]], fits: Sequence[dict[str, Fit]], kind: str) -> Stability:
     """`series`: (revision, spaces) in training order, all over the same tasks; `fits`: each one's fit."""
-    st = A.stability([np.nan_to_num(s.matrices[kind]) for _, s in series])
+    mats = [s.matrices[kind] for _, s in series]
+    keep = sorted(set.intersection(*(set(defined(m)) for m in mats)))  # tasks defined at every checkpoint
+    st = A.stability([m[np.ix_(keep, keep)] for m in mats])
     return Stability(
         kind,
         [rev for rev, _ in series],

@@ -77,6 +77,7 @@ def fit_table(fits: dict, title: str) -> Table:
     for key, label in FIT_ROWS.items():
         t.add_row(label, *(format_stat(getattr(f, key), key) for f in fits.values()))
     t.add_row("p from", *(_how(f) for f in fits.values()))
+    t.add_row("tasks left out (NaN)", *(str(len(f.excluded)) for f in fits.values()))
     return t
 
 

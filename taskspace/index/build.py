@@ -7,6 +7,7 @@ version is rebuilt from scratch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -165,6 +166,38 @@ def build_index(
     """Add new or changed runs under data_dir to the index at db (atomically); returns row counts."""
     db, data_dir = Path(db), Path(data_dir)
     db.parent.mkdir(parents=True, exist_ok=True)
+    with writer_lock(db):
+        return _build(db, data_dir, analysis_file, say)
+
+
+@contextlib.contextmanager
+def writer_lock(db: Path):
+    """One writer at a time (a second one is told who holds it); leftovers of a killed writer are removed."""
+    import fcntl
+
+    lock = db.with_name(db.name + ".lock")
+    fh = open(lock, "a+")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "?"
+            raise IndexUnavailable(
+                f"index {db} is being written by another `taskspace index` (pid {holder}); retry when it ends"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        for stale in db.parent.glob(f".{db.name}.*.tmp*"):  # a killed writer's copy and its WAL
+            stale.unlink(missing_ok=True)
+        yield
+    finally:
+        fh.close()  # releases the lock
+
+
+def _build(db: Path, data_dir: Path, analysis_file, say) -> dict:
     fd, tmp = tempfile.mkstemp(prefix=f".{db.name}.", suffix=".tmp", dir=db.parent)
     os.close(fd)
     os.unlink(tmp)
@@ -211,6 +244,7 @@ def load_analysis(con, analysis: dict) -> None:
         con.execute("UPDATE runs SET analysis_settings = ? WHERE run_id = ?", [settings, keys[key]])
         for kind, metrics in kinds.items():
             rows += [(keys[key], kind, m, v) for m, v in metrics.items() if isinstance(v, int | float)]
+            rows += [(keys[key], kind, f"n_{m}", len(v)) for m, v in metrics.items() if isinstance(v, list)]
     if rows:
         insert(con, "analysis", pa.table(list(zip(*rows)), names=["run_id", "kind", "metric", "value"]))
     comps = [c for c in analysis.get("comparisons", []) if c["a"] in keys and c["b"] in keys]

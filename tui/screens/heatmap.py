@@ -133,6 +133,8 @@ class HeatmapScreen(DataScreen):
         lines = [f"{k}: {analysis.format_stat(s[k], k)}" for k in keys if k in s]
         if "p_floor" in s:
             lines.append(analysis.p_method(bool(s.get("p_exact")), int(s.get("relabellings") or 0), s["p_floor"]))
+        if s.get("n_excluded"):
+            lines.append(f"{int(s['n_excluded'])} task(s) left out: no value (NaN) in their row or column")
         self.query_one("#stats", Static).update("\n".join(lines) or "no analysis for this space")
         self.show_cell(*hm.cursor)
 
