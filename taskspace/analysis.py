@@ -29,7 +29,7 @@ def format_stat(value: float | None, key: str = "") -> str:
     "—" when missing."""
     if value is None:
         return "—"
-    if key in ("p", "p_floor") or key.endswith("_p"):
+    if key == "p" or key.endswith(("_p", "p_floor")):
         return f"{value:.4f}" if value < 0.001 else f"{value:.3f}"
     return f"{value:+.3f}"
 

@@ -121,7 +121,7 @@ def stage_ftgd(p: dict, model: str, revision: str, say: Say = print) -> None:
 
     run = _run(p, model, revision)
     train, _ = splits()
-    run_ftgd(
+    tuned = run_ftgd(
         _load(p, run, say),
         train,
         run.layout,
@@ -129,7 +129,10 @@ def stage_ftgd(p: dict, model: str, revision: str, say: Say = print) -> None:
         params.probe_config(p),
         params.stamp("ftgd", p, run.stage_key),
         progress=lambda stage, i, n: say(f"{run.label}: ftgd {i}/{n}"),
+        keep=True,
     )
+    n = len(train.column("task").unique())
+    say(f"{run.label}: tuned {len(tuned)} of {n} tasks (the others were finished: kept)")
 
 
 def stage_probe(p: dict, model: str, revision: str, say: Say = print) -> None:
@@ -148,6 +151,7 @@ def stage_probe(p: dict, model: str, revision: str, say: Say = print) -> None:
         params.stamp("probe", p, run.stage_key),
         params.stamp("ftgd", p, run.stage_key),
         progress=lambda stage, i, n: say(f"{run.label}: eval2 {i}/{n}"),
+        keep=True,
     )
     entry = params.model_entry(p, model)
     info = {

@@ -9,6 +9,7 @@ starts, so an interrupted probe resumes where it stopped.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from taskspace import resume
 from taskspace.config import FTGDConfig, ProbeConfig
 from taskspace.errors import ConfigError, OutputError
 from taskspace.ftgd import Delta, EncodedPairs, FTGDError, finetune, gradient_differential, lm_loss, param_group
@@ -233,10 +235,13 @@ def run_ftgd(
     cfg: ProbeConfig,
     stamp: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
-) -> None:
-    """Per task: gradient differential (→ gradient vector), FTGD (→ delta; ftgd.json written last).
+    keep: bool = False,
+) -> list[str]:
+    """Per task: gradient differential (→ gradient vector), FTGD (→ delta; ftgd.json written last); returns the
+    tasks tuned now (the others were finished already).
 
-    A task whose ftgd.json carries the current stamp is skipped, so a killed run resumes.
+    A task whose ftgd.json carries the current stamp (and whose files match it) is skipped, so a killed run
+    resumes; with `keep` (the pipeline), finished tasks are also kept outside DVC's outputs (taskspace.resume).
     """
     h = stamp or config_hash(ftgd_cfg, cfg)
     tasks = _tasks(train)
@@ -246,9 +251,12 @@ def run_ftgd(
     grad_size = sum(p.numel() for p in grad_params.values())
     if not cfg.grad_projection and grad_size > EXACT_GRADIENT_MAX:
         raise ConfigError(exact_gradient_refusal(grad_size))  # before any task: nothing half-done
+    tuned: list[str] = []
     for i, task in enumerate(tasks):
         done = layout.ftgd_info(task)
-        if not _tuned(layout, task, h):
+        files = [layout.delta(task), layout.gradient(task), done]
+        if not _tuned(layout, task, h) and not (keep and resume.restore(files) and _tuned(layout, task, h)):
+            tuned.append(task)
             rows = train.filter(pa.array(names == task))
             pairs = EncodedPairs.of(lm, rows.column("good").to_pylist(), rows.column("bad").to_pylist())
             # one pass gives both the FTGD mask's differential and the task gradient g_i
@@ -279,9 +287,14 @@ def run_ftgd(
                 "gradient": "exact" if gvec.size == grad_size else f"count sketch, k = {gvec.size}",
                 "files": {f.name: file_hash(f) for f in (layout.delta(task), layout.gradient(task))},
             }
-            write_json(info, done)  # written last: its presence marks the task finished
+            if keep:  # the files first, then the record: once the record is in place, the task is kept
+                resume.stash(files[:2])
+                resume.write_kept(done, functools.partial(write_json, info))
+            else:
+                write_json(info, done)  # written last: its presence marks the task finished
         if progress:
             progress("ftgd", i + 1, len(tasks))
+    return tuned
 
 
 def _sample_others(train: pa.Table, names: np.ndarray, task: str, k: int = 64) -> list[str]:
@@ -302,6 +315,7 @@ def run_eval2(
     stamp: str | None = None,
     ftgd_stamp: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    keep: bool = False,
 ) -> dict:
     """Per tuned task: apply its delta, eval2 on every task, remove it; then the T×T spaces and probe.json."""
     h, ftgd_h = stamp or config_hash(ftgd_cfg, cfg), ftgd_stamp or config_hash(ftgd_cfg, cfg)
@@ -315,7 +329,7 @@ def run_eval2(
         # eval2 is stale when its delta was re-made, whatever the settings: stamp it with the delta's content
         stamp2 = f"{h}:{info['files'][layout.delta(task).name][:12]}"
         path = layout.eval2(task)
-        if _stamped(path, stamp2):
+        if _stamped(path, stamp2) or (keep and resume.restore([path]) and _stamped(path, stamp2)):
             eval2 = pq.read_table(path)
         else:
             delta.apply(lm.model)
@@ -323,7 +337,11 @@ def run_eval2(
                 eval2 = score_pairs(lm, evalset, cfg.eval_batch_size)
             finally:
                 delta.remove(lm.model)
-            write_parquet(eval2.replace_schema_metadata({"config": stamp2}), path)
+            table = eval2.replace_schema_metadata({"config": stamp2})
+            if keep:
+                resume.write_kept(path, functools.partial(write_parquet, table))
+            else:
+                write_parquet(table, path)
         a2, m2 = _accuracy_and_margin(eval2, tasks)
         acc2.append(a2)
         margin2.append(m2)

@@ -90,11 +90,20 @@ def derived(p: dict) -> dict:
 
 
 def init_repo(repo: Path, params: dict) -> None:
-    """A git + DVC project with the committed dvc.yaml, the code it depends on, and these params."""
+    """A git + DVC project with the committed dvc.yaml, the code it depends on, and these params (with
+    `data_files` derived in the project, as `dvc exp run` would: relative to it)."""
+    from taskspace.data import source_files
+
+    cwd = os.getcwd()
+    os.chdir(repo)
+    try:
+        params = {**params, "data_files": source_files(params["data"]["source"])}
+    finally:
+        os.chdir(cwd)
     shutil.copy(ROOT / "dvc.yaml", repo)
     shutil.copytree(ROOT / "taskspace", repo / "taskspace", ignore=shutil.ignore_patterns("__pycache__"))
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
-    (repo / ".gitignore").write_text("/data/index/\n__pycache__/\n")
+    (repo / ".gitignore").write_text("/data/index/\n__pycache__/\n/.taskspace/\n")
     sh(repo, "git", "init", "-q")
     sh(repo, "git", "config", "user.email", "t@example.com")
     sh(repo, "git", "config", "user.name", "t")

@@ -10,10 +10,19 @@ from taskspace.runs import Run, model_revisions
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def committed(path: str) -> str:
+    """A file as committed (the main job applies its experiment to the workspace's copy)."""
+    import subprocess
+
+    res = subprocess.run(["git", "show", f"HEAD:{path}"], cwd=ROOT, capture_output=True, text=True)
+    return res.stdout if res.returncode == 0 else (ROOT / path).read_text()
+
+
 def test_committed_params_yaml_is_the_composed_pythia_profile(tmp_path):
     out = P.compose_params([], tmp_path / "params.yaml", conf=str(ROOT / "conf"))
-    assert yaml.safe_load(out.read_text()) == yaml.safe_load((ROOT / "params.yaml").read_text())
-    p = P.load_params(ROOT / "params.yaml")
+    assert yaml.safe_load(out.read_text()) == yaml.safe_load(committed("params.yaml"))
+    (tmp_path / "committed.yaml").write_text(committed("params.yaml"))
+    p = P.load_params(tmp_path / "committed.yaml")
     assert set(p["models"]) == {"pythia-70m", "pythia-160m", "pythia-410m"}
     assert p["ftgd"]["sparsity"] == 0.01 and p["ftgd"]["lr"] == 0.0001 and p["data"]["n_train"] == 500
 
@@ -70,7 +79,8 @@ def test_bad_params_are_named(tmp_path):
 
 def test_pythia_local_profile_points_at_revision_folders(tmp_path):
     p = P.load_params(P.compose_params(["profile=pythia-local"], tmp_path / "p.yaml", str(ROOT / "conf")))
-    hub = P.load_params(ROOT / "params.yaml")
+    (tmp_path / "committed.yaml").write_text(committed("params.yaml"))
+    hub = P.load_params(tmp_path / "committed.yaml")
     assert p["runs"].keys() == hub["runs"].keys()  # the same runs as the hub profile, from local folders
     assert {m["spec"] for m in p["models"].values()} == {f"models/{m}" for m in hub["models"]}
     assert p["data"]["source"] == "auto" and p["data"]["n_train"] == hub["data"]["n_train"]

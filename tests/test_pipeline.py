@@ -153,3 +153,22 @@ def test_adding_a_revision_computes_only_that_revision(repo):
     assert {f: f.stat().st_mtime_ns for f in kept} == stamps  # finished revisions are not recomputed
     assert (repo / "data" / "probe" / "tiny" / "step0" / "matrices.npz").exists()
     assert counts(db)["runs"] == runs_before + 1  # the other revisions keep their run keys: no duplicates
+
+
+def test_killed_exp_run_resumes_without_redoing_finished_tasks(repo):
+    """`dvc exp run` resets outputs to the baseline before it runs; finished tasks come back from
+    .taskspace/resume instead of being tuned again."""
+    first = repo / "data" / "ftgd" / "tiny" / "step30" / "tasks" / TASKS[0] / "ftgd.json"
+    old = first.read_text()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    cmd = ["dvc", "exp", "run", "-S", "ftgd.steps=50"]
+    proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.time() + 300
+    while time.time() < deadline and (not first.exists() or first.read_text() == old):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert first.read_text() != old, "first task did not finish before the deadline"
+    res = sh(repo, *cmd)
+    assert f"tiny@step30: tuned {len(TASKS) - 1} of {len(TASKS)} tasks" in res.stdout + res.stderr
