@@ -17,6 +17,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from taskspace import data  # noqa: E402
 
+# Resolve `auto` the same way in every process (pytest's, the CLI's in a test project, DVC's stages), whatever
+# copy of the code a process imports.
+os.environ.setdefault("TASKSPACE_BLIMP", data.default_source())
+
 TINY_TASKS = [
     "regular_plural_subject_verb_agreement_1",
     "distractor_agreement_relational_noun",

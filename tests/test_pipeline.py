@@ -44,7 +44,7 @@ def test_repro_builds_index_with_expected_rows(repo):
     assert c["analysis"] > 0
     metrics = json.loads((repo / "data" / "analyze" / "metrics.json").read_text())
     assert set(metrics) == {"tiny@step30", "tiny@step60"}
-    shown = sh(repo, sys.executable, "-m", "taskspace", "metrics").stdout  # what the main job prints
+    shown = sh(repo, "taskspace", "metrics").stdout  # what the main job prints
     for run, m in metrics.items():
         assert run in shown and f"{m['transfer_mantel_r']:+.3f}" in shown and f"{m['transfer_mantel_p']:.3f}" in shown
 
@@ -59,10 +59,10 @@ def test_reindexing_is_idempotent(repo):
     db = repo / "data" / "index" / "taskspace.duckdb"
     before = counts(db)
     for _ in range(2):
-        sh(repo, sys.executable, "-m", "taskspace", "index", "--db", str(db))
+        sh(repo, "taskspace", "index", "--db", str(db))
     assert counts(db) == before
     stamp = db.stat().st_mtime_ns
-    shown = sh(repo, sys.executable, "-m", "taskspace", "index", "--counts").stdout  # read-only: what main.sh shows
+    shown = sh(repo, "taskspace", "index", "--counts").stdout  # read-only: what main.sh shows
     assert db.stat().st_mtime_ns == stamp and f"{before['scores']:,}" in shown
 
 
@@ -117,14 +117,16 @@ def test_killed_stage_resumes_without_redoing_finished_tasks(repo):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert first.read_text() != old, "first task did not finish before the deadline"
-    done_at = first.stat().st_mtime_ns
+    done = first.read_text()
     last = repo / "data" / "ftgd" / "tiny" / "step60" / "tasks" / TASKS[-1] / "ftgd.json"
     want = {rev: stamp("ftgd", p, f"tiny-{rev}") for rev in ("step30", "step60")}
-    assert json.loads(first.read_text())["config"] == want["step30"]
+    assert json.loads(done)["config"] == want["step30"]
     assert json.loads(last.read_text())["config"] != want["step60"]  # killed before the last task
-    sh(repo, "dvc", "repro")
-    assert first.stat().st_mtime_ns == done_at  # finished work kept, not redone
-    assert json.loads(last.read_text())["config"] == want["step60"]
+    res = sh(repo, "dvc", "repro")
+    tuned = [line for line in (res.stdout + res.stderr).splitlines() if "tuned" in line]
+    assert tuned[0].startswith("tiny@step30: tuned") and f" of {len(TASKS)} tasks" in tuned[0]
+    assert int(tuned[0].split("tuned ")[1].split(" ")[0]) < len(TASKS)  # finished work kept, not redone
+    assert first.read_text() == done and json.loads(last.read_text())["config"] == want["step60"]
 
 
 def test_adding_a_revision_computes_only_that_revision(repo):
@@ -145,7 +147,7 @@ def test_adding_a_revision_computes_only_that_revision(repo):
     assert "`runs` does not match `models` (missing tiny-step0)" in stale.stdout + stale.stderr
     # the check stage runs first: nothing was deleted or recomputed before it stopped
     assert (repo / "data" / "analyze" / "analysis.json").read_bytes() == analysis
-    sh(repo, sys.executable, "-m", "taskspace", "stage", "runs")
+    sh(repo, "taskspace", "stage", "runs")
     res = sh(repo, "dvc", "repro")
     ran = {line.split("'")[1] for line in res.stdout.splitlines() if line.startswith("Running stage")}
     assert {"eval@tiny-step0", "ftgd@tiny-step0", "probe@tiny-step0", "analyze", "index"} <= ran
