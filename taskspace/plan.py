@@ -61,7 +61,7 @@ def shape_of_config(config, source: str) -> Shape:
 def model_config(spec: str, revision: str | None = None, tiny: dict | None = None):
     """(transformers config, where it came from) for a model spec, without downloading weights.
 
-    `tiny` is the spec's `tiny_models` entry when the prepare stage builds it (its folder may not exist yet)."""
+    `tiny` is the spec's `tiny_models` entry when its tiny stage builds it (its folder may not exist yet)."""
     from transformers import AutoConfig
 
     from taskspace.models import ModelError, resolve
@@ -313,17 +313,18 @@ def plan(p: dict, calibrate_on: bool = True, device: str | None = None, dtype: s
 
     from taskspace import data
     from taskspace.models import pick_device, pick_dtype
-    from taskspace.pipeline import expand_runs, ftgd_config, probe_config, source
+    from taskspace.params import data_config, ftgd_config, probe_config, source
+    from taskspace.runs import expand_runs
 
-    d = p["data"]
+    d = data_config(p)
     src = source(p)
-    names = data.select_tasks(src, d.get("tasks") or [], d.get("phenomena") or [], d.get("fields") or [])
+    names = data.select_tasks(src, d.tasks, d.phenomena, d.fields)
     try:
         pairs = data.load_blimp(src, names)
     except data.DataError:  # e.g. the hub offline: the same sentences from the local copy
         pairs = data.load_blimp(data.default_source(), names)
-    n_train, n_eval = int(d["n_train"]), int(d["n_eval"])
-    train, ev = data.split_pairs(pairs, n_train, n_eval, int(d.get("seed", 0)))
+    n_train, n_eval = d.n_train, d.n_eval
+    train, ev = data.split_pairs(pairs, n_train, n_eval, d.seed)
     sentences = ev.column("good").to_pylist() + ev.column("bad").to_pylist()
     probe = probe_config(p)
     dev = pick_device(device)
@@ -331,7 +332,9 @@ def plan(p: dict, calibrate_on: bool = True, device: str | None = None, dtype: s
     plans, cache = [], {}
     for key, run in (p.get("runs") or expand_runs(p["models"])).items():
         model, rev = run["model"], run["revision"]
-        spec, tiny = str(run["spec"]), (p.get("tiny_models") or {}).get(Path(str(run["spec"])).name)
+        spec = str(run["spec"])
+        built = {f"data/tiny/{name}": cfg for name, cfg in (p.get("tiny_models") or {}).items()}
+        tiny = built.get(spec)  # a model the tiny stage will build
         ftgd = ftgd_config(p, model)
         if model not in cache:  # one shape, tokenizer and calibration per model, whatever its revision
             config, where = model_config(spec, None if rev == "main" else rev, tiny)

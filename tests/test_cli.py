@@ -72,3 +72,23 @@ def test_bad_options_end_in_one_line_before_any_model_loads(args, message):
     code, text = run(*args)
     assert code == 2 and message in text and "Traceback" not in text
     assert "loading" not in text  # refused before the model is loaded
+
+
+def test_plan_counts_a_params_file_without_calibrating(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from taskspace.params import compose_params
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    compose_params(["profile=offline"], tmp_path / "params.yaml", str(root / "conf"))
+    code, text = run("plan", "--no-calibrate", "--json")
+    assert code == 0, text
+    plan = json.loads(text[text.index("{") :])
+    runs = {r["run"]: r for r in plan["runs"]}
+    assert set(runs) == {"tiny-step100", "tiny-step200", "tiny-step300", "smollm2-main"}
+    w = runs["smollm2-main"]["workload"]
+    assert (w["tasks"], w["eval_sentences"], w["eval2_sentences"]) == (6, 2 * 6 * 50, 6 * 2 * 6 * 50)
+    assert runs["smollm2-main"]["shape"]["n_params"] == 134_515_008 and runs["smollm2-main"]["seconds"] is None
+    code, text = run("plan", "--no-calibrate")
+    assert code == 0 and "total (4)" in text
