@@ -18,7 +18,7 @@ import duckdb
 import numpy as np
 
 from taskspace.blimp_meta import PARADIGMS
-from taskspace.index import SCHEMA, Index, _insert, similarity_rows
+from taskspace.index import SCHEMA, SCHEMA_VERSION, Index, insert, similarity_rows
 from taskspace.probing import KINDS
 
 
@@ -28,6 +28,7 @@ def synthetic_index(path: Path, runs: int, seed: int = 0) -> float:
     tasks = sorted(PARADIGMS)
     con = duckdb.connect(str(path))
     con.execute(SCHEMA)
+    con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
     con.executemany(
         "INSERT INTO tasks VALUES (?, ?, ?, ?, ?)",
         [(i, t, *PARADIGMS[t][:1], PARADIGMS[t][0], PARADIGMS[t][1]) for i, t in enumerate(tasks)],
@@ -35,13 +36,11 @@ def synthetic_index(path: Path, runs: int, seed: int = 0) -> float:
     ids = {t: i for i, t in enumerate(tasks)}
     rows, t0 = 0, time.perf_counter()
     for r in range(runs):
-        con.execute(
-            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [r, f"m@step{r}#h", "m", "spec", "70M", 70_000_000, f"step{r}", "<|endoftext|>", "h", "", "", "", "", "{}"],
-        )
+        row = [r, f"m@step{r}#h", f"m@step{r}", "m", "spec", "70M", 70_000_000, f"step{r}", r, "<|endoftext|>", "h"]
+        con.execute(f"INSERT INTO runs VALUES ({', '.join('?' * 17)})", row + ["", "", "", "", "{}", None])
         mats = {k: rng.normal(size=(len(tasks), len(tasks))) for k in KINDS}
         table = similarity_rows(r, tasks, mats, ids)
-        _insert(con, "similarities", table)
+        insert(con, "similarities", table)
         rows += table.num_rows
     rate = rows / (time.perf_counter() - t0)
     con.close()
