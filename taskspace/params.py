@@ -273,7 +273,13 @@ def dvc_yaml() -> dict:
     per_run = [CHECKED, "data/prepare", "${item.weights}"]
     stages = {
         "check": _stage("taskspace check", STAGES["check"], [], [{CHECKED: {"cache": False}}]),
-        "prepare": _stage("taskspace stage prepare", STAGES["prepare"], [CHECKED, "${data_files}"], ["data/prepare"]),
+        # persist: a stage that fails keeps its last outputs (each file is replaced atomically when rewritten)
+        "prepare": _stage(
+            "taskspace stage prepare",
+            STAGES["prepare"],
+            [CHECKED, "${data_files}"],
+            [{"data/prepare": {"persist": True}}],
+        ),
         "tiny": {
             "foreach": "${tiny_models}",
             "do": _stage(
@@ -283,16 +289,17 @@ def dvc_yaml() -> dict:
     }
     for stage in ("eval", "ftgd", "probe"):
         deps = per_run + ([out["eval"], out["ftgd"]] if stage == "probe" else [])
-        # per-task outputs survive a kill, so a rerun resumes (see the stamps)
-        outs = [out[stage]] if stage == "eval" else [{out[stage]: {"persist": True}}]
+        # outputs survive a kill or a failure (per-task ones let a rerun resume, see the stamps)
+        outs = [{out[stage]: {"persist": True}}]
         cmd = f"taskspace stage {stage} --model ${{item.model}} --revision ${{item.revision}}"
         stages[stage] = {"foreach": "${runs}", "do": _stage(cmd, STAGES[stage], deps, outs)}
     stages["analyze"] = _stage(
         "taskspace stage analyze",
         STAGES["analyze"],
         [CHECKED, "data/prepare", "data/probe"],
-        ["data/analyze/analysis.json", {"data/analyze/plots": {"cache": False}}],
-        metrics=[{"data/analyze/metrics.json": {"cache": False}}],
+        # cached, so `dvc pull` (or `dvc checkout`) brings them back with everything else
+        ["data/analyze/analysis.json", "data/analyze/plots"],
+        metrics=["data/analyze/metrics.json"],
     )
     stages["index"] = _stage(
         "taskspace index --db data/index/taskspace.duckdb",

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -92,3 +93,51 @@ def test_a_collapsing_lr_stops_that_task_and_writes_nothing(tiny_lm, blimp, tmp_
     # a sane lr tunes the same task without complaint
     run_ftgd(tiny_lm, train, layout, FTGDConfig(lr=1e-3, steps=5, batch_size=8), ProbeConfig())
     assert json.loads(layout.ftgd_info("adjunct_island").read_text())["steps_run"] == 5
+
+
+def test_a_full_disk_ends_in_one_line(monkeypatch, tmp_path):
+    import errno
+
+    import pyarrow.parquet as pq
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq, "write_table", full)
+    code, text = cli("score", "--model", "smollm2", "--tasks", "adjunct_island", "--n", "2", "--out",
+                     str(tmp_path / "s.parquet"))  # fmt: skip
+    assert code == 2 and "No space left on device" in text and "Traceback" not in text
+    assert not list(tmp_path.iterdir())  # no half-written file left behind
+
+
+def test_an_older_index_is_rebuilt_with_a_notice(tmp_path):
+    import duckdb
+
+    from taskspace.index import Index, build_index
+
+    db = tmp_path / "taskspace.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE runs (run_id INTEGER, run_key VARCHAR)")  # what an older taskspace wrote
+    con.close()
+    said = []
+    build_index(db, tmp_path / "data", say=said.append)
+    assert "rebuilding it from the stage outputs" in said[0]
+    Index(db).close()  # readable by this version
+
+
+def test_the_tiny_model_survives_a_bad_unrelated_file(blimp, tmp_path, monkeypatch):
+    from taskspace import pipeline
+    from taskspace.config import DataConfig
+
+    src = tmp_path / "blimp"
+    src.mkdir()
+    for t in ("anaphor_gender_agreement", "adjunct_island"):
+        shutil.copy(blimp / f"{t}.jsonl", src)
+    (src / "wh_island.jsonl").write_text("{not json\n")  # broken, and not selected
+    monkeypatch.chdir(tmp_path)
+    d = DataConfig(source=str(src), tasks=("anaphor_gender_agreement", "adjunct_island"), n_train=8, n_eval=4)
+    p = {"data": {**vars(d), "tasks": list(d.tasks), "phenomena": [], "fields": []},
+         "tiny_models": {"tiny": {"steps": 2, "save_every": 2}}}  # fmt: skip
+    pipeline.stage_prepare(p, say=lambda _: None)
+    pipeline.stage_tiny(p, "tiny", say=lambda _: None)
+    assert (tmp_path / "data" / "tiny" / "tiny" / "step2" / "config.json").exists()

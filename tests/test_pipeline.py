@@ -69,11 +69,14 @@ def test_reindexing_is_idempotent(repo):
 def test_push_delete_cache_pull_restores_deltas(repo):
     delta = repo / "data" / "ftgd" / "tiny" / "step60" / "tasks" / TASKS[0] / "delta.safetensors"
     content = delta.read_bytes()
+    metrics = (repo / "data" / "analyze" / "metrics.json").read_bytes()
     sh(repo, "dvc", "push")
     shutil.rmtree(repo / ".dvc" / "cache")
     shutil.rmtree(repo / "data" / "ftgd")
+    shutil.rmtree(repo / "data" / "analyze")
     sh(repo, "dvc", "pull")
     assert delta.read_bytes() == content
+    assert (repo / "data" / "analyze" / "metrics.json").read_bytes() == metrics  # metrics and plots are cached
 
 
 def test_exp_run_variant_shows_in_exp_show(repo):

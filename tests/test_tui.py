@@ -311,3 +311,34 @@ async def test_heatmap_relays_itself_out_on_resize(index_db):
         await pilot.resize_terminal(160, 48)
         await pilot.pause()
         assert len(hm._cols) > before[0] and hm.render_line(0).cell_length > before[1]  # no key needed
+
+
+async def test_q_quits_a_too_small_terminal(index_db):
+    app = TaskspaceApp(db=index_db)
+    async with app.run_test(size=(40, 10)) as pilot:
+        await settle(app, pilot)
+        assert isinstance(app.screen, TooSmallScreen)
+        assert "q to quit" in str(app.screen.query_one("#too-small").render())
+        await pilot.press("q")
+        await pilot.pause()
+        assert app.return_code is not None or not app.is_running
+
+
+async def test_a_space_that_duplicates_transfer_is_not_offered(index_db, tmp_path):
+    from tui.screens.heatmap import offered_kinds
+
+    db = tmp_path / "dup.duckdb"
+    shutil.copy(index_db, db)
+    idx = Index(db)
+    run_id = idx.runs()[0]["run_id"]
+    assert "transfer_margin" in offered_kinds(idx, run_id)  # differs from transfer here
+    idx.close()
+    con = duckdb.connect(str(db))
+    con.execute(  # as under probing.metric = margin: the same space twice
+        """UPDATE similarities s SET value = t.value FROM similarities t WHERE s.kind = 'transfer_margin'
+           AND t.kind = 'transfer' AND s.run_id = t.run_id AND s.task_a = t.task_a AND s.task_b = t.task_b"""
+    )
+    con.close()
+    idx = Index(db)
+    assert offered_kinds(idx, run_id) == ["transfer", "transfer_norm", "gradient", "sharing"]
+    idx.close()

@@ -129,12 +129,15 @@ class PipelineScreen(Screen):
     def _confirm_or_launch(self, args: list[str], runs: list[str], now: list[str]) -> None:
         self.last_preview = runs
         new = [r for r in runs if r not in now]
+        profile = next((a.split("=", 1)[1] for a in args if a.startswith("profile=")), None)
+        what = f"profile {profile}" if profile else "the committed default profile (no profile= override)"
+        self.query_one("#log", RichLog).write(f"will run {what}: {len(runs)} runs: {', '.join(runs)}")
         if not new:
             self.launch(args)
             return
         shown = ", ".join(new[:8]) + (f" and {len(new) - 8} more" if len(new) > 8 else "")
         question = (
-            f"dvc {' '.join(args)}\n\nconfigures {len(runs)} runs, {len(new)} not in the workspace's params.yaml: "
+            f"dvc {' '.join(args)}\n\n{what}: {len(runs)} runs, {len(new)} not in the workspace's params.yaml: "
             f"{shown}.\n(`taskspace plan` estimates their cost.) Run it?"
         )
         self.app.push_screen(ConfirmScreen(question), lambda yes: self.launch(args) if yes else None)
