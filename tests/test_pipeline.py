@@ -99,27 +99,26 @@ def test_exp_run_variant_shows_in_exp_show(repo):
     assert c["runs"] == 4
 
 
-def test_killed_stage_resumes_without_redoing_finished_tasks(repo):
-    p = yaml.safe_load((repo / "params.yaml").read_text())
-    p["ftgd"]["steps"] = 40  # slow enough to be caught mid-way
-    (repo / "params.yaml").write_text(yaml.safe_dump(p))
-    first = repo / "data" / "ftgd" / "tiny" / "step30" / "tasks" / TASKS[0] / "ftgd.json"
+def kill_after_first_task(repo: Path, cmd: list[str], first: Path, timeout: float = 300) -> None:
+    """Start a DVC command and SIGKILL it (and its stages) as soon as the first task's record changes."""
     old = first.read_text()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-    proc = subprocess.Popen(
-        ["dvc", "repro"],
-        cwd=repo,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.time() + 120
+    proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.time() + timeout
     while time.time() < deadline and (not first.exists() or first.read_text() == old):
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert first.read_text() != old, "first task did not finish before the deadline"
+
+
+def test_killed_stage_resumes_without_redoing_finished_tasks(repo):
+    p = yaml.safe_load((repo / "params.yaml").read_text())
+    p["ftgd"]["steps"] = 40  # slow enough to be caught mid-way
+    (repo / "params.yaml").write_text(yaml.safe_dump(p))
+    first = repo / "data" / "ftgd" / "tiny" / "step30" / "tasks" / TASKS[0] / "ftgd.json"
+    kill_after_first_task(repo, ["dvc", "repro"], first)
     done = first.read_text()
     last = repo / "data" / "ftgd" / "tiny" / "step60" / "tasks" / TASKS[-1] / "ftgd.json"
     want = {rev: stamp("ftgd", p, f"tiny-{rev}") for rev in ("step30", "step60")}
@@ -164,16 +163,7 @@ def test_killed_exp_run_resumes_without_redoing_finished_tasks(repo):
     """`dvc exp run` resets outputs to the baseline before it runs; finished tasks come back from
     .taskspace/resume instead of being tuned again."""
     first = repo / "data" / "ftgd" / "tiny" / "step30" / "tasks" / TASKS[0] / "ftgd.json"
-    old = first.read_text()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
     cmd = ["dvc", "exp", "run", "-S", "ftgd.steps=50"]
-    proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
-    deadline = time.time() + 300
-    while time.time() < deadline and (not first.exists() or first.read_text() == old):
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert first.read_text() != old, "first task did not finish before the deadline"
+    kill_after_first_task(repo, cmd, first)
     res = sh(repo, *cmd)
     assert f"tiny@step30: tuned {len(TASKS) - 1} of {len(TASKS)} tasks" in res.stdout + res.stderr
