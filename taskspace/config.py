@@ -135,9 +135,32 @@ class ProbeConfig:
     grad_projection: int = 2**18
     projection_seed: int = 0
     eval_batch_size: int = 128  # sentences per forward pass (fastest measured, bench_scoring)
+    control: bool = False  # also tune each task on its pairs with labels swapped at random: the noise floor
+    ftgd_seeds: tuple[int, ...] = ()  # replicates, one FTGD seed each (empty: ftgd.seed alone)
+    split_seeds: tuple[int, ...] = ()  # replicates, one train/eval split seed each (empty: data.seed alone)
 
     def __post_init__(self):
         _choice("probing.metric", self.metric, METRICS)
+        if not isinstance(self.control, bool):
+            _fail("probing.control", self.control, "use true or false")
+        for key in ("ftgd_seeds", "split_seeds"):
+            value = getattr(self, key) or ()
+            if isinstance(value, str | int) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+                _fail(f"probing.{key}", value, "use a list of integer seeds, e.g. [0, 1]")
+            setattr(self, key, tuple(value))
+        n = {len(self.ftgd_seeds), len(self.split_seeds)} - {0, 1}
+        if len(n) > 1:
+            _fail("probing.split_seeds", list(self.split_seeds), "give as many seeds as probing.ftgd_seeds (or one)")
+
+    def replicates(self, ftgd_seed: int, split_seed: int) -> list[tuple[int, int]]:
+        """(FTGD seed, split seed) of each replicate: the lists side by side, a single seed repeated, and the
+        `ftgd.seed` / `data.seed` defaults where a list is empty."""
+        n = max(len(self.ftgd_seeds), len(self.split_seeds), 1)
+
+        def seeds(given: tuple[int, ...], default: int) -> list[int]:
+            return list(given) if len(given) == n else [given[0] if given else default] * n
+
+        return list(zip(seeds(self.ftgd_seeds, ftgd_seed), seeds(self.split_seeds, split_seed)))
         if not isinstance(self.grad_params, str) or not PARAM_GROUP.match(self.grad_params):
             _fail("probing.grad_params", self.grad_params, "use all, embeddings, attention, mlp or layer:N")
         _int("probing.grad_projection", self.grad_projection)

@@ -41,17 +41,21 @@ class StageSpec:
 SCORING = ("taskspace/scoring.py", "taskspace/packing.py", MODEL_CODE)
 TUNING = ("taskspace/ftgd.py", "taskspace/probing.py", *SCORING)
 GRADIENT_KEYS = ("probing.grad_params", "probing.grad_projection", "probing.projection_seed")
+REPLICATE_KEYS = ("probing.ftgd_seeds", "probing.split_seeds")
 STAGES: dict[str, StageSpec] = {
     # first, on any params change: a bad setting stops `dvc repro` before any stage deletes its outputs
     "check": StageSpec(
         ("data", "data_files", "tiny_models", "models", "runs", "ftgd", "probing", "analysis"),
         ("taskspace/config.py", "taskspace/params.py"),
     ),
-    "prepare": StageSpec(("data",), ("taskspace/data.py",)),
+    "prepare": StageSpec(("data", "probing.split_seeds"), ("taskspace/data.py",)),
     "tiny": StageSpec(("tiny_models.${key}",), ("taskspace/tiny.py",)),
-    "eval": StageSpec(("data", "runs.${key}"), SCORING),
-    "ftgd": StageSpec(("data", "runs.${key}", "ftgd", *GRADIENT_KEYS), TUNING),
-    "probe": StageSpec(("data", "runs.${key}", "ftgd", *GRADIENT_KEYS, "probing.metric"), TUNING),
+    "eval": StageSpec(("data", "runs.${key}", *REPLICATE_KEYS), SCORING),
+    "ftgd": StageSpec(("data", "runs.${key}", "ftgd", *GRADIENT_KEYS, *REPLICATE_KEYS, "probing.control"), TUNING),
+    "probe": StageSpec(
+        ("data", "runs.${key}", "ftgd", *GRADIENT_KEYS, *REPLICATE_KEYS, "probing.control", "probing.metric"),
+        (*TUNING, "taskspace/reliability.py"),
+    ),
     "analyze": StageSpec(("runs", "ftgd.sparsity", "analysis"), ("taskspace/analysis.py", "taskspace/spaces.py")),
     "index": StageSpec((), ("taskspace/index",)),
 }

@@ -8,21 +8,25 @@ same keys dvc.yaml lists), so a killed stage resumes where it stopped.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from taskspace import data, params
 from taskspace.analysis import format_stat, paper_phenomenon, sentence_words
+from taskspace.config import FTGDConfig
 from taskspace.errors import OutputError
-from taskspace.io import atomic_write, write_json, write_parquet
-from taskspace.runs import DATA, Run, revision_step
+from taskspace.io import atomic_write, write_json, write_npz, write_parquet
+from taskspace.runs import DATA, Layout, Run, revision_step, splits_dir
 
 Say = Callable[[str], None]
 SPLITS = DATA / "prepare" / "splits"
@@ -47,9 +51,11 @@ def stage_prepare(p: dict, say: Say = print) -> None:
     src = params.source(p)
     names = data.select_tasks(src, d.tasks, d.phenomena, d.fields)
     pairs = data.load_blimp(src, names)
-    train, ev = data.split_pairs(pairs, d.n_train, d.n_eval, d.seed)
-    write_parquet(train, SPLITS / "train.parquet")
-    write_parquet(ev, SPLITS / "eval.parquet")
+    for seed in dict.fromkeys([d.seed, *params.probe_config(p).split_seeds]):  # the primary split, then others
+        train, ev = data.split_pairs(pairs, d.n_train, d.n_eval, seed)
+        write_parquet(train, splits_dir(DATA, seed, d.seed) / "train.parquet")
+        write_parquet(ev, splits_dir(DATA, seed, d.seed) / "eval.parquet")
+    train, ev = splits()
     meta = data.task_table(pairs)
     tasks = pa.table(
         {
@@ -104,70 +110,127 @@ def _run(p: dict, model: str, revision: str) -> Run:
     return run
 
 
+@dataclass
+class Replicate:
+    """One replicate of a run: its folders, its FTGD settings (with its seed) and its split."""
+
+    layout: Layout
+    ftgd: FTGDConfig
+    train: pa.Table
+    eval: pa.Table
+
+
+def replicates(p: dict, run: Run) -> list[Replicate]:
+    """The run's replicates (probing.ftgd_seeds × split_seeds side by side; one when both are empty)."""
+    ftgd, probe, d = params.ftgd_config(p, run.model), params.probe_config(p), params.data_config(p)
+    seeds = probe.replicates(ftgd.seed, d.seed)
+    return [
+        Replicate(
+            run.layout.replicate(r, len(seeds)),
+            dataclasses.replace(ftgd, seed=fs),
+            *splits(splits_dir(DATA, ss, d.seed)),
+        )
+        for r, (fs, ss) in enumerate(seeds)
+    ]
+
+
 def stage_eval(p: dict, model: str, revision: str, say: Say = print) -> None:
     from taskspace.probing import run_eval1
     from taskspace.scoring import task_accuracy
 
     run = _run(p, model, revision)
-    _, ev = splits()
-    stamp = params.stamp("eval", p, run.stage_key)
-    scores = run_eval1(_load(p, run, say), ev, run.layout, params.probe_config(p), stamp)
-    acc = task_accuracy(scores)
-    say(f"{run.label}: eval1 mean accuracy {sum(r['accuracy'] for r in acc) / len(acc):.3f}")
+    lm, pcfg, stamp = _load(p, run, say), params.probe_config(p), params.stamp("eval", p, run.stage_key)
+    for r, rep in enumerate(replicates(p, run)):
+        acc = task_accuracy(run_eval1(lm, rep.eval, rep.layout, pcfg, stamp))
+        say(f"{run.label} r{r}: eval1 mean accuracy {sum(a['accuracy'] for a in acc) / len(acc):.3f}")
 
 
 def stage_ftgd(p: dict, model: str, revision: str, say: Say = print) -> None:
     from taskspace.probing import run_ftgd
 
     run = _run(p, model, revision)
-    train, _ = splits()
-    tuned = run_ftgd(
-        _load(p, run, say),
-        train,
-        run.layout,
-        params.ftgd_config(p, model),
-        params.probe_config(p),
-        params.stamp("ftgd", p, run.stage_key),
-        progress=lambda stage, i, n: say(f"{run.label}: ftgd {i}/{n}"),
-        keep=True,
-    )
-    n = len(train.column("task").unique())
-    say(f"{run.label}: tuned {len(tuned)} of {n} tasks (the others were finished: kept)")
+    lm, pcfg, stamp = _load(p, run, say), params.probe_config(p), params.stamp("ftgd", p, run.stage_key)
+    for r, rep in enumerate(replicates(p, run)):
+        for layout, control in ((rep.layout, False), (rep.layout.control, True))[: 1 + pcfg.control]:
+            what = f"{run.label} r{r}{' control' if control else ''}"
+            tuned = run_ftgd(
+                lm,
+                rep.train,
+                layout,
+                rep.ftgd,
+                pcfg,
+                stamp,
+                progress=lambda stage, i, n, what=what: say(f"{what}: ftgd {i}/{n}"),
+                keep=True,
+                control=control,
+            )
+            n = len(rep.train.column("task").unique())
+            say(f"{what}: tuned {len(tuned)} of {n} tasks (the others were finished: kept)")
 
 
 def stage_probe(p: dict, model: str, revision: str, say: Say = print) -> None:
+    """eval2 of every replicate (and control); with several, or a control, the run's spaces are their aggregate:
+    the mean, per-cell intervals, reliability and the noise floor (taskspace.reliability)."""
     from taskspace.probing import run_eval2
+    from taskspace.reliability import aggregate
+    from taskspace.spaces import TaskSpaces
 
     run = _run(p, model, revision)
-    _, ev = splits()
-    lm = _load(p, run, say)
-    run_eval2(
-        lm,
-        ev,
-        pq.read_table(run.layout.eval1),
-        run.layout,
-        params.ftgd_config(p, model),
-        params.probe_config(p),
-        params.stamp("probe", p, run.stage_key),
-        params.stamp("ftgd", p, run.stage_key),
-        progress=lambda stage, i, n: say(f"{run.label}: eval2 {i}/{n}"),
-        keep=True,
-    )
-    entry = params.model_entry(p, model)
-    info = {
+    lm, pcfg = _load(p, run, say), params.probe_config(p)
+    stamps = params.stamp("probe", p, run.stage_key), params.stamp("ftgd", p, run.stage_key)
+    reps, controls, summaries = [], [], []
+    for r, rep in enumerate(replicates(p, run)):
+        eval1 = pq.read_table(rep.layout.eval1)
+        for layout, out in ((rep.layout, reps), (rep.layout.control, controls))[: 1 + pcfg.control]:
+            what = f"{run.label} r{r}{' control' if layout is not rep.layout else ''}"
+            res = run_eval2(
+                lm,
+                rep.eval,
+                eval1,
+                layout,
+                rep.ftgd,
+                pcfg,
+                *stamps,
+                progress=lambda stage, i, n, what=what: say(f"{what}: eval2 {i}/{n}"),
+                keep=True,
+            )
+            out.append(TaskSpaces.load(layout.matrices))
+            if layout is rep.layout:
+                summaries.append(res["summary"])
+    summary = {**summaries[0], "impact": impact(reps[0].tasks, reps, summaries)}
+    if len(reps) > 1 or controls:
+        spaces, quality = aggregate(reps, controls)
+        spaces.save(run.layout.matrices)
+        write_npz(run.layout.replicates_file, **{k: np.stack([r.matrices[k] for r in reps]) for k in reps[0].matrices})
+        summary["replicates"] = quality
+        summary["impact"]["self_transfer"] = float(np.nanmean(np.diag(spaces.matrices["transfer"])))
+    write_json(summary, run.layout.summary)
+    write_json(run_info(p, run, lm), run.layout.info)
+
+
+def impact(tasks: list[str], reps: list, summaries: list[dict]) -> dict:
+    """Low impact, per run: the own-task gain (the transfer diagonal) next to the LM-loss rise on the other
+    tasks' grammatical sentences, averaged over tasks and replicates."""
+    rise = [s["per_task"][t]["lm_loss_after"] - s["per_task"][t]["lm_loss_before"] for s in summaries for t in tasks]
+    gain = [float(np.nanmean(np.diag(r.matrices["transfer"]))) for r in reps]
+    return {"self_transfer": float(np.mean(gain)), "lm_loss_rise": float(np.mean(rise)), "lm_loss_rise_max": max(rise)}
+
+
+def run_info(p: dict, run: Run, lm) -> dict:
+    entry = params.model_entry(p, run.model)
+    return {
         "run": run.label,
-        "model": model,
+        "model": run.model,
         "spec": str(entry["spec"]),
         "scale": str(entry.get("scale", "")),
         "n_params": lm.n_params,
-        "revision": revision,
+        "revision": run.revision,
         "prefix": lm.prefix,
         "params_hash": params.settings_hash(p, run.stage_key),
         "experiment": os.environ.get("DVC_EXP_NAME", ""),
         "git_rev": params.git_rev(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    write_json(info, run.layout.info)
 
 
 def stage_analyze(p: dict, out: Path = DATA / "analyze", say: Say = print) -> dict:
@@ -184,12 +247,14 @@ def stage_analyze(p: dict, out: Path = DATA / "analyze", say: Say = print) -> di
         for t, g, b in zip(*(table.column(c).to_pylist() for c in ("task", "good", "bad"))):
             words.setdefault(t, set()).update(sentence_words([g, b]))
     series: dict[str, list[tuple[str, spaces.TaskSpaces]]] = {}
+    summaries: dict[str, dict] = {}
     for run in params.runs_of(p):
         layout = run.layout
         if not layout.matrices.exists():
             raise OutputError(f"{layout.matrices} missing: run the probe stage for {run.label} first")
         key = run.index_key(json.loads(layout.info.read_text())["params_hash"])
         series.setdefault(run.model, []).append((run.revision, spaces.TaskSpaces.load(layout.matrices, key)))
+        summaries[key] = json.loads(layout.summary.read_text()) if layout.summary.exists() else {}
 
     def report(s: spaces.TaskSpaces, fits: dict) -> None:
         t = fits["transfer"]
@@ -205,6 +270,7 @@ def stage_analyze(p: dict, out: Path = DATA / "analyze", say: Say = print) -> di
         lambda model, _: params.ftgd_config(p, model).sparsity,
         cfg,
         report,
+        quality=lambda s: summaries.get(s.key, {}),
     )
     metrics = {
         key.split("#")[0]: {
@@ -214,6 +280,9 @@ def stage_analyze(p: dict, out: Path = DATA / "analyze", say: Say = print) -> di
             "transfer_contrast": f["transfer"].contrast,
             "gradient_mantel_r": f["gradient"].mantel_r,
             "sharing_contrast": f["sharing"].contrast,
+            "transfer_reliability": f["transfer"].reliability_sb,
+            "self_transfer": f["transfer"].self_transfer,
+            "lm_loss_rise": f["transfer"].lm_loss_rise,
         }
         for key, f in result.fits.items()
     }

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -28,6 +29,7 @@ from taskspace.ftgd import Delta, EncodedPairs, FTGDError, finetune, gradient_di
 from taskspace.impact import collapse
 from taskspace.io import file_hash, write_json, write_npy, write_parquet
 from taskspace.models import LM
+from taskspace.reliability import swap_labels
 from taskspace.runs import Layout
 from taskspace.scoring import encode, score_pairs
 from taskspace.spaces import KINDS, TaskSpaces
@@ -236,12 +238,14 @@ def run_ftgd(
     stamp: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     keep: bool = False,
+    control: bool = False,
 ) -> list[str]:
     """Per task: gradient differential (→ gradient vector), FTGD (→ delta; ftgd.json written last); returns the
     tasks tuned now (the others were finished already).
 
     A task whose ftgd.json carries the current stamp (and whose files match it) is skipped, so a killed run
     resumes; with `keep` (the pipeline), finished tasks are also kept outside DVC's outputs (taskspace.resume).
+    With `control`, each task is tuned on its pairs with a random half's labels swapped (the noise floor).
     """
     h = stamp or config_hash(ftgd_cfg, cfg)
     tasks = _tasks(train)
@@ -258,7 +262,14 @@ def run_ftgd(
         if not _tuned(layout, task, h) and not (keep and resume.restore(files) and _tuned(layout, task, h)):
             tuned.append(task)
             rows = train.filter(pa.array(names == task))
-            pairs = EncodedPairs.of(lm, rows.column("good").to_pylist(), rows.column("bad").to_pylist())
+            good, bad = rows.column("good").to_pylist(), rows.column("bad").to_pylist()
+            if control:
+                swap = swap_labels(len(good), ftgd_cfg.seed * 1_000_003 + zlib.crc32(task.encode()))
+                good, bad = (
+                    [b if s else g for g, b, s in zip(good, bad, swap)],
+                    [g if s else b for g, b, s in zip(good, bad, swap)],
+                )
+            pairs = EncodedPairs.of(lm, good, bad)
             # one pass gives both the FTGD mask's differential and the task gradient g_i
             grads = gradient_differential(lm, pairs, {**ftgd_params, **grad_params}, ftgd_cfg.batch_size)
             try:

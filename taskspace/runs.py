@@ -94,6 +94,22 @@ class Layout:
         """run.json: the run's identity and provenance, written when its spaces are."""
         return self.probe / "run.json"
 
+    @property
+    def replicates_file(self) -> Path:
+        """Every replicate's spaces side by side (R, T, T per kind), when a run has several."""
+        return self.probe / "replicates.npz"
+
+    def replicate(self, r: int, of: int) -> Layout:
+        """Replicate r of `of`: a run with one replicate keeps its files in place, several get a folder each."""
+        if of == 1:
+            return self
+        return Layout(*(d / "replicates" / f"r{r}" for d in (self.eval, self.ftgd, self.probe)))
+
+    @property
+    def control(self) -> Layout:
+        """The label-swapped control tuning of this (replicate's) run: its own deltas and eval2, the same eval1."""
+        return Layout(self.eval, self.ftgd / "control", self.probe / "control")
+
 
 @dataclass(frozen=True)
 class Run:
@@ -130,6 +146,12 @@ class Run:
     def of_dir(cls, folder: Path) -> Run:
         """The run whose stage folder this is (data/<stage>/<model>/<revision>)."""
         return cls(folder.parent.name, folder.name, folder.parents[2])
+
+
+def splits_dir(data: Path, seed: int, primary: int) -> Path:
+    """Where the prepare stage writes the train/eval split made with `seed` (the primary one at the top)."""
+    root = data / "prepare" / "splits"
+    return root if seed == primary else root / f"seed{seed}"
 
 
 def finished_runs(data: Path = DATA) -> list[Run]:

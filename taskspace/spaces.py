@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +16,10 @@ from taskspace import analysis as A
 from taskspace.config import AnalysisConfig
 from taskspace.errors import AnalysisError, OutputError
 
-KINDS = ("transfer", "transfer_norm", "transfer_margin", "gradient", "sharing")  # stored per run
-FITTED = ("transfer", "transfer_norm", "gradient", "sharing")  # fitted to the hypothesis (margin: see transfer)
+# stored per run (the last two with a label-swapped control; transfer_ci, the interval half-width, with replicates)
+KINDS = ("transfer", "transfer_norm", "transfer_margin", "gradient", "sharing", "transfer_control",
+         "transfer_minus_control")  # fmt: skip
+FITTED = ("transfer", "transfer_norm", "gradient", "sharing", "transfer_minus_control")  # those a run has
 COMPARED = ("transfer", "gradient", "sharing")  # compared between runs and followed over checkpoints
 DESCRIPTIONS = {
     "transfer": "eval2 − eval1 on the column task after tuning on the row task (in the probing metric)",
@@ -25,6 +27,8 @@ DESCRIPTIONS = {
     "transfer_margin": "transfer in mean margin (nats), whatever the probing metric",
     "gradient": "cosine of the two tasks' gradient differentials at the untuned model",
     "sharing": "Jaccard overlap of the two tasks' FTGD parameter footprints",
+    "transfer_control": "transfer after tuning on label-swapped pairs: what tuning moves by chance",
+    "transfer_minus_control": "transfer minus its label-swapped control",
 }
 
 
@@ -80,6 +84,14 @@ class Fit:
     within_vs_chance: float | None = None  # sharing only: mean Jaccard over its chance level
     between_vs_chance: float | None = None
     excluded: tuple[str, ...] = ()  # tasks left out: NaN in their row or column (e.g. a zero diagonal normalised)
+    # from the run's replicates and control (taskspace.reliability), where it has them
+    reliability: float | None = None  # split-half Spearman of the off-diagonals
+    reliability_sb: float | None = None  # … stepped up to all replicates (Spearman–Brown)
+    noise_floor: float | None = None  # transfer: the 95th percentile of |control transfer|
+    cells_above_noise: int | None = None
+    cells: int | None = None
+    self_transfer: float | None = None  # transfer: mean own-task gain (the diagonal)
+    lm_loss_rise: float | None = None  # transfer: mean LM-loss rise on other tasks' sentences (nats/token)
 
 
 def groups_of(tasks: Sequence[str], how: str, meta: dict[str, dict]) -> list[str]:
@@ -93,11 +105,19 @@ def groups_of(tasks: Sequence[str], how: str, meta: dict[str, dict]) -> list[str
     return A.groups_for(tasks, A.load_grouping(how))
 
 
-def fit(spaces: TaskSpaces, groups: list[str], words: dict[str, set[str]], sparsity: float, cfg: AnalysisConfig):
-    """Every fitted kind of one run against the hypothesis space, with the lexical control."""
+def fit(
+    spaces: TaskSpaces,
+    groups: list[str],
+    words: dict[str, set[str]],
+    sparsity: float,
+    cfg: AnalysisConfig,
+    quality: dict | None = None,
+) -> dict[str, Fit]:
+    """Every fitted kind of one run against the hypothesis space, with the lexical control; `quality` (the run's
+    probe.json) adds reliability, the noise floor and the low-impact figures."""
     lexical = A.lexical_overlap([words.get(t, set()) for t in spaces.tasks])
     out: dict[str, Fit] = {}
-    for kind in FITTED:
+    for kind in (k for k in FITTED if k in spaces.matrices):
         keep = defined(spaces.matrices[kind])  # a NaN is left out, never read as a value
         excluded = tuple(t for k, t in enumerate(spaces.tasks) if k not in keep)
         m, g = spaces.matrices[kind][np.ix_(keep, keep)], [groups[k] for k in keep]
@@ -110,8 +130,18 @@ def fit(spaces: TaskSpaces, groups: list[str], words: dict[str, set[str]], spars
         out[kind] = Fit(**stats, p_exact=bool(exact), relabellings=int(n), excluded=excluded)
     chance = A.jaccard_chance(sparsity)
     s = out["sharing"]
-    out["sharing"] = Fit(
-        **{**asdict(s), "within_vs_chance": _ratio(s.within, chance), "between_vs_chance": _ratio(s.between, chance)}
+    out["sharing"] = replace(s, within_vs_chance=_ratio(s.within, chance), between_vs_chance=_ratio(s.between, chance))
+    q = quality or {}
+    for kind, rel in ((q.get("replicates") or {}).get("reliability") or {}).items():
+        if kind in out:
+            out[kind] = replace(out[kind], reliability=rel["split_half"], reliability_sb=rel["spearman_brown"])
+    noise = (q.get("replicates") or {}).get("noise") or {}
+    impact = q.get("impact") or {}
+    out["transfer"] = replace(
+        out["transfer"],
+        **noise,
+        self_transfer=impact.get("self_transfer"),
+        lm_loss_rise=impact.get("lm_loss_rise"),
     )
     return out
 
@@ -235,6 +265,7 @@ def analyze(
     sparsity: Callable[[str, TaskSpaces], float],
     cfg: AnalysisConfig,
     say: Callable[[TaskSpaces, dict[str, Fit]], None] | None = None,
+    quality: Callable[[TaskSpaces], dict] | None = None,
 ) -> Analysis:
     """`series`: per model, its (revision, spaces) in training order; `groups(tasks)` gives the hypothesis
     grouping; `sparsity(model, spaces)` the run's FTGD sparsity (for sharing's chance level)."""
@@ -243,7 +274,7 @@ def analyze(
     for model, runs in series.items():
         fits = []
         for _, spaces in runs:
-            f = fit(spaces, groups(spaces.tasks), words, sparsity(model, spaces), cfg)
+            f = fit(spaces, groups(spaces.tasks), words, sparsity(model, spaces), cfg, quality and quality(spaces))
             out.fits[spaces.key] = f
             fits.append(f)
             if say:

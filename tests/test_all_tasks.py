@@ -57,3 +57,44 @@ async def test_tui_opens_the_67_task_heatmap(repo67):
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert isinstance(app.screen, HeatmapScreen) and len(app.screen.tasks) == 67
+
+
+@pytest.fixture(scope="module")
+def replicated(tmp_path_factory):
+    """Two replicates (FTGD seeds 0, 1 on splits 0, 1) and a label-swapped control, through dvc repro."""
+    repo = tmp_path_factory.mktemp("replicates")
+    p = {
+        "data": full(DataConfig(source="auto", tasks=("anaphor_gender_agreement", "anaphor_number_agreement",
+                                                     "adjunct_island", "wh_island"), n_train=8, n_eval=8)),
+        "tiny_models": {"tiny": {"steps": 30, "save_every": 30, "seed": 0}},
+        "models": {"tiny": {"spec": "data/tiny/tiny", "scale": "0.4M", "revisions": ["step30"]}},
+        "ftgd": full(FTGDConfig(sparsity=0.05, lr=0.001, steps=3, batch_size=4)),
+        "probing": full(ProbeConfig(metric="margin", control=True, ftgd_seeds=(0, 1), split_seeds=(0, 1))),
+        "analysis": full(AnalysisConfig(permutations=100)),
+    }  # fmt: skip
+    init_repo(repo, derived(p))
+    sh(repo, "dvc", "repro")
+    return repo
+
+
+def test_replicates_and_control_give_intervals_reliability_and_a_noise_floor(replicated):
+    import json
+
+    probe = replicated / "data" / "probe" / "tiny" / "step30"
+    _, mats = load_matrices(probe / "matrices.npz")
+    assert {"transfer_ci", "transfer_control", "transfer_minus_control"} <= set(mats)
+    with np.load(probe / "replicates.npz") as z:
+        assert z["transfer"].shape == (2, 4, 4)
+        np.testing.assert_allclose(z["transfer"].mean(0), mats["transfer"])
+    for r in (0, 1):
+        assert (probe / "replicates" / f"r{r}" / "control" / "matrices.npz").exists()
+    metrics = json.loads((replicated / "data" / "analyze" / "metrics.json").read_text())["tiny@step30"]
+    assert metrics["transfer_reliability"] is not None and metrics["lm_loss_rise"] is not None
+    idx = Index(replicated / "data" / "index" / "taskspace.duckdb")
+    try:
+        (run,) = idx.runs()
+        stats = idx.analysis(run["run_id"])
+        assert run["reliability"] == pytest.approx(metrics["transfer_reliability"])
+        assert stats["transfer"]["cells"] == 12 and "transfer_minus_control" in stats
+    finally:
+        idx.close()

@@ -15,16 +15,18 @@ FIT_ROWS = {
     "contrast": "within − between",
     "contrast_p": "p (within − between)",
     "p_floor": "smallest attainable p",
+    "reliability_sb": "reliability (replicates)",
     "lexical_r": "r vs lexical overlap",
     "partial_r": "partial r (lexical out)",
 }
-METRIC_COLUMNS = {
-    "transfer_mantel_r": "transfer r",
-    "transfer_mantel_p": "Mantel p",
-    "transfer_p_floor": "p floor",
-    "transfer_contrast": "transfer w−b",
-    "gradient_mantel_r": "gradient r",
-    "sharing_contrast": "sharing w−b",
+METRIC_COLUMNS = {  # the transfer space's figures; metrics.json has gradient and sharing too
+    "transfer_mantel_r": "r",
+    "transfer_mantel_p": "p",
+    "transfer_p_floor": "floor",
+    "transfer_contrast": "w−b",
+    "transfer_reliability": "rel.",
+    "self_transfer": "gain",
+    "lm_loss_rise": "Δloss",
 }
 
 
@@ -106,8 +108,9 @@ def impact_table(task: str, outcomes) -> Table:
 def metrics_table(runs: dict, title: str) -> Table:
     t = Table(
         title=title,
-        caption="fit to the hypothesis space — r: Spearman, w−b: within − between; p floor: the smallest p the "
-        "task set allows (exact over every relabelling of the grouping when there are at most 50,000)",
+        caption="the transfer space — r: Spearman with the hypothesis, p: Mantel p, floor: the smallest p the task "
+        "set allows, w−b: within − between, rel.: split-half reliability over replicates (Spearman–Brown), gain: "
+        "mean own-task gain, Δloss: mean LM-loss rise on other tasks (nats/token)",
     )
     t.add_column("run", no_wrap=True)
     for label in METRIC_COLUMNS.values():

@@ -37,7 +37,8 @@ class Index:
                    r.params_hash, r.created,
                    max(CASE WHEN a.metric = 'mantel_r' THEN a.value END) AS mantel_r,
                    max(CASE WHEN a.metric = 'mantel_p' THEN a.value END) AS mantel_p,
-                   max(CASE WHEN a.metric = 'contrast' THEN a.value END) AS contrast
+                   max(CASE WHEN a.metric = 'contrast' THEN a.value END) AS contrast,
+                   max(CASE WHEN a.metric = 'reliability_sb' THEN a.value END) AS reliability
             FROM runs r LEFT JOIN analysis a ON a.run_id = r.run_id AND a.kind = 'transfer'
             GROUP BY ALL ORDER BY r.model, r.n_params, r.step NULLS LAST, r.run_id"""
         )

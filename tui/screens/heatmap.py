@@ -26,6 +26,7 @@ class HeatmapData:
     matrix: np.ndarray  # rows: tuned task, columns: evaluated task
     meta: dict[str, dict]  # task → its phenomenon, field…
     stats: dict[str, dict[str, float]]  # kind → fit statistics
+    interval: np.ndarray | None = None  # 95% interval half-width per cell, from the run's replicates
 
 
 def offered_kinds(index, run_id: int) -> list[str]:
@@ -65,6 +66,7 @@ class HeatmapScreen(DataScreen):
         self.zoom: str | None = None
         self.tasks: list[str] = []
         self.matrix = np.zeros((0, 0))
+        self.interval: np.ndarray | None = None
         self.meta: dict[str, dict] = {}
         self.shown: list[int] = []  # display position → index into self.tasks
 
@@ -88,11 +90,14 @@ class HeatmapScreen(DataScreen):
         kind = self.kind if self.kind in kinds else kinds[0]
         tasks, m = index.matrix(run_id, kind)
         meta = {t["task"]: t for t in index.tasks()}
-        return HeatmapData(kinds, kind, tasks, m, meta, index.analysis(run_id))
+        ci = index.matrix(run_id, "transfer_ci")[1] if kind == "transfer" else None  # with replicates
+        return HeatmapData(
+            kinds, kind, tasks, m, meta, index.analysis(run_id), ci if ci is not None and ci.size else None
+        )
 
     def show(self, data: HeatmapData) -> None:
         self.kinds, self.kind, self.tasks, self.matrix = data.kinds, data.kind, data.tasks, data.matrix
-        self.meta, self.stats = data.meta, data.stats
+        self.meta, self.stats, self.interval = data.meta, data.stats, data.interval
         self.redraw()
         self.query_one(Heatmap).focus()
 
@@ -159,9 +164,16 @@ class HeatmapScreen(DataScreen):
                 f"\n  {pb}\n",
                 ("value ", "dim"),
                 (f"{v:+.4f}" if np.isfinite(v) else "n/a", "bold magenta"),
+                (self._interval(row, col), "magenta"),
                 f"  ({rel})",
             )
         )
+
+    def _interval(self, row: int, col: int) -> str:
+        if self.interval is None:
+            return ""
+        half = self.interval[self.shown[row], self.shown[col]]
+        return f" ± {half:.4f}" if np.isfinite(half) else ""
 
     def on_heatmap_cursor_moved(self, event: Heatmap.CursorMoved) -> None:
         self.show_cell(event.row, event.col)

@@ -20,6 +20,7 @@ COLUMNS = [
     ("Mantel r", "mantel_r"),
     ("p", "mantel_p"),
     ("w−b", "contrast"),
+    ("rel.", "reliability"),
     ("variant", "experiment"),
     ("params", "params_hash"),
 ]
