@@ -134,15 +134,21 @@ def replicates(p: dict, run: Run) -> list[Replicate]:
     ]
 
 
+def _name(run: Run, r: int, reps: list) -> str:
+    """How a stage names what it is doing: the run, and its replicate when it has several."""
+    return run.label if len(reps) == 1 else f"{run.label} r{r}"
+
+
 def stage_eval(p: dict, model: str, revision: str, say: Say = print) -> None:
     from taskspace.probing import run_eval1
     from taskspace.scoring import task_accuracy
 
     run = _run(p, model, revision)
     lm, pcfg, stamp = _load(p, run, say), params.probe_config(p), params.stamp("eval", p, run.stage_key)
-    for r, rep in enumerate(replicates(p, run)):
+    reps = replicates(p, run)
+    for r, rep in enumerate(reps):
         acc = task_accuracy(run_eval1(lm, rep.eval, rep.layout, pcfg, stamp))
-        say(f"{run.label} r{r}: eval1 mean accuracy {sum(a['accuracy'] for a in acc) / len(acc):.3f}")
+        say(f"{_name(run, r, reps)}: eval1 mean accuracy {sum(a['accuracy'] for a in acc) / len(acc):.3f}")
 
 
 def stage_ftgd(p: dict, model: str, revision: str, say: Say = print) -> None:
@@ -150,9 +156,10 @@ def stage_ftgd(p: dict, model: str, revision: str, say: Say = print) -> None:
 
     run = _run(p, model, revision)
     lm, pcfg, stamp = _load(p, run, say), params.probe_config(p), params.stamp("ftgd", p, run.stage_key)
-    for r, rep in enumerate(replicates(p, run)):
+    reps = replicates(p, run)
+    for r, rep in enumerate(reps):
         for layout, control in ((rep.layout, False), (rep.layout.control, True))[: 1 + pcfg.control]:
-            what = f"{run.label} r{r}{' control' if control else ''}"
+            what = _name(run, r, reps) + (" control" if control else "")
             tuned = run_ftgd(
                 lm,
                 rep.train,
@@ -179,10 +186,11 @@ def stage_probe(p: dict, model: str, revision: str, say: Say = print) -> None:
     lm, pcfg = _load(p, run, say), params.probe_config(p)
     stamps = params.stamp("probe", p, run.stage_key), params.stamp("ftgd", p, run.stage_key)
     reps, controls, summaries = [], [], []
-    for r, rep in enumerate(replicates(p, run)):
+    replicas = replicates(p, run)
+    for r, rep in enumerate(replicas):
         eval1 = pq.read_table(rep.layout.eval1)
         for layout, out in ((rep.layout, reps), (rep.layout.control, controls))[: 1 + pcfg.control]:
-            what = f"{run.label} r{r}{' control' if layout is not rep.layout else ''}"
+            what = _name(run, r, replicas) + (" control" if layout is not rep.layout else "")
             res = run_eval2(
                 lm,
                 rep.eval,
