@@ -64,9 +64,7 @@ def main() -> None:
             run_ftgd(lm, train, layout, FTGDConfig(**{**vars(cfg), "seed": r}), probe)
             reps.append(run_eval2(lm, ev, eval1, layout, FTGDConfig(**{**vars(cfg), "seed": r}), probe))
         row = {"steps": int(steps), "lr": float(lr), "sparsity": float(sparsity), "minutes": 0.0}
-        rise = [
-            t["lm_loss_after"] - t["lm_loss_before"] for rep in reps for t in rep["summary"]["per_task"].values()
-        ]
+        rise = [t["lm_loss_after"] - t["lm_loss_before"] for rep in reps for t in rep["summary"]["per_task"].values()]
         row["lm_loss_rise"] = float(np.mean(rise))
         row["lm_loss_rise_max"] = float(np.max(rise))
         for metric, kind in (("accuracy", "transfer"), ("margin", "transfer_margin")):

@@ -276,10 +276,10 @@ def dvc_yaml() -> dict:
     out = {stage: RUN_OUT.format(stage=stage) for stage in ("eval", "ftgd", "probe")}
     per_run = [CHECKED, "data/prepare", "${item.weights}"]
     stages = {
-        "check": _stage("taskspace check", STAGES["check"], [], [{CHECKED: {"cache": False}}]),
+        "check": _stage("./scripts/ts check", STAGES["check"], [], [{CHECKED: {"cache": False}}]),
         # persist: a stage that fails keeps its last outputs (each file is replaced atomically when rewritten)
         "prepare": _stage(
-            "taskspace stage prepare",
+            "./scripts/ts stage prepare",
             STAGES["prepare"],
             [CHECKED, "${data_files}"],
             [{"data/prepare": {"persist": True}}],
@@ -287,7 +287,7 @@ def dvc_yaml() -> dict:
         "tiny": {
             "foreach": "${tiny_models}",
             "do": _stage(
-                "taskspace stage tiny --name ${key}", STAGES["tiny"], [CHECKED, "data/prepare"], ["data/tiny/${key}"]
+                "./scripts/ts stage tiny --name ${key}", STAGES["tiny"], [CHECKED, "data/prepare"], ["data/tiny/${key}"]
             ),
         },
     }
@@ -295,10 +295,10 @@ def dvc_yaml() -> dict:
         deps = per_run + ([out["eval"], out["ftgd"]] if stage == "probe" else [])
         # outputs survive a kill or a failure (per-task ones let a rerun resume, see the stamps)
         outs = [{out[stage]: {"persist": True}}]
-        cmd = f"taskspace stage {stage} --model ${{item.model}} --revision ${{item.revision}}"
+        cmd = f"./scripts/ts stage {stage} --model ${{item.model}} --revision ${{item.revision}}"
         stages[stage] = {"foreach": "${runs}", "do": _stage(cmd, STAGES[stage], deps, outs)}
     stages["analyze"] = _stage(
-        "taskspace stage analyze",
+        "./scripts/ts stage analyze",
         STAGES["analyze"],
         [CHECKED, "data/prepare", "data/probe"],
         # cached, so `dvc pull` (or `dvc checkout`) brings them back with everything else
@@ -306,10 +306,11 @@ def dvc_yaml() -> dict:
         metrics=["data/analyze/metrics.json"],
     )
     stages["index"] = _stage(
-        "taskspace index --db data/index/taskspace.duckdb",
+        "./scripts/ts index --db data/index/taskspace.duckdb",
         STAGES["index"],
         ["data/prepare", "data/eval", "data/probe", "data/analyze/analysis.json"],
-        [{"data/index/taskspace.duckdb": {"cache": False, "persist": True}}],
+        # cached, so a `dvc pull` elsewhere brings the index too; persist: it is updated in place, new runs only
+        [{"data/index/taskspace.duckdb": {"persist": True}}],
     )
     heatmap = {"template": ".dvc/plots/taskspace_heatmap.json", "x": "task_b", "y": "task_a"}
     plots = [

@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import full
 
 from taskspace import data
 from taskspace.cli import main
@@ -137,7 +138,7 @@ def test_the_tiny_model_survives_a_bad_unrelated_file(blimp, tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     d = DataConfig(source=str(src), tasks=("anaphor_gender_agreement", "adjunct_island"), n_train=8, n_eval=4)
     p = {"data": {**vars(d), "tasks": list(d.tasks), "phenomena": [], "fields": []},
-         "tiny_models": {"tiny": {"steps": 2, "save_every": 2}}}  # fmt: skip
+         "probing": full(ProbeConfig()), "tiny_models": {"tiny": {"steps": 2, "save_every": 2}}}  # fmt: skip
     pipeline.stage_prepare(p, say=lambda _: None)
     pipeline.stage_tiny(p, "tiny", say=lambda _: None)
     assert (tmp_path / "data" / "tiny" / "tiny" / "step2" / "config.json").exists()

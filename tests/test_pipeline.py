@@ -16,6 +16,7 @@ from conftest import PIPELINE_N_EVAL as N_EVAL
 from conftest import PIPELINE_TASKS as TASKS
 from conftest import sh
 
+from taskspace.index import Index
 from taskspace.params import stamp
 
 
@@ -64,6 +65,8 @@ def test_reindexing_is_idempotent(repo):
     stamp = db.stat().st_mtime_ns
     shown = sh(repo, "taskspace", "index", "--counts").stdout  # read-only: what main.sh shows
     assert db.stat().st_mtime_ns == stamp and f"{before['scores']:,}" in shown
+    sh(repo, "dvc", "commit", "-f", "index")  # an index rebuilt by hand is recorded like any output (README)
+    assert "index" not in sh(repo, "dvc", "status").stdout
 
 
 def test_push_delete_cache_pull_restores_deltas(repo):
@@ -77,6 +80,28 @@ def test_push_delete_cache_pull_restores_deltas(repo):
     sh(repo, "dvc", "pull")
     assert delta.read_bytes() == content
     assert (repo / "data" / "analyze" / "metrics.json").read_bytes() == metrics  # metrics and plots are cached
+    assert "up to date" in sh(repo, "dvc", "status").stdout  # explore elsewhere: nothing left to compute
+
+
+def test_compute_here_explore_there(repo):
+    """Push from the machine that computed; clone and pull on another: index, metrics and plots are there at
+    once and nothing is left to compute. (The clone sits beside the project, so the relative BLiMP folder it
+    depends on is found the same way.)"""
+    sh(repo, "git", "add", "dvc.lock", "params.yaml")  # what DVC asks to commit (outputs stay out of Git)
+    sh(repo, "git", "commit", "-qm", "computed", check=False)  # nothing new when run alone
+    sh(repo, "dvc", "push")
+    clone = repo.parent / "clone"
+    sh(repo.parent, "git", "clone", "-q", str(repo), str(clone))
+    sh(clone, "dvc", "pull")
+    assert "up to date" in sh(clone, "dvc", "status").stdout
+    idx = Index(clone / "data" / "index" / "taskspace.duckdb")
+    try:
+        assert len(idx.runs()) == 2
+    finally:
+        idx.close()
+    shown = sh(clone, "taskspace", "metrics").stdout
+    assert "tiny@step30" in shown and "tiny@step60" in shown
+    assert (clone / "data" / "analyze" / "plots" / "stability.csv").exists()
 
 
 def test_exp_run_variant_shows_in_exp_show(repo):
@@ -167,3 +192,19 @@ def test_killed_exp_run_resumes_without_redoing_finished_tasks(repo):
     kill_after_first_task(repo, cmd, first)
     res = sh(repo, *cmd)
     assert f"tiny@step30: tuned {len(TASKS) - 1} of {len(TASKS)} tasks" in res.stdout + res.stderr
+
+
+def test_stages_run_from_the_venvs_dvc_without_activating_it(repo):
+    """dvc.yaml runs ./scripts/ts, which finds the project's .venv: `.venv/bin/dvc repro` with a bare PATH."""
+    venv = repo / ".venv" / "bin"
+    venv.mkdir(parents=True, exist_ok=True)
+    (venv / "taskspace").unlink(missing_ok=True)
+    (venv / "taskspace").symlink_to(Path(sys.executable).parent / "taskspace")
+    p = yaml.safe_load((repo / "params.yaml").read_text())
+    p["analysis"]["permutations"] = 150  # reruns check, analyze and index
+    (repo / "params.yaml").write_text(yaml.safe_dump(p))
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "DVC_NO_ANALYTICS": "1"}
+    res = subprocess.run([str(Path(sys.executable).parent / "dvc"), "repro"], cwd=repo, env=env,
+                         capture_output=True, text=True)  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Running stage 'analyze'" in res.stdout
