@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from taskspace.errors import ConfigError
 
@@ -151,6 +151,11 @@ class ProbeConfig:
         n = {len(self.ftgd_seeds), len(self.split_seeds)} - {0, 1}
         if len(n) > 1:
             _fail("probing.split_seeds", list(self.split_seeds), "give as many seeds as probing.ftgd_seeds (or one)")
+        if not isinstance(self.grad_params, str) or not PARAM_GROUP.match(self.grad_params):
+            _fail("probing.grad_params", self.grad_params, "use all, embeddings, attention, mlp or layer:N")
+        _int("probing.grad_projection", self.grad_projection)
+        _int("probing.projection_seed", self.projection_seed)
+        _int("probing.eval_batch_size", self.eval_batch_size, 1)
 
     def replicates(self, ftgd_seed: int, split_seed: int) -> list[tuple[int, int]]:
         """(FTGD seed, split seed) of each replicate: the lists side by side, a single seed repeated, and the
@@ -161,11 +166,6 @@ class ProbeConfig:
             return list(given) if len(given) == n else [given[0] if given else default] * n
 
         return list(zip(seeds(self.ftgd_seeds, ftgd_seed), seeds(self.split_seeds, split_seed)))
-        if not isinstance(self.grad_params, str) or not PARAM_GROUP.match(self.grad_params):
-            _fail("probing.grad_params", self.grad_params, "use all, embeddings, attention, mlp or layer:N")
-        _int("probing.grad_projection", self.grad_projection)
-        _int("probing.projection_seed", self.projection_seed)
-        _int("probing.eval_batch_size", self.eval_batch_size, 1)
 
 
 @dataclass
@@ -184,3 +184,58 @@ class AnalysisConfig:
         _int("analysis.seed", self.seed)
         if not isinstance(self.symmetric, bool):
             _fail("analysis.symmetric", self.symmetric, "use true or false")
+
+
+EXECUTORS = ("serial", "local", "slurm")
+DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+@dataclass
+class SlurmConfig:
+    """A SLURM job array through submitit (params.yaml `executor.slurm`)."""
+
+    jobs: int = 8  # shards per run and stage: each job loads the model once and runs its share of the tasks
+    partition: str = ""
+    gpus_per_job: int = 1
+    cpus_per_job: int = 8
+    mem_gb: int = 32
+    timeout_min: int = 240
+    array_parallelism: int = 64  # jobs of one array running at once
+    additional: dict = field(default_factory=dict)  # extra sbatch options, e.g. {account: nlp, qos: high}
+    cluster: str = ""  # "" = SLURM (submitit's auto); local | debug run the same jobs on this machine (tests)
+
+    def __post_init__(self):
+        _int("executor.slurm.jobs", self.jobs, 1)
+        for key in ("gpus_per_job", "cpus_per_job", "mem_gb", "timeout_min", "array_parallelism"):
+            _int(f"executor.slurm.{key}", getattr(self, key), 0 if key == "gpus_per_job" else 1)
+        if not isinstance(self.additional, dict):
+            _fail("executor.slurm.additional", self.additional, "use a mapping of sbatch options")
+        _choice("executor.slurm.cluster", self.cluster, ("", "slurm", "local", "debug"))
+
+
+@dataclass
+class ExecutorConfig:
+    """Where a run's tasks are computed (params.yaml `executor`): never what, so no stage depends on it and
+    switching it leaves every DVC output valid."""
+
+    kind: str = "serial"  # serial (in the stage's process) | local (a worker per device) | slurm (job array)
+    devices: tuple[str, ...] = ()  # local: one worker each (cuda:0, cuda:1, cpu…); [] = every visible GPU
+    # local CPU workers: torch threads each; 0 = torch's default, as in a serial run, so results are bit-identical
+    # (another count changes floating-point reduction order: equal results up to rounding, faster on few cores)
+    threads: int = 0
+    folder: str = ".taskspace/jobs"  # workers' logs (and submitit's job files): on the shared filesystem for slurm
+    poll_seconds: float = 5.0  # how often progress is read from the output folders
+    slurm: SlurmConfig | dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        _choice("executor.kind", self.kind, EXECUTORS)
+        value = self.devices or ()
+        if isinstance(value, str) or not all(isinstance(d, str) and DEVICE.match(d) for d in value):
+            _fail("executor.devices", value, "use a list such as [cuda:0, cuda:1] or [cpu, cpu]")
+        self.devices = tuple(value)
+        _int("executor.threads", self.threads)
+        if not isinstance(self.folder, str) or not self.folder:
+            _fail("executor.folder", self.folder, "use a folder path")
+        _float("executor.poll_seconds", self.poll_seconds, 0.0, math.inf, low_open=True)
+        if not isinstance(self.slurm, SlurmConfig):
+            self.slurm = from_section(SlurmConfig, self.slurm, "executor.slurm")

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from taskspace import data
-from taskspace.config import AnalysisConfig, DataConfig, FTGDConfig, ProbeConfig, from_section
+from taskspace.config import AnalysisConfig, DataConfig, ExecutorConfig, FTGDConfig, ProbeConfig, from_section
 from taskspace.errors import ConfigError
 from taskspace.io import write_text
 from taskspace.runs import MODEL_CODE, Run, expand_runs, model_revisions, weights
@@ -96,6 +96,11 @@ def analysis_config(p: dict) -> AnalysisConfig:
     return from_section(AnalysisConfig, p["analysis"], "analysis")
 
 
+def executor_config(p: dict) -> ExecutorConfig:
+    """Where tasks run (`executor`, optional: serial). No stage lists it, so switching it invalidates nothing."""
+    return from_section(ExecutorConfig, p.get("executor"), "executor")
+
+
 def model_entry(p: dict, name: str) -> dict:
     if name not in p["models"]:
         raise ParamsError(f"params.yaml: no model '{name}' under models (have: {', '.join(p['models'])})")
@@ -141,6 +146,7 @@ def check(p: dict) -> None:
     data_config(p).require_train()
     probe_config(p)
     analysis_config(p)
+    executor_config(p)
     check_runs(p)
     for m in p["models"]:
         ftgd_config(p, m)

@@ -89,14 +89,15 @@ def stage_tiny(p: dict, name: str, say: Say = print) -> None:
     say(f"built tiny model '{name}': {', '.join(saved)}")
 
 
-def _load(p: dict, run: Run, say: Say):
+def load_run_model(p: dict, run: Run, say: Say, device: str | None = None):
     from taskspace.models import load_model
 
     entry = params.model_entry(p, run.model)
-    say(f"{run.label}: loading {entry['spec']}")
+    say(f"{run.label}: loading {entry['spec']}" + (f" on {device}" if device else ""))
     return load_model(
         str(entry["spec"]),
         revision=run.hub_revision,
+        device=device,
         prefix=entry.get("prefix"),
         compile=bool(entry.get("compile", False)),
     )
@@ -134,9 +135,18 @@ def replicates(p: dict, run: Run) -> list[Replicate]:
     ]
 
 
-def _name(run: Run, r: int, reps: list) -> str:
-    """How a stage names what it is doing: the run, and its replicate when it has several."""
-    return run.label if len(reps) == 1 else f"{run.label} r{r}"
+def unit_name(run: Run, r: int, reps: list, control: bool = False) -> str:
+    """How a stage names what it is doing: the run, its replicate when it has several, and the control."""
+    return (run.label if len(reps) == 1 else f"{run.label} r{r}") + (" control" if control else "")
+
+
+def progress_line(what: str, say: Say) -> Callable[[str, int, int], None]:
+    return lambda _stage, i, n: say(f"{what} {i}/{n}")
+
+
+def _units(rep: Replicate, control: bool) -> list[tuple[Layout, bool]]:
+    """The replicate's own folders, then its control's when the run has one."""
+    return [(rep.layout, False), (rep.layout.control, True)][: 1 + control]
 
 
 def stage_eval(p: dict, model: str, revision: str, say: Say = print) -> None:
@@ -144,67 +154,80 @@ def stage_eval(p: dict, model: str, revision: str, say: Say = print) -> None:
     from taskspace.scoring import task_accuracy
 
     run = _run(p, model, revision)
-    lm, pcfg, stamp = _load(p, run, say), params.probe_config(p), params.stamp("eval", p, run.stage_key)
+    lm, pcfg, stamp = load_run_model(p, run, say), params.probe_config(p), params.stamp("eval", p, run.stage_key)
     reps = replicates(p, run)
     for r, rep in enumerate(reps):
         acc = task_accuracy(run_eval1(lm, rep.eval, rep.layout, pcfg, stamp))
-        say(f"{_name(run, r, reps)}: eval1 mean accuracy {sum(a['accuracy'] for a in acc) / len(acc):.3f}")
+        say(f"{unit_name(run, r, reps)}: eval1 mean accuracy {sum(a['accuracy'] for a in acc) / len(acc):.3f}")
 
 
 def stage_ftgd(p: dict, model: str, revision: str, say: Say = print) -> None:
-    from taskspace.probing import run_ftgd
+    """FTGD of every task of every replicate (and control): in this process, or on the executor's workers."""
+    from taskspace.probing import ftgd_finished, recorded, run_ftgd
 
     run = _run(p, model, revision)
-    lm, pcfg, stamp = _load(p, run, say), params.probe_config(p), params.stamp("ftgd", p, run.stage_key)
+    pcfg, stamp = params.probe_config(p), params.stamp("ftgd", p, run.stage_key)
     reps = replicates(p, run)
-    for r, rep in enumerate(reps):
-        for layout, control in ((rep.layout, False), (rep.layout.control, True))[: 1 + pcfg.control]:
-            what = _name(run, r, reps) + (" control" if control else "")
-            tuned = run_ftgd(
-                lm,
-                rep.train,
-                layout,
-                rep.ftgd,
-                pcfg,
-                stamp,
-                progress=lambda stage, i, n, what=what: say(f"{what}: ftgd {i}/{n}"),
-                keep=True,
-                control=control,
-            )
-            n = len(rep.train.column("task").unique())
-            say(f"{what}: tuned {len(tuned)} of {n} tasks (the others were finished: kept)")
+    units = {(r, c): layout for r, rep in enumerate(reps) for layout, c in _units(rep, pcfg.control)}
+    tasks = _tasks(reps[0].train)
+    if params.executor_config(p).kind != "serial":
+        pending = {u: [t for t in tasks if not ftgd_finished(lay, t, stamp, keep=True)] for u, lay in units.items()}
+        _spread(p, run, "ftgd", pending, lambda u, t: recorded(units[u], t, stamp), say)
+        left = [t for u, ts in pending.items() for t in ts if not ftgd_finished(units[u], t, stamp)]
+        if left:  # a worker that exited without an error must not leave a hole only eval2 would notice
+            raise OutputError(f"{run.label}: ftgd of {', '.join(left)} unfinished after the workers exited; rerun")
+        for r, c in units:
+            say(f"{unit_name(run, r, reps, c)}: tuned {len(pending[r, c])} of {len(tasks)} tasks on workers")
+        return
+    lm = load_run_model(p, run, say)
+    for (r, c), layout in units.items():
+        what, rep = unit_name(run, r, reps, c), reps[r]
+        tuned = run_ftgd(
+            lm, rep.train, layout, rep.ftgd, pcfg, stamp, progress_line(f"{what}: ftgd", say), keep=True, control=c
+        )
+        say(f"{what}: tuned {len(tuned)} of {len(tasks)} tasks (the others were finished: kept)")
+
+
+def _tasks(table: pa.Table) -> list[str]:
+    return list(dict.fromkeys(table.column("task").to_pylist()))
+
+
+def _spread(p: dict, run: Run, stage: str, pending: dict, done: Callable[[tuple, str], bool], say: Say) -> None:
+    """Hand the pending tasks ({(replicate, control): tasks}) to the executor's workers; `done` (cheap: read
+    while they work) tells progress from the output folders."""
+    from taskspace import shards
+
+    shards.spread(p, run, stage, pending, lambda: sum(done(u, t) for u, ts in pending.items() for t in ts), say)
 
 
 def stage_probe(p: dict, model: str, revision: str, say: Say = print) -> None:
     """eval2 of every replicate (and control); with several, or a control, the run's spaces are their aggregate:
     the mean, per-cell intervals, reliability and the noise floor (taskspace.reliability)."""
-    from taskspace.probing import run_eval2
+    from taskspace.probing import eval2_finished, run_eval2
     from taskspace.reliability import aggregate
     from taskspace.spaces import TaskSpaces
 
     run = _run(p, model, revision)
-    lm, pcfg = _load(p, run, say), params.probe_config(p)
+    pcfg = params.probe_config(p)
     stamps = params.stamp("probe", p, run.stage_key), params.stamp("ftgd", p, run.stage_key)
-    reps, controls, summaries = [], [], []
     replicas = replicates(p, run)
-    for r, rep in enumerate(replicas):
+    units = {(r, c): layout for r, rep in enumerate(replicas) for layout, c in _units(rep, pcfg.control)}
+    device = None
+    if params.executor_config(p).kind != "serial":
+        tasks = _tasks(replicas[0].eval)
+        pending = {u: [t for t in tasks if not eval2_finished(lay, t, *stamps, keep=True)] for u, lay in units.items()}
+        _spread(p, run, "probe", pending, lambda u, t: eval2_finished(units[u], t, *stamps), say)
+        device = "cpu"  # what is left is the reduction: no accelerator memory taken from the workers
+    lm = load_run_model(p, run, say, device)
+    reps, controls, summaries = [], [], []
+    for (r, c), layout in units.items():
+        rep, what = replicas[r], unit_name(run, r, replicas, c)
         eval1 = pq.read_table(rep.layout.eval1)
-        for layout, out in ((rep.layout, reps), (rep.layout.control, controls))[: 1 + pcfg.control]:
-            what = _name(run, r, replicas) + (" control" if layout is not rep.layout else "")
-            res = run_eval2(
-                lm,
-                rep.eval,
-                eval1,
-                layout,
-                rep.ftgd,
-                pcfg,
-                *stamps,
-                progress=lambda stage, i, n, what=what: say(f"{what}: eval2 {i}/{n}"),
-                keep=True,
-            )
-            out.append(TaskSpaces.load(layout.matrices))
-            if layout is rep.layout:
-                summaries.append(res["summary"])
+        say_eval2 = progress_line(f"{what}: eval2", say)
+        res = run_eval2(lm, rep.eval, eval1, layout, rep.ftgd, pcfg, *stamps, progress=say_eval2, keep=True)
+        (controls if c else reps).append(TaskSpaces.load(layout.matrices))
+        if not c:
+            summaries.append(res["summary"])
     summary = {**summaries[0], "impact": impact(reps[0].tasks, reps, summaries)}
     if len(reps) > 1 or controls:
         spaces, quality = aggregate(reps, controls)

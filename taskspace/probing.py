@@ -202,6 +202,31 @@ def _tuned(layout: Layout, task: str, stamp: str) -> bool:
     return info is not None and info.get("config") == stamp and _files_match(layout, task, info)
 
 
+def recorded(layout: Layout, task: str, stamp: str) -> bool:
+    """The task's record is written with these settings (cheap: no file hashing; for progress)."""
+    return (_record(layout, task) or {}).get("config") == stamp
+
+
+def ftgd_finished(layout: Layout, task: str, stamp: str, keep: bool = False) -> bool:
+    """The task's FTGD is done with these settings (with `keep`, after restoring it from the resume stash)."""
+    files = [layout.delta(task), layout.gradient(task), layout.ftgd_info(task)]
+    return _tuned(layout, task, stamp) or (keep and resume.restore(files) and _tuned(layout, task, stamp))
+
+
+def eval2_finished(layout: Layout, task: str, stamp: str, ftgd_stamp: str, keep: bool = False) -> bool:
+    """The task's eval2 is done with these settings and its current delta (restored from the stash with `keep`)."""
+    info = _record(layout, task)
+    if info is None or info.get("config") != ftgd_stamp:
+        return False
+    path, stamp2 = layout.eval2(task), _eval2_stamp(layout, task, stamp, info)
+    return _stamped(path, stamp2) or (keep and resume.restore([path]) and _stamped(path, stamp2))
+
+
+def _eval2_stamp(layout: Layout, task: str, stamp: str, info: dict) -> str:
+    """eval2 is stale when its delta was re-made, whatever the settings: stamped with the delta's content."""
+    return f"{stamp}:{(info.get('files') or {}).get(layout.delta(task).name, '')[:12]}"
+
+
 def _verified(layout: Layout, task: str, stamp: str) -> dict:
     """The ftgd record of a task for eval2, after checking its settings and its files' hashes."""
     info = _record(layout, task)
@@ -239,6 +264,7 @@ def run_ftgd(
     progress: Callable[[str, int, int], None] | None = None,
     keep: bool = False,
     control: bool = False,
+    only: Sequence[str] | None = None,
 ) -> list[str]:
     """Per task: gradient differential (→ gradient vector), FTGD (→ delta; ftgd.json written last); returns the
     tasks tuned now (the others were finished already).
@@ -246,6 +272,7 @@ def run_ftgd(
     A task whose ftgd.json carries the current stamp (and whose files match it) is skipped, so a killed run
     resumes; with `keep` (the pipeline), finished tasks are also kept outside DVC's outputs (taskspace.resume).
     With `control`, each task is tuned on its pairs with a random half's labels swapped (the noise floor).
+    With `only`, just those tasks (an executor's shard; the others' sentences still feed the collapse check).
     """
     h = stamp or config_hash(ftgd_cfg, cfg)
     tasks = _tasks(train)
@@ -256,10 +283,11 @@ def run_ftgd(
     if not cfg.grad_projection and grad_size > EXACT_GRADIENT_MAX:
         raise ConfigError(exact_gradient_refusal(grad_size))  # before any task: nothing half-done
     tuned: list[str] = []
-    for i, task in enumerate(tasks):
+    mine = tasks if only is None else [t for t in tasks if t in set(only)]
+    for i, task in enumerate(mine):
         done = layout.ftgd_info(task)
         files = [layout.delta(task), layout.gradient(task), done]
-        if not _tuned(layout, task, h) and not (keep and resume.restore(files) and _tuned(layout, task, h)):
+        if not ftgd_finished(layout, task, h, keep):
             tuned.append(task)
             rows = train.filter(pa.array(names == task))
             good, bad = rows.column("good").to_pylist(), rows.column("bad").to_pylist()
@@ -304,7 +332,7 @@ def run_ftgd(
             else:
                 write_json(info, done)  # written last: its presence marks the task finished
         if progress:
-            progress("ftgd", i + 1, len(tasks))
+            progress("ftgd", i + 1, len(mine))
     return tuned
 
 
@@ -335,24 +363,7 @@ def run_eval2(
     good_tokens = np.array([len(s) for s in encode(lm.tokenizer, evalset.column("good").to_pylist())])
     acc2, margin2, grad_vecs, masks, per_task = [], [], [], [], {}
     for i, task in enumerate(tasks):
-        info = _verified(layout, task, ftgd_h)
-        delta = Delta.load(layout.delta(task))
-        # eval2 is stale when its delta was re-made, whatever the settings: stamp it with the delta's content
-        stamp2 = f"{h}:{info['files'][layout.delta(task).name][:12]}"
-        path = layout.eval2(task)
-        if _stamped(path, stamp2) or (keep and resume.restore([path]) and _stamped(path, stamp2)):
-            eval2 = pq.read_table(path)
-        else:
-            delta.apply(lm.model)
-            try:
-                eval2 = score_pairs(lm, evalset, cfg.eval_batch_size)
-            finally:
-                delta.remove(lm.model)
-            table = eval2.replace_schema_metadata({"config": stamp2})
-            if keep:
-                resume.write_kept(path, functools.partial(write_parquet, table))
-            else:
-                write_parquet(table, path)
+        info, delta, eval2 = _eval2_task(lm, evalset, layout, task, h, ftgd_h, cfg, keep)
         a2, m2 = _accuracy_and_margin(eval2, tasks)
         acc2.append(a2)
         margin2.append(m2)
@@ -387,6 +398,46 @@ def run_eval2(
     }
     write_json(summary, layout.summary)
     return {"tasks": tasks, **mats, "summary": summary}
+
+
+def _eval2_task(
+    lm: LM, evalset: pa.Table, layout: Layout, task: str, h: str, ftgd_h: str, cfg: ProbeConfig, keep: bool
+) -> tuple[dict, Delta, pa.Table]:
+    """One tuned task's eval2 on every task: read when finished, else its delta applied, scored, removed."""
+    info = _verified(layout, task, ftgd_h)
+    delta = Delta.load(layout.delta(task))
+    path, stamp2 = layout.eval2(task), _eval2_stamp(layout, task, h, info)
+    if eval2_finished(layout, task, h, ftgd_h, keep):
+        return info, delta, pq.read_table(path)
+    delta.apply(lm.model)
+    try:
+        eval2 = score_pairs(lm, evalset, cfg.eval_batch_size)
+    finally:
+        delta.remove(lm.model)
+    table = eval2.replace_schema_metadata({"config": stamp2})
+    if keep:
+        resume.write_kept(path, functools.partial(write_parquet, table))
+    else:
+        write_parquet(table, path)
+    return info, delta, eval2
+
+
+def run_eval2_tasks(
+    lm: LM,
+    evalset: pa.Table,
+    layout: Layout,
+    cfg: ProbeConfig,
+    stamp: str,
+    ftgd_stamp: str,
+    only: Sequence[str],
+    keep: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> None:
+    """eval2 of some tuned tasks, written per task (an executor's shard; run_eval2 then reads them)."""
+    for i, task in enumerate(only):
+        _eval2_task(lm, evalset, layout, task, stamp, ftgd_stamp, cfg, keep)
+        if progress:
+            progress("eval2", i + 1, len(only))
 
 
 def probe(

@@ -1,0 +1,179 @@
+"""Scale-out: the ftgd and probe stages on the executor's workers give the serial results bit for bit — local
+worker processes, submitit's local cluster (real subprocesses) and its debug cluster — and a failed or killed
+worker loses nothing finished."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import full, pipeline_params
+
+from taskspace import pipeline
+from taskspace.config import ExecutorConfig, ProbeConfig
+from taskspace.data import source_files
+from taskspace.errors import ConfigError
+from taskspace.executor import JobFailed, deal, run_jobs
+
+RUN = ("tiny", "step30")
+
+
+def _quiet(_line: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory, blimp) -> tuple[Path, dict]:
+    """A project with splits, the tiny model and eval1 (two replicates and a control: four units of tasks)."""
+    root = tmp_path_factory.mktemp("executor")
+    p = pipeline_params(blimp)
+    p["probing"] = full(ProbeConfig(metric="margin", grad_projection=0, eval_batch_size=64, control=True,
+                                    ftgd_seeds=(0, 1), split_seeds=(0, 0)))  # fmt: skip
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        p["data_files"] = source_files(p["data"]["source"])
+        pipeline.stage_prepare(p, _quiet)
+        pipeline.stage_tiny(p, "tiny", _quiet)
+        pipeline.stage_eval(p, *RUN, _quiet)
+    finally:
+        os.chdir(cwd)
+    return root, p
+
+
+def _run(base, tmp_path, executor: dict | None, said: list | None = None) -> dict[str, bytes]:
+    """ftgd + probe of one run in a copy of the base project; every output file's bytes by relative path."""
+    root, p = base
+    work = tmp_path / (executor or {}).get("kind", "serial")
+    shutil.copytree(root, work)
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        q = {**p, "executor": {"folder": str(work / "jobs"), "poll_seconds": 0.2, **(executor or {})},
+             "data_files": source_files(p["data"]["source"])}  # fmt: skip
+        say = said.append if said is not None else _quiet
+        pipeline.stage_ftgd(q, *RUN, say)
+        pipeline.stage_probe(q, *RUN, say)
+    finally:
+        os.chdir(cwd)
+    out = {}
+    for stage in ("ftgd", "probe"):
+        for f in sorted((work / "data" / stage).rglob("*")):
+            if f.is_file() and f.name != "run.json":  # run.json: when and where, not what
+                out[str(f.relative_to(work))] = f.read_bytes()
+    return out
+
+
+@pytest.fixture(scope="module")
+def serial(base, tmp_path_factory) -> dict[str, bytes]:
+    return _run(base, tmp_path_factory.mktemp("serial"), None)
+
+
+def _same(a: dict[str, bytes], b: dict[str, bytes]) -> None:
+    assert sorted(a) == sorted(b)
+    differ = [k for k in a if a[k] != b[k]]
+    assert not differ, f"differ from serial: {differ[:5]}"
+
+
+def test_two_local_cpu_workers_match_serial_bit_for_bit(base, serial, tmp_path):
+    said: list[str] = []
+    got = _run(base, tmp_path, {"kind": "local", "devices": ["cpu", "cpu"]}, said)
+    _same(serial, got)
+    assert any(line.startswith("tiny@step30: ftgd") and "on 2 local worker(s)" in line for line in said)
+    assert any("tiny@step30: probe 12/12 tasks" in line for line in said)  # 3 tasks × (2 replicates + their controls)
+    assert len(list((tmp_path / "local" / "jobs" / "ftgd" / "tiny-step30").glob("job-*.log"))) == 2
+
+
+@pytest.mark.parametrize("cluster", ["local", "debug"])
+def test_submitit_clusters_match_serial(base, serial, tmp_path, cluster):
+    got = _run(base, tmp_path, {"kind": "slurm", "slurm": {"cluster": cluster, "jobs": 2, "gpus_per_job": 0}})
+    _same(serial, got)
+
+
+def test_serial_params_hash_ignores_the_executor(base):
+    """Switching executor changes no stage's settings: DVC outputs stay valid."""
+    from taskspace.params import settings_hash, stamp
+
+    _, p = base
+    q = {**p, "executor": {"kind": "slurm", "slurm": {"jobs": 3}}}
+    for stage in ("eval", "ftgd", "probe"):
+        assert stamp(stage, p, "tiny-step30") == stamp(stage, q, "tiny-step30")
+    assert settings_hash(p, "tiny-step30") == settings_hash(q, "tiny-step30")
+
+
+def _explode(job: int) -> None:
+    if job == 1:
+        raise RuntimeError("task wh_island: out of memory")
+    Path(f"done-{job}").write_text("ok")
+
+
+def test_a_failed_worker_is_named_with_its_tasks_and_log_and_the_others_finish(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = ExecutorConfig(kind="local", devices=("cpu", "cpu"), poll_seconds=0.1)
+    with pytest.raises(JobFailed) as e:
+        run_jobs(cfg, _explode, [0, 1], ["a, b", "wh_island"], tmp_path / "jobs")
+    msg = str(e.value)
+    assert "job 2 of 2 (wh_island) failed: RuntimeError: task wh_island: out of memory" in msg
+    assert str(tmp_path / "jobs" / "job-2.log") in msg and "Finished tasks are kept" in msg
+    assert (tmp_path / "done-0").read_text() == "ok"
+    assert "Traceback" in (tmp_path / "jobs" / "job-2.log").read_text()
+
+
+def test_submitit_failure_names_the_job_log(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))  # the jobs unpickle _explode from this module
+    cfg = ExecutorConfig(kind="slurm", poll_seconds=0.1, slurm={"cluster": "local", "gpus_per_job": 0})
+    with pytest.raises(JobFailed, match=r"job 2 of 2 \(wh_island\) failed: .*out of memory; log: .*\.err"):
+        run_jobs(cfg, _explode, [0, 1], ["a", "wh_island"], tmp_path / "jobs")
+
+
+def test_deal_spreads_tasks_round_robin():
+    assert deal(list("abcde"), 2) == [["a", "c", "e"], ["b", "d"]]
+    assert deal(list("ab"), 4) == [["a"], ["b"]]  # never an empty shard
+    assert deal([], 3) == []
+
+
+def test_bad_executor_settings_are_one_line():
+    with pytest.raises(ConfigError, match=r"executor.kind = 'gpus' is invalid: use one of serial, local, slurm"):
+        ExecutorConfig(kind="gpus")
+    with pytest.raises(ConfigError, match=r"executor.devices = 'cuda:0'"):
+        ExecutorConfig(devices="cuda:0")
+    with pytest.raises(ConfigError, match=r"did you mean 'executor.slurm.partition'"):
+        ExecutorConfig(slurm={"partiton": "gpu"})
+
+
+@pytest.mark.slow
+def test_killed_stage_with_local_workers_resumes_without_redoing_finished_tasks(base, tmp_path, monkeypatch):
+    """SIGKILL the stage (and its workers) after the first task: the rerun tunes only the rest."""
+    root, p = base
+    work = tmp_path / "killed"
+    shutil.copytree(root, work)
+    monkeypatch.chdir(work)
+    q = {**p, "executor": {"kind": "local", "devices": ["cpu", "cpu"], "poll_seconds": 0.2},
+         "ftgd": {**p["ftgd"], "steps": 40}, "data_files": source_files(p["data"]["source"])}  # fmt: skip
+    (work / "params.yaml").write_text(yaml.safe_dump(q))
+    ftgd = work / "data" / "ftgd" / "tiny" / "step30"
+    cmd = [str(Path(sys.executable).parent / "taskspace"), "stage", "ftgd", "--model", "tiny", "--revision", "step30"]
+    log = (tmp_path / "stage.log").open("w")
+    proc = subprocess.Popen(cmd, cwd=work, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(ftgd.rglob("ftgd.json")) and proc.poll() is None:
+        time.sleep(0.05)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    kept = {f: f.read_bytes() for f in ftgd.rglob("ftgd.json")}
+    assert 0 < len(kept) < 12, (tmp_path / "stage.log").read_text()  # killed between the first and the last task
+    res = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    said = (res.stdout + res.stderr).splitlines()
+    tuned = sum(int(line.split("tuned ")[1].split(" ")[0]) for line in said if " tuned " in line)
+    assert tuned == 12 - len(kept)  # 3 tasks × 4 units, the finished ones kept
+    assert all(f.read_bytes() == b for f, b in kept.items())
