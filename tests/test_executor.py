@@ -21,6 +21,7 @@ from taskspace.config import ExecutorConfig, ProbeConfig
 from taskspace.data import source_files
 from taskspace.errors import ConfigError
 from taskspace.executor import JobFailed, deal, run_jobs
+from taskspace.progress import RunProgress, run_progress
 
 RUN = ("tiny", "step30")
 
@@ -89,6 +90,8 @@ def test_two_local_cpu_workers_match_serial_bit_for_bit(base, serial, tmp_path):
     assert any(line.startswith("tiny@step30: ftgd") and "on 2 local worker(s)" in line for line in said)
     assert any("tiny@step30: probe 12/12 tasks" in line for line in said)  # 3 tasks × (2 replicates + their controls)
     assert len(list((tmp_path / "local" / "jobs" / "ftgd" / "tiny-step30").glob("job-*.log"))) == 2
+    step30 = [r for r in run_progress(base[1], tmp_path / "local" / "data") if r.label == "tiny@step30"]
+    assert step30 == [RunProgress("tiny@step30", 12, 12, 12)]  # read from the folders, as the TUI does
 
 
 @pytest.mark.parametrize("cluster", ["local", "debug"])

@@ -59,3 +59,10 @@ def test_tui_reads_results_only_through_the_index():
     for path in (ROOT / "tui").rglob("*.py"):
         found = {m for m in _imports(path) if m in ("duckdb", "pyarrow.parquet", "taskspace.runs.Layout")}
         assert not found, f"{path.relative_to(ROOT)} imports {sorted(found)}"
+
+
+def test_the_executor_only_runs_jobs():
+    """Where work runs never decides what is computed: executor.py knows no stage, loop or model code."""
+    compute = ("taskspace.probing", "taskspace.ftgd", "taskspace.scoring", "taskspace.pipeline", "taskspace.models")
+    found = {m for m in _imports(ROOT / "taskspace" / "executor.py") if m.startswith(compute)}
+    assert not found, f"taskspace/executor.py imports {sorted(found)}"

@@ -144,6 +144,9 @@ async def test_pipeline_screen_runs_dvc_repro_to_the_end(pipeline_repo):
         assert screen.last_rc == 0
         log = "\n".join(line.text for line in screen.query_one("#log").lines)
         assert "dvc repro" in log and "[exit 0]" in log
+        progress = screen.query_one("#progress")
+        rows = [progress.get_row_at(i) for i in range(progress.row_count)]
+        assert rows and all(r[1] == r[2] == "3/3" for r in rows), rows  # every task tuned and evaluated
 
 
 async def test_empty_locked_and_small_states(tmp_path, index_db):

@@ -22,6 +22,8 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, LoadingInd
 from tui.keys import Key, bindings
 from tui.screens.confirm import ConfirmScreen
 
+PROGRESS_SECONDS = 2.0
+
 
 def dvc_command() -> list[str]:
     """`dvc` from the same environment as this app (works in the project's .venv without activating it)."""
@@ -51,6 +53,7 @@ class PipelineScreen(Screen):
         with Horizontal(id="pipeline-top"):
             with Vertical(id="pipeline-left"):
                 yield DataTable(id="stages", cursor_type="row")
+                yield DataTable(id="progress", cursor_type="row")
             with Vertical(id="pipeline-form"):
                 yield Static("overrides for dvc exp run (e.g. profile=offline ftgd.sparsity=0.05)")
                 yield Input(placeholder="profile=offline ftgd.sparsity=0.05", id="overrides")
@@ -66,7 +69,10 @@ class PipelineScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#running").display = False
         self.query_one("#stages", DataTable).add_columns("stage", "state")
+        self.query_one("#progress", DataTable).add_columns("run", "ftgd", "eval2")
         self.action_status()
+        # tasks done, read from the output folders: moves while workers or SLURM jobs run, DVC locked or not
+        self.set_interval(PROGRESS_SECONDS, self._progress_while_running)
 
     # ---- status --------------------------------------------------------------------------------------------
 
@@ -88,6 +94,30 @@ class PipelineScreen(Screen):
             changed = {}
         for name in names.split():
             table.add_row(name, "changed" if name in changed else "up to date")
+        self.load_progress()
+
+    def _progress_while_running(self) -> None:
+        if self.proc is not None:
+            self.load_progress()
+
+    @work(thread=True, exclusive=True, group="progress", exit_on_error=False)
+    def load_progress(self) -> None:
+        from taskspace.errors import TaskspaceError
+        from taskspace.params import load_params
+        from taskspace.progress import run_progress
+
+        try:
+            p = load_params(Path(self.app.project) / "params.yaml")
+            rows = run_progress(p, Path(self.app.project) / "data")
+        except (TaskspaceError, OSError, KeyError, ValueError):
+            rows = []  # no project, or params being edited: nothing to show, never an error on screen
+        self.app.call_from_thread(self._show_progress, rows)
+
+    def _show_progress(self, rows: list) -> None:
+        table = self.query_one("#progress", DataTable)
+        table.clear()
+        for r in rows:
+            table.add_row(r.label, f"{r.ftgd}/{r.total}", f"{r.eval2}/{r.total}")
 
     async def _dvc_output(self, *args: str) -> str | None:
         proc = await asyncio.create_subprocess_exec(
