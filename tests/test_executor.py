@@ -180,3 +180,26 @@ def test_killed_stage_with_local_workers_resumes_without_redoing_finished_tasks(
     tuned = sum(int(line.split("tuned ")[1].split(" ")[0]) for line in said if " tuned " in line)
     assert tuned == 12 - len(kept)  # 3 tasks × 4 units, the finished ones kept
     assert all(f.read_bytes() == b for f, b in kept.items())
+
+
+def test_stopping_the_stage_stops_its_local_workers(tmp_path):
+    """SIGTERM to the stage process (DVC or a user stopping it) terminates its worker processes too."""
+    code = (
+        "import time; from pathlib import Path; from taskspace.config import ExecutorConfig; "
+        "from taskspace.executor import run_jobs; "
+        f"run_jobs(ExecutorConfig(kind='local', devices=('cpu', 'cpu')), time.sleep, [120, 120], ['a', 'b'], "
+        f"Path({str(tmp_path)!r}) / 'jobs')"
+    )
+    stage = subprocess.Popen([sys.executable, "-c", code])
+    deadline, workers = time.time() + 60, []
+    while time.time() < deadline and len(workers) < 2:
+        time.sleep(0.2)
+        out = subprocess.run(["pgrep", "-P", str(stage.pid)], capture_output=True, text=True).stdout
+        workers = [int(pid) for pid in out.split()]
+        workers = [w for w in workers if "spawn_main" in Path(f"/proc/{w}/cmdline").read_text(errors="replace")]
+    assert len(workers) == 2
+    stage.send_signal(signal.SIGTERM)
+    assert stage.wait(timeout=30) != 0
+    time.sleep(0.5)
+    alive = [w for w in workers if Path(f"/proc/{w}").exists() and "Z" not in Path(f"/proc/{w}/stat").read_text()]
+    assert not alive, f"workers {alive} outlived the stage"
