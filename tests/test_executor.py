@@ -152,9 +152,23 @@ def test_bad_executor_settings_are_one_line():
         ExecutorConfig(slurm={"partiton": "gpu"})
 
 
+def _workers(pid: int) -> list[int]:
+    """The spawned worker processes of a stage process (not multiprocessing's resource tracker)."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    found = []
+    for w in map(int, out.split()):
+        try:
+            if "spawn_main" in Path(f"/proc/{w}/cmdline").read_text(errors="replace"):
+                found.append(w)
+        except OSError:  # exited meanwhile
+            pass
+    return found
+
+
 @pytest.mark.slow
-def test_killed_stage_with_local_workers_resumes_without_redoing_finished_tasks(base, tmp_path, monkeypatch):
-    """SIGKILL the stage (and its workers) after the first task: the rerun tunes only the rest."""
+def test_a_killed_worker_fails_the_stage_in_one_line_and_the_rerun_does_only_the_rest(base, tmp_path, monkeypatch):
+    """SIGKILL one worker after the first task is finished: the stage fails naming that job's tasks and log;
+    the rerun tunes only what is missing and leaves the finished tasks' files as they were."""
     root, p = base
     work = tmp_path / "killed"
     shutil.copytree(root, work)
@@ -164,20 +178,22 @@ def test_killed_stage_with_local_workers_resumes_without_redoing_finished_tasks(
     (work / "params.yaml").write_text(yaml.safe_dump(q))
     ftgd = work / "data" / "ftgd" / "tiny" / "step30"
     cmd = [str(Path(sys.executable).parent / "taskspace"), "stage", "ftgd", "--model", "tiny", "--revision", "step30"]
-    log = (tmp_path / "stage.log").open("w")
-    proc = subprocess.Popen(cmd, cwd=work, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+    log = tmp_path / "stage.log"
+    proc = subprocess.Popen(cmd, cwd=work, stdout=log.open("w"), stderr=subprocess.STDOUT)
     deadline = time.time() + 300
     while time.time() < deadline and not list(ftgd.rglob("ftgd.json")) and proc.poll() is None:
         time.sleep(0.05)
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    victim = _workers(proc.pid)[0]
+    os.kill(victim, signal.SIGKILL)
+    assert proc.wait(timeout=600) != 0
+    said = log.read_text()
+    assert "was killed (signal 9)" in said and "job-" in said and "Finished tasks are kept" in said, said
     kept = {f: f.read_bytes() for f in ftgd.rglob("ftgd.json")}
-    assert 0 < len(kept) < 12, (tmp_path / "stage.log").read_text()  # killed between the first and the last task
+    assert 0 < len(kept) < 12  # the other worker's tasks and the victim's finished ones
     res = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    said = (res.stdout + res.stderr).splitlines()
-    tuned = sum(int(line.split("tuned ")[1].split(" ")[0]) for line in said if " tuned " in line)
+    lines = (res.stdout + res.stderr).splitlines()
+    tuned = sum(int(line.split("tuned ")[1].split(" ")[0]) for line in lines if " tuned " in line)
     assert tuned == 12 - len(kept)  # 3 tasks × 4 units, the finished ones kept
     assert all(f.read_bytes() == b for f, b in kept.items())
 
@@ -194,9 +210,7 @@ def test_stopping_the_stage_stops_its_local_workers(tmp_path):
     deadline, workers = time.time() + 60, []
     while time.time() < deadline and len(workers) < 2:
         time.sleep(0.2)
-        out = subprocess.run(["pgrep", "-P", str(stage.pid)], capture_output=True, text=True).stdout
-        workers = [int(pid) for pid in out.split()]
-        workers = [w for w in workers if "spawn_main" in Path(f"/proc/{w}/cmdline").read_text(errors="replace")]
+        workers = _workers(stage.pid)
     assert len(workers) == 2
     stage.send_signal(signal.SIGTERM)
     assert stage.wait(timeout=30) != 0
