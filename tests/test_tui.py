@@ -346,3 +346,20 @@ async def test_a_space_that_duplicates_transfer_is_not_offered(index_db, tmp_pat
     offered = offered_kinds(idx, run_id)
     assert "transfer_margin" not in offered and {"transfer", "transfer_norm", "gradient", "sharing"} <= set(offered)
     idx.close()
+
+
+def test_pipeline_states_tell_busy_from_up_to_date():
+    """A failed `dvc status` (DVC's lock held by a running pipeline) never reads as "up to date"."""
+    from tui.screens.pipeline import DvcResult, stage_states
+
+    lock = DvcResult(1, "", "ERROR: Unable to acquire lock. Most likely another DVC process is running")
+    assert stage_states(["prepare"], lock, running=False) == [("prepare", "DVC is busy (a pipeline is running)")]
+    other = DvcResult(255, "", "ERROR: unexpected error - dvc.yaml is broken\n")
+    assert stage_states(["prepare"], other, running=False) == [
+        ("prepare", "unknown: ERROR: unexpected error - dvc.yaml is broken")
+    ]
+    ok = DvcResult(0, '{"analyze": [{"changed deps": {}}]}', "")
+    assert stage_states(["prepare", "analyze"], ok, running=False) == [
+        ("prepare", "up to date"),
+        ("analyze", "changed"),
+    ]

@@ -11,6 +11,7 @@ import os
 import shlex
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from textual import work
@@ -29,6 +30,32 @@ def dvc_command() -> list[str]:
     """`dvc` from the same environment as this app (works in the project's .venv without activating it)."""
     exe = Path(sys.executable).parent / "dvc"
     return [str(exe)] if exe.exists() else ["dvc"]
+
+
+@dataclass(frozen=True)
+class DvcResult:
+    rc: int
+    out: str
+    err: str
+
+
+def stage_states(names: list[str], status: DvcResult, running: bool) -> list[tuple[str, str]]:
+    """Each stage's state from `dvc status --json`; when that fails, say why instead of "up to date" (DVC holds
+    its lock while a pipeline runs, here or in another terminal)."""
+    if status.rc != 0:
+        busy = running or "lock" in status.err.lower()
+        why = "DVC is busy (a pipeline is running)" if busy else f"unknown: {first_line(status.err)}"
+        return [(name, why) for name in names]
+    try:
+        changed = json.loads(status.out or "{}")
+    except json.JSONDecodeError:
+        return [(name, "unknown: unreadable dvc status") for name in names]
+    return [(name, "changed" if name in changed else "up to date") for name in names]
+
+
+def first_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[0][:80] if lines else "dvc status failed"
 
 
 class PipelineScreen(Screen):
@@ -85,15 +112,11 @@ class PipelineScreen(Screen):
         status = await self._dvc_output("status", "--json")
         table = self.query_one("#stages", DataTable)
         table.clear()
-        if names is None:
+        if names.rc != 0:
             table.add_row("(no DVC project here)", str(self.app.project))
             return
-        try:
-            changed = json.loads(status or "{}")
-        except json.JSONDecodeError:
-            changed = {}
-        for name in names.split():
-            table.add_row(name, "changed" if name in changed else "up to date")
+        for name, state in stage_states(names.out.split(), status, self.proc is not None):
+            table.add_row(name, state)
         self.load_progress()
 
     def _progress_while_running(self) -> None:
@@ -119,17 +142,17 @@ class PipelineScreen(Screen):
         for r in rows:
             table.add_row(r.label, f"{r.ftgd}/{r.total}", f"{r.eval2}/{r.total}")
 
-    async def _dvc_output(self, *args: str) -> str | None:
+    async def _dvc_output(self, *args: str) -> DvcResult:
         proc = await asyncio.create_subprocess_exec(
             *dvc_command(),
             *args,
             cwd=self.app.project,
             stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
             env={**os.environ, "DVC_NO_ANALYTICS": "1"},
         )
-        out, _ = await proc.communicate()
-        return out.decode() if proc.returncode == 0 else None
+        out, err = await proc.communicate()
+        return DvcResult(proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))
 
     # ---- launching -----------------------------------------------------------------------------------------
 
@@ -196,6 +219,7 @@ class PipelineScreen(Screen):
                 env=env,
                 start_new_session=True,
             )
+            self.load_status()  # DVC now holds its lock: the stages show "busy", not a stale "up to date"
             async for raw in self.proc.stdout:
                 log.write(raw.decode(errors="replace").rstrip("\n").split("\r")[-1])
             self.last_rc = await self.proc.wait()
