@@ -4,7 +4,7 @@
 """
 
 from taskspace.index.build import build_index, insert, load_analysis, similarity_rows
-from taskspace.index.read import Index
+from taskspace.index.read import Index, load_space
 from taskspace.index.schema import SCHEMA, SCHEMA_VERSION, TABLES, IndexUnavailable, connect_readonly
 
 __all__ = [
@@ -17,5 +17,6 @@ __all__ = [
     "connect_readonly",
     "insert",
     "load_analysis",
+    "load_space",
     "similarity_rows",
 ]

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from taskspace.index.schema import SCHEMA, SCHEMA_VERSION, TABLES, IndexUnavailable, schema_version
+from taskspace.index.schema import SCHEMA, SCHEMA_VERSION, TABLES, VIEWS, IndexUnavailable, schema_version
 from taskspace.runs import Run, finished_runs, revision_step
 
 
@@ -215,6 +215,7 @@ def _build(db: Path, data_dir: Path, analysis_file, say) -> dict:
                 )
             con = duckdb.connect(tmp)
         con.execute(SCHEMA)
+        con.execute(VIEWS)
         con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
         added, replaced = _fill(con, data_dir, analysis_file)
         counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from taskspace.index.schema import TABLES, connect_readonly
+from taskspace.index.schema import TABLES, VIEW_NAMES, connect_readonly
 
 
 class Index:
@@ -24,6 +24,31 @@ class Index:
         cur = self.con.execute(q, args or [])
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, row)) for row in cur.fetchall()]
+
+    def frame(self, view: str, **where):
+        """A view (`spaces`, `transfer`, `task_accuracy`, `fits`) or table as a pandas DataFrame, filtered by
+        column = value, e.g. `frame("transfer", model="pythia-160m", revision="step143000")`."""
+        if view not in (*VIEW_NAMES, *TABLES):
+            raise ValueError(f"no view or table {view!r}: use one of {', '.join((*VIEW_NAMES, *TABLES))}")
+        cols = [d[0] for d in self.con.execute(f"SELECT * FROM {view} LIMIT 0").description]
+        unknown = sorted(set(where) - set(cols))
+        if unknown:
+            raise ValueError(f"{view} has no column {unknown[0]!r} (columns: {', '.join(cols)})")
+        cond = " AND ".join(f"{c} = ?" for c in where) or "TRUE"
+        return self.con.execute(f"SELECT * FROM {view} WHERE {cond}", list(where.values())).df()
+
+    def space(self, model: str, revision: str | None = None, kind: str = "transfer", params_hash: str | None = None):
+        """One run's space as a task × task DataFrame (rows: task_a, the tuned task for transfer kinds).
+        Refuses to mix runs: name the revision (and params_hash when `dvc exp` variants share a model@revision)."""
+        where = {"model": model, "kind": kind}
+        where |= {"revision": revision} if revision else {}
+        where |= {"params_hash": params_hash} if params_hash else {}
+        df = self.frame("spaces", **where)
+        keys = df[["run", "params_hash"]].drop_duplicates()
+        if len(keys) != 1:
+            found = ", ".join(f"{r}#{h}" for r, h in keys.itertuples(index=False)) or "none"
+            raise ValueError(f"{len(keys)} runs match {where} ({found}): give revision= and params_hash=")
+        return df.pivot(index="task_a", columns="task_b", values="value")
 
     def counts(self) -> dict[str, int]:
         return {t: self.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
@@ -124,3 +149,13 @@ class Index:
                WHERE s.kind = ? ORDER BY s.position""",
             [run_id, kind],
         )
+
+
+def load_space(db: str | Path, model: str, revision: str | None = None, kind: str = "transfer", **kw):
+    """A task space from the index as a pandas DataFrame (for notebooks): `load_space(db, "pythia-160m",
+    "step143000")`; see `Index.space`."""
+    idx = Index(db)
+    try:
+        return idx.space(model, revision, kind, **kw)
+    finally:
+        idx.close()

@@ -8,7 +8,7 @@ import duckdb
 
 from taskspace.errors import TaskspaceError
 
-SCHEMA_VERSION = 2  # bumped whenever a table changes; an index of another version is rebuilt by `taskspace index`
+SCHEMA_VERSION = 3  # bumped whenever a table changes; an index of another version is rebuilt by `taskspace index`
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS runs (
@@ -29,6 +29,37 @@ CREATE TABLE IF NOT EXISTS comparisons (
 CREATE TABLE IF NOT EXISTS stability (
     run_id INTEGER, kind VARCHAR, position INTEGER, with_next DOUBLE, with_last DOUBLE, contrast DOUBLE);
 """
+# Views for notebooks and SQL: task names instead of ids, the run's identity on every row (a query by model
+# alone would mix `dvc exp` variants: filter or group by params_hash / experiment), the direction spelled out.
+VIEWS = """
+CREATE OR REPLACE VIEW spaces AS
+SELECT r.run_id, r.label AS run, r.model, r.revision, r.step, r.experiment, r.params_hash, s.kind,
+       ta.task AS task_a, ta.phenomenon AS phenomenon_a, tb.task AS task_b, tb.phenomenon AS phenomenon_b,
+       s.value,
+       CASE WHEN s.kind IN ('transfer', 'transfer_control', 'transfer_minus_control', 'transfer_ci')
+                 THEN CASE json_extract_string(r.probe, '$.probing.metric') WHEN 'margin' THEN 'nats of margin'
+                      ELSE 'accuracy (fraction of pairs)' END
+            WHEN s.kind = 'transfer_margin' THEN 'nats of margin'
+            WHEN s.kind = 'transfer_norm' THEN 'fraction of own-task gain'
+            WHEN s.kind = 'gradient' THEN 'cosine'
+            WHEN s.kind = 'sharing' THEN 'Jaccard' END AS unit
+FROM similarities s JOIN runs r USING (run_id)
+JOIN tasks ta ON ta.task_id = s.task_a JOIN tasks tb ON tb.task_id = s.task_b;
+CREATE OR REPLACE VIEW transfer AS
+SELECT run_id, run, model, revision, step, experiment, params_hash, task_a AS tuned_task, phenomenon_a AS
+       tuned_phenomenon, task_b AS eval_task, phenomenon_b AS eval_phenomenon, value, unit
+FROM spaces WHERE kind = 'transfer';
+CREATE OR REPLACE VIEW task_accuracy AS
+SELECT r.run_id, r.label AS run, r.model, r.revision, r.step, r.experiment, r.params_hash, sc.stage,
+       tt.task AS tuned_task, t.task, t.phenomenon, avg(sc.correct::INTEGER) AS accuracy,
+       avg(sc.margin) AS mean_margin, count(*) AS pairs
+FROM scores sc JOIN runs r USING (run_id) JOIN tasks t ON t.task_id = sc.task_id
+LEFT JOIN tasks tt ON tt.task_id = sc.tuned_task_id GROUP BY ALL;
+CREATE OR REPLACE VIEW fits AS
+SELECT r.run_id, r.label AS run, r.model, r.revision, r.step, r.experiment, r.params_hash, a.kind, a.metric, a.value
+FROM analysis a JOIN runs r USING (run_id);
+"""
+VIEW_NAMES = ("spaces", "transfer", "task_accuracy", "fits")
 TABLES = ("runs", "tasks", "pairs", "scores", "similarities", "analysis", "comparisons", "stability")
 
 
