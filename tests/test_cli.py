@@ -92,3 +92,27 @@ def test_plan_counts_a_params_file_without_calibrating(tmp_path, monkeypatch):
     assert runs["smollm2-main"]["shape"]["n_params"] == 134_515_008 and runs["smollm2-main"]["seconds"] is None
     code, text = run("plan", "--no-calibrate")
     assert code == 0 and "total (4)" in text
+
+
+def test_score_metrics_and_index_speak_json_and_csv(tiny_dir, tmp_path):
+    """--format json / csv put the results alone on stdout, for scripts (messages stay on stderr)."""
+    import csv
+    import io
+
+    from synthetic import build_synthetic_index
+
+    res = CliRunner().invoke(main, ["score", "--model", str(tiny_dir), "--revision", "step300", "--tasks", TASKS,
+                                    "--n", "10", "--format", "json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert sorted(r["task"] for r in rows) == sorted(TASKS.split(",")) and all(0 <= r["accuracy"] <= 1 for r in rows)
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"tiny@step30": {"transfer_mantel_r": 0.25, "transfer_mantel_p": 0.04}}))
+    res = CliRunner().invoke(main, ["metrics", "--file", str(metrics), "--format", "csv"])
+    assert list(csv.DictReader(io.StringIO(res.stdout))) == [
+        {"run": "tiny@step30", "transfer_mantel_r": "0.25", "transfer_mantel_p": "0.04"}
+    ]
+    db = build_synthetic_index(tmp_path / "idx", {"tiny": ["step30"]}, TASKS.split(","))
+    res = CliRunner().invoke(main, ["index", "--db", str(db), "--counts", "--format", "json"])
+    counts = {r["table"]: r["rows"] for r in json.loads(res.stdout)}
+    assert counts["runs"] == 1 and counts["similarities"] > 0

@@ -3,7 +3,10 @@ library's config objects (so the CLI validates exactly as params.yaml does)."""
 
 from __future__ import annotations
 
+import csv
 import functools
+import io
+import json
 import sys
 
 import click
@@ -32,6 +35,32 @@ def progress_bar() -> Progress:
         console=console,
         transient=False,
     )
+
+
+def format_option(fn):
+    """--format table|json|csv: results as a rich table (people) or as JSON / CSV on stdout (scripts)."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "json", "csv"]),
+        default="table",
+        show_default=True,
+        help="table for reading; json or csv on stdout for scripts",
+    )(fn)
+
+
+def emit(rows: list[dict], fmt: str, table) -> None:
+    """Results in the chosen format: `table()` builds the rich table only when it is wanted."""
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=1, default=str))
+    elif fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in rows for k in r)), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        click.echo(buf.getvalue(), nl=False)
+    else:
+        out_console.print(table())
 
 
 def friendly_errors(fn):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from taskspace.cli.common import console, friendly_errors, out_console, say
+from taskspace.cli.common import console, emit, format_option, friendly_errors, out_console, say
 from taskspace.cli.tables import calibration_line, counts_table, metrics_table, plan_table
 
 PARAMS = click.option("--params", default="params.yaml", show_default=True, type=click.Path(path_type=Path))
@@ -151,8 +151,9 @@ def plan(params, calibrate, device, dtype, as_json):
 @click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))
 @click.option("--analysis", "analysis_file", default="data/analyze/analysis.json", show_default=True)
 @click.option("--counts", "counts_only", is_flag=True, help="only report the row counts (read-only, writes nothing)")
+@format_option
 @friendly_errors
-def index(db, data_dir, analysis_file, counts_only):
+def index(db, data_dir, analysis_file, counts_only, fmt):
     """(Re)build the DuckDB index from the stage outputs: adds new runs only, atomically."""
     from taskspace.index import Index, build_index
 
@@ -165,13 +166,16 @@ def index(db, data_dir, analysis_file, counts_only):
             idx.close()
     else:
         counts = build_index(db, data_dir, analysis_file, say=say)
-    out_console.print(counts_table(counts, f"{db.name} ({time.perf_counter() - t0:.1f} s)", str(db.parent)))
+    secs = time.perf_counter() - t0
+    rows = [{"table": k, "rows": v} for k, v in counts.items()]
+    emit(rows, fmt, lambda: counts_table(counts, f"{db.name} ({secs:.1f} s)", str(db.parent)))
 
 
 @click.command()
 @click.option("--file", "path", default="data/analyze/metrics.json", show_default=True, type=click.Path(path_type=Path))
+@format_option
 @friendly_errors
-def metrics(path):
+def metrics(path, fmt):
     """The analysis metrics of every run (what `dvc metrics show` lists), one row per run."""
     import json
 
@@ -179,7 +183,8 @@ def metrics(path):
 
     if not path.exists():
         raise OutputError(f"{path} not found: run the pipeline first (./scripts/main.sh or `dvc repro`)")
-    out_console.print(metrics_table(json.loads(path.read_text()), str(path)))
+    runs = json.loads(path.read_text())
+    emit([{"run": run, **values} for run, values in runs.items()], fmt, lambda: metrics_table(runs, str(path)))
 
 
 @click.command()

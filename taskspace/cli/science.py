@@ -12,6 +12,8 @@ from taskspace.cli.common import (
     console,
     data_config,
     data_options,
+    emit,
+    format_option,
     friendly_errors,
     ftgd_config,
     ftgd_options,
@@ -35,8 +37,9 @@ from taskspace.shapes import SHAPES
 @click.option("--n-train", default=0, show_default=True, help="pairs held out first as the train split")
 @click.option("--batch-size", default=128, show_default=True, help="sentences per forward pass")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="write per-pair margins (Parquet)")
+@format_option
 @friendly_errors
-def score(n_eval, n_train, batch_size, out, **kw):
+def score(n_eval, n_train, batch_size, out, fmt, **kw):
     """Score minimal pairs: per-task accuracy (good > bad) and per-pair margins."""
     import time
 
@@ -58,7 +61,8 @@ def score(n_eval, n_train, batch_size, out, **kw):
         scores = score_pairs(lm, pairs, batch_size, lambda k: bar.advance(job, k))
     secs = time.perf_counter() - t0
     rows = task_accuracy(scores)
-    out_console.print(accuracy_table(rows, f"{lm.name}{f'@{lm.revision}' if lm.revision else ''} (prefix {lm.prefix})"))
+    title = f"{lm.name}{f'@{lm.revision}' if lm.revision else ''} (prefix {lm.prefix})"
+    emit(rows, fmt, lambda: accuracy_table(rows, title))
     console.print(f"{2 * pairs.num_rows} sentences in {secs:.1f} s ({2 * pairs.num_rows / secs:.1f} sentences/s)")
     if out:
         meta = {k: str(v) for k, v in lm.meta().items()}
