@@ -56,7 +56,9 @@ STAGES: dict[str, StageSpec] = {
         ("data", "runs.${key}", "ftgd", *GRADIENT_KEYS, *REPLICATE_KEYS, "probing.control", "probing.metric"),
         (*TUNING, "taskspace/reliability.py"),
     ),
-    "analyze": StageSpec(("runs", "ftgd.sparsity", "analysis"), ("taskspace/analysis.py", "taskspace/spaces.py")),
+    "analyze": StageSpec(
+        ("runs", "ftgd.sparsity", "analysis"), ("taskspace/analysis.py", "taskspace/spaces.py", "taskspace/export.py")
+    ),
     "index": StageSpec((), ("taskspace/index",)),
 }
 
@@ -321,7 +323,9 @@ def dvc_yaml() -> dict:
     heatmap = {"template": ".dvc/plots/taskspace_heatmap.json", "x": "task_b", "y": "task_a"}
     plots = [
         {"data/analyze/plots/transfer": heatmap},
-        {"data/analyze/plots/stability.csv": {"x": "step", "y": "with_last"}},
+        # one file per model: DVC draws each as its own line, against real training steps
+        {"data/analyze/plots/stability": {"x": "step", "y": "with_last"}},
+        "data/analyze/plots/images",  # static PNGs: `dvc plots show` renders them without vega or a CDN
     ]
     return {"stages": stages, "plots": plots}
 

@@ -317,14 +317,19 @@ def stage_analyze(p: dict, out: Path = DATA / "analyze", say: Say = print) -> di
         }
         for key, f in result.fits.items()
     }
-    write_plots(out / "plots", series, result)
+    write_plots(
+        out / "plots", series, result, {t: m["phenomenon"] for t, m in meta.items()}, params.probe_config(p).metric
+    )
     write_json(result.as_json(), out / "analysis.json")
     write_json(metrics, out / "metrics.json", sort_keys=False)  # runs in training order, as computed
     return result.as_json()
 
 
-def write_plots(plots: Path, series: dict, result) -> None:
-    """DVC plot data: each model's last transfer space (heatmap) and the stability curves (real steps)."""
+def write_plots(plots: Path, series: dict, result, groups: dict[str, str], metric: str) -> None:
+    """DVC plot data: each model's last transfer space (heatmap data), its stability over checkpoints (one file
+    per model, real training steps), and both as static images that `dvc plots show` renders offline."""
+    from taskspace import export
+
     for model, runs in series.items():
         s = runs[-1][1]
         rows = [
@@ -333,13 +338,16 @@ def write_plots(plots: Path, series: dict, result) -> None:
             for j, b in enumerate(s.tasks)
         ]
         write_csv(plots / "transfer" / f"{model}.csv", rows)
-    rows = []
+        title = f"{model}@{runs[-1][0]} (transfer: rows tuned on, columns evaluated on)"
+        fig = export.space_figure(s.tasks, s.matrices["transfer"], groups, "transfer", metric, title)
+        export.save_figure(fig, plots / "images" / f"{model}-transfer.png")
     for model, kinds in result.stability.items():
         st = kinds["transfer"]
-        rows += [
+        steps = [revision_step(r) for r in st.revisions]
+        real = all(x is not None for x in steps)
+        rows = [
             {
-                "model": model,
-                "step": revision_step(r) if revision_step(r) is not None else i,
+                "step": steps[i] if real else i,  # the checkpoint's position when revisions are not steps
                 "revision": r,
                 "with_next": (st.with_next + [1.0])[i],
                 "with_last": st.with_last[i],
@@ -347,8 +355,10 @@ def write_plots(plots: Path, series: dict, result) -> None:
             }
             for i, r in enumerate(st.revisions)
         ]
-    empty = {"model": "", "step": 0, "revision": "", "with_next": None, "with_last": None, "contrast": None}
-    write_csv(plots / "stability.csv", rows or [empty])
+        write_csv(plots / "stability" / f"{model}.csv", rows)
+        if len(rows) > 1:
+            fig = export.stability_figure({model: rows}, "transfer", metric)
+            export.save_figure(fig, plots / "images" / f"{model}-stability.png")
 
 
 def _num(x) -> float | None:

@@ -101,7 +101,10 @@ def test_compute_here_explore_there(repo):
         idx.close()
     shown = sh(clone, "taskspace", "metrics").stdout
     assert "tiny@step30" in shown and "tiny@step60" in shown
-    assert (clone / "data" / "analyze" / "plots" / "stability.csv").exists()
+    assert (clone / "data" / "analyze" / "plots" / "stability" / "tiny.csv").exists()
+    shown = json.loads(sh(clone, "dvc", "plots", "show", "--json").stdout)["data"]
+    images = [k for k in shown if k.endswith(".png")]
+    assert any("tiny-transfer.png" in k for k in images) and any("tiny-stability.png" in k for k in images)
 
 
 def test_exp_run_variant_shows_in_exp_show(repo):

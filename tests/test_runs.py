@@ -43,7 +43,8 @@ def test_runs_stability_metrics_plots_and_index_follow_training_order(tmp_path, 
     ]
     metrics = json.loads((data / "analyze" / "metrics.json").read_text())
     assert list(metrics) == [f"m@{r}" for r in TRAINING]
-    with open(data / "analyze" / "plots" / "stability.csv") as fh:
+    assert (data / "analyze" / "plots" / "images" / "m-stability.png").read_bytes()[:4] == b"\x89PNG"
+    with open(data / "analyze" / "plots" / "stability" / "m.csv") as fh:
         plot = list(csv.DictReader(fh))
     assert [(r["revision"], int(r["step"])) for r in plot] == [(r, revision_step(r)) for r in TRAINING]
     db = tmp_path / "index.duckdb"

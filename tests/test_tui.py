@@ -363,3 +363,23 @@ def test_pipeline_states_tell_busy_from_up_to_date():
         ("prepare", "up to date"),
         ("analyze", "changed"),
     ]
+
+
+async def test_heatmap_exports_a_figure_into_the_project(index_db, tmp_path):
+    """`e` writes the shown space as a PNG figure and CSV under <project>/exports/ and says where."""
+    app = TaskspaceApp(db=index_db, project=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        await pilot.press("e")
+        await settle(app, pilot)
+        figures = list((tmp_path / "exports").glob("tiny-step30-*-transfer.png"))
+        assert len(figures) == 1 and figures[0].read_bytes()[:4] == b"\x89PNG"
+        assert figures[0].with_suffix(".csv").read_text().startswith("tuned_task,eval_task,value")
+        app.deliver_screenshot()  # the palette's Screenshot: into the project too, never ~/Downloads
+        for _ in range(50):  # the driver writes it in the background
+            await pilot.pause(0.1)
+            if list((tmp_path / "exports").glob("*.svg")):
+                break
+        assert list((tmp_path / "exports").glob("*.svg"))

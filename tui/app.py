@@ -75,6 +75,18 @@ class TaskspaceApp(App):
             if isinstance(screen, DataScreen):
                 screen.reload()
 
+    @property
+    def exports(self) -> Path:
+        """Where the TUI writes figures and screenshots: inside the project (a server has no ~/Downloads)."""
+        return Path(self.project) / "exports"
+
+    def deliver_screenshot(self, filename: str | None = None, path: str | None = None, time_format=None):
+        self.exports.mkdir(parents=True, exist_ok=True)
+        saved = super().deliver_screenshot(filename, path or str(self.exports), time_format)
+        if saved:
+            self.notify(f"screenshot: {saved}")
+        return saved
+
     def get_system_commands(self, screen: Screen):
         yield from super().get_system_commands(screen)
         for owner in (self, screen):

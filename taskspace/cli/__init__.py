@@ -1,14 +1,15 @@
 """`taskspace` command line: each verb is a thin shell over the library, used by people and DVC stages.
 
 `common` holds the consoles, one-line errors and the option groups that build the library's config objects;
-`tables` the result tables; `science` the commands on models and data; `project` those on the pipeline.
+`tables` the result tables; `science` the commands on models and data; `project` those on the pipeline;
+`export` figures, CSV and reports from the index.
 """
 
 from __future__ import annotations
 
 import click
 
-from taskspace.cli import project, science
+from taskspace.cli import export, project, science
 
 
 @click.group()
@@ -28,6 +29,7 @@ for _command in (
     project.plan,
     project.index,
     project.metrics,
+    export.export,
     project.tui,
 ):
     main.add_command(_command)

@@ -50,6 +50,25 @@ class Index:
             raise ValueError(f"{len(keys)} runs match {where} ({found}): give revision= and params_hash=")
         return df.pivot(index="task_a", columns="task_b", values="value")
 
+    def find_run(self, ref: str) -> dict:
+        """A run by run_id, `model@revision` or its index key (`model@revision#hash`, a prefix of the hash will do);
+        one clear line when none or several match."""
+        runs = self.runs()
+        found = [r for r in runs if ref in (str(r["run_id"]), r["label"]) or r["index_key"].startswith(ref + "#")
+                 or ("#" in ref and r["index_key"].startswith(ref))]  # fmt: skip
+        if len(found) != 1:
+            keys = ", ".join(r["index_key"] for r in (found or runs)) or "none indexed"
+            what = "several runs match" if found else "no run matches"
+            raise ValueError(f"{what} {ref!r}: use one of {keys}")
+        return found[0]
+
+    def metric(self, run_id: int) -> str:
+        """The probing metric the run's transfer is measured in (accuracy or margin)."""
+        row = self.con.execute(
+            "SELECT json_extract_string(probe, '$.probing.metric') FROM runs WHERE run_id = ?", [run_id]
+        ).fetchone()
+        return (row and row[0]) or "accuracy"
+
     def counts(self) -> dict[str, int]:
         return {t: self.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
 
@@ -143,7 +162,7 @@ class Index:
         """The stability curve of a kind over the checkpoint series the run belongs to (training order):
         revision, correlation with the next and the last checkpoint, and that kind's within − between."""
         return self._rows(
-            """SELECT r.run_id, r.revision, s.with_next, s.with_last, s.contrast FROM stability s
+            """SELECT r.run_id, r.revision, r.step, s.position, s.with_next, s.with_last, s.contrast FROM stability s
                JOIN runs r ON r.run_id = s.run_id
                JOIN runs me ON me.run_id = ? AND me.model = r.model AND me.params_hash = r.params_hash
                WHERE s.kind = ? ORDER BY s.position""",

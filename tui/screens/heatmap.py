@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Static
@@ -27,6 +28,7 @@ class HeatmapData:
     meta: dict[str, dict]  # task → its phenomenon, field…
     stats: dict[str, dict[str, float]]  # kind → fit statistics
     interval: np.ndarray | None = None  # 95% interval half-width per cell, from the run's replicates
+    metric: str = "accuracy"  # what transfer is measured in (probing.metric)
 
 
 def offered_kinds(index, run_id: int) -> list[str]:
@@ -53,6 +55,7 @@ class HeatmapScreen(DataScreen):
         Key("o", "toggle_order", "order", "Order tasks by phenomenon ↔ by clustering the space"),
         Key("z", "zoom", "zoom", "Only the block of the cursor's phenomenon (again: all)"),
         Key("enter", "task", "task view", "Task view of the cursor's row task"),
+        Key("e", "export", "export", "Write this space as a paper figure (PNG) and its cells (CSV) into exports/"),
         Key("escape", "app.pop_screen", "back", "Back to the previous screen", palette=False),
     ]
     BINDINGS = bindings(KEYS)
@@ -69,6 +72,7 @@ class HeatmapScreen(DataScreen):
         self.interval: np.ndarray | None = None
         self.meta: dict[str, dict] = {}
         self.shown: list[int] = []  # display position → index into self.tasks
+        self.metric = "accuracy"
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -91,13 +95,12 @@ class HeatmapScreen(DataScreen):
         tasks, m = index.matrix(run_id, kind)
         meta = {t["task"]: t for t in index.tasks()}
         ci = index.matrix(run_id, "transfer_ci")[1] if kind == "transfer" else None  # with replicates
-        return HeatmapData(
-            kinds, kind, tasks, m, meta, index.analysis(run_id), ci if ci is not None and ci.size else None
-        )
+        ci = ci if ci is not None and ci.size else None
+        return HeatmapData(kinds, kind, tasks, m, meta, index.analysis(run_id), ci, index.metric(run_id))
 
     def show(self, data: HeatmapData) -> None:
         self.kinds, self.kind, self.tasks, self.matrix = data.kinds, data.kind, data.tasks, data.matrix
-        self.meta, self.stats, self.interval = data.meta, data.stats, data.interval
+        self.meta, self.stats, self.interval, self.metric = data.meta, data.stats, data.interval, data.metric
         self.redraw()
         self.query_one(Heatmap).focus()
 
@@ -200,3 +203,22 @@ class HeatmapScreen(DataScreen):
 
         if self.shown:
             self.app.push_screen(TaskScreen(self.run_row, self.tasks[self.shown[self.query_one(Heatmap).cursor[0]]]))
+
+    def action_export(self) -> None:
+        if self.tasks:
+            self.export_figure(self.run_row["index_key"], self.kind, list(self.tasks), self.matrix.copy())
+
+    @work(thread=True, exclusive=True, group="export", exit_on_error=False)
+    def export_figure(self, key: str, kind: str, tasks: list[str], m: np.ndarray) -> None:
+        """Rendering takes a second or two: in a thread, so the screen stays live."""
+        from taskspace import export
+
+        stem = self.app.exports / f"{key.replace('@', '-').replace('#', '-')}-{kind}"
+        groups = {t: self.meta.get(t, {}).get("phenomenon", "") for t in tasks}
+        try:
+            export.save_figure(export.space_figure(tasks, m, groups, kind, self.metric, key), stem.with_suffix(".png"))
+            stem.with_suffix(".csv").write_text(export.space_csv(tasks, m))
+        except OSError as e:
+            self.app.call_from_thread(self.notify, f"export failed: {e}", severity="error")
+            return
+        self.app.call_from_thread(self.notify, f"wrote {stem}.png and .csv")

@@ -1,0 +1,217 @@
+"""Figures and reports for papers and notes: a task space as a labelled heatmap, two spaces compared, the
+stability of spaces over checkpoints (PNG or SVG, matplotlib), a space as CSV, and a run report in Markdown or
+HTML. Rendered off-screen (Agg), so it works on a server over SSH; each file is written atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from taskspace.errors import ConfigError
+from taskspace.io import atomic_write
+from taskspace.spaces import DESCRIPTIONS
+
+FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
+UNITS = {
+    "accuracy": "accuracy (fraction of pairs)",
+    "margin": "mean margin (nats)",
+    "transfer_margin": "mean margin (nats)",
+    "transfer_norm": "fraction of the tuned task's own gain",
+    "gradient": "cosine",
+    "sharing": "Jaccard",
+}
+
+
+def unit(kind: str, metric: str = "accuracy") -> str:
+    """What a space's values measure: transfer kinds in the probing metric, the others their own."""
+    return UNITS.get(kind) or UNITS[metric]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a server
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _limits(m: np.ndarray, diverging: bool) -> tuple[float, float]:
+    finite = m[np.isfinite(m)]
+    if not finite.size:
+        return -1.0, 1.0
+    if diverging:
+        a = float(np.abs(finite).max()) or 1.0
+        return -a, a
+    return float(finite.min()), float(finite.max())
+
+
+def _blocks(ax, groups: Sequence[str], n: int) -> None:
+    """Lines between phenomenon blocks, and the block's name beside it (tasks are in group order)."""
+    start = 0
+    for i in range(1, n + 1):
+        if i == n or groups[i] != groups[start]:
+            if i < n:
+                ax.axhline(i - 0.5, color="black", lw=0.6)
+                ax.axvline(i - 0.5, color="black", lw=0.6)
+            ax.text(n - 0.3, (start + i - 1) / 2, f" {groups[start]}", va="center", ha="left", fontsize=7)
+            start = i
+
+
+def _heatmap(ax, fig, tasks, m, groups, label, diverging, limits=None):
+    lo, hi = limits or _limits(m, diverging)
+    im = ax.imshow(m, cmap="RdBu_r" if diverging else "viridis", vmin=lo, vmax=hi, interpolation="nearest")
+    n = len(tasks)
+    size = 7 if n <= 20 else 4
+    ax.set_xticks(range(n), tasks, rotation=90, fontsize=size)
+    ax.set_yticks(range(n), tasks, fontsize=size)
+    ax.set_xlabel("evaluated on")
+    ax.set_ylabel("tuned on")
+    if groups:
+        _blocks(ax, groups, n)
+    fig.colorbar(im, ax=ax, shrink=0.8, label=label, pad=0.2 if groups else 0.04)  # room for the block names
+
+
+def order_by_group(tasks: Sequence[str], groups: dict[str, str], m: np.ndarray):
+    """Tasks sorted by (group, name), the matrix permuted to match: blocks become visible squares."""
+    order = sorted(range(len(tasks)), key=lambda i: (groups.get(tasks[i], ""), tasks[i]))
+    return [tasks[i] for i in order], [groups.get(tasks[i], "") for i in order], m[np.ix_(order, order)]
+
+
+def space_figure(tasks, m, groups: dict[str, str], kind: str, metric: str, title: str):
+    """One space as a paper-style heatmap: both axes titled, every task named, phenomenon blocks outlined and
+    named, a colour bar in the space's unit (diverging around 0 for transfer)."""
+    plt = _pyplot()
+    names, g, mm = order_by_group(list(tasks), groups, np.asarray(m, dtype=float))
+    side = max(5.0, 0.16 * len(names) + 3)
+    fig, ax = plt.subplots(figsize=(side + 2.5, side))
+    _heatmap(ax, fig, names, mm, g, unit(kind, metric), diverging=kind not in ("sharing",))
+    ax.set_title(f"{title}\n{kind}: {DESCRIPTIONS.get(kind, '')}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def compare_figure(tasks, a, b, groups: dict[str, str], kind: str, metric: str, labels: tuple[str, str]):
+    """A and B on one shared scale, and A − B on a diverging one."""
+    plt = _pyplot()
+    names, g, ma = order_by_group(list(tasks), groups, np.asarray(a, dtype=float))
+    _, _, mb = order_by_group(list(tasks), groups, np.asarray(b, dtype=float))
+    both = np.concatenate([ma[np.isfinite(ma)], mb[np.isfinite(mb)]])
+    shared = _limits(both, kind != "sharing") if both.size else (-1.0, 1.0)
+    side = max(4.0, 0.12 * len(names) + 3)
+    fig, axes = plt.subplots(1, 3, figsize=(3 * side + 3, side))
+    for ax, m, label in ((axes[0], ma, labels[0]), (axes[1], mb, labels[1])):
+        _heatmap(ax, fig, names, m, g, unit(kind, metric), kind != "sharing", shared)
+        ax.set_title(label, fontsize=9)
+    _heatmap(axes[2], fig, names, ma - mb, g, f"difference ({unit(kind, metric)})", True)
+    axes[2].set_title(f"{labels[0]} − {labels[1]}", fontsize=9)
+    fig.suptitle(f"{kind}: {DESCRIPTIONS.get(kind, '')}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def stability_figure(series: dict[str, list[dict]], kind: str, metric: str):
+    """Per model, its spaces over checkpoints: correlation with the last checkpoint's space (Spearman, no unit)
+    and the within − between phenomenon contrast (the space's unit), on two panels with the training step."""
+    plt = _pyplot()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    log = True
+    for model, rows in series.items():
+        steps = [r["step"] for r in rows]
+        log &= all(s and s > 0 for s in steps)
+        top.plot(steps, [r["with_last"] for r in rows], marker="o", label=model)
+        bottom.plot(steps, [r["contrast"] for r in rows], marker="o", label=model)
+    if log:
+        top.set_xscale("log")
+    ticks = sorted({r["step"] for rows in series.values() for r in rows})
+    bottom.set_xticks(ticks, [f"{t:,}" for t in ticks], rotation=45 if len(ticks) > 6 else 0, fontsize=8)
+    bottom.minorticks_off()
+    top.minorticks_off()
+    top.set_ylabel("Spearman r with\nthe last checkpoint", fontsize=9)
+    bottom.set_ylabel(f"within − between\n{unit(kind, metric)}", fontsize=9)
+    bottom.set_xlabel("training step")
+    bottom.axhline(0, color="grey", lw=0.6)
+    top.legend(fontsize=8)
+    top.set_title(f"{kind} space over pre-training", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path: Path) -> Path:
+    if path.suffix.lower() not in FIGURE_SUFFIXES:
+        raise ConfigError(f"{path}: figures are written as {', '.join(FIGURE_SUFFIXES)}; choose one of those")
+    buf = io.BytesIO()
+    fig.savefig(buf, format=path.suffix[1:].lower(), dpi=150, bbox_inches="tight")
+    _pyplot().close(fig)
+    atomic_write(path, lambda f: f.write_bytes(buf.getvalue()))
+    return path
+
+
+def space_csv(tasks, m) -> str:
+    """Long form, one row per cell: tuned_task, eval_task, value (blank for NaN)."""
+    lines = ["tuned_task,eval_task,value"]
+    for i, a in enumerate(tasks):
+        for j, b in enumerate(tasks):
+            v = float(m[i][j])
+            lines.append(f"{a},{b},{'' if v != v else repr(v)}")
+    return "\n".join(lines) + "\n"
+
+
+def report_markdown(run: dict, fits: dict[str, dict[str, float]], top: list[tuple[str, str, float]], unit_: str,
+                    figure: str | None = None) -> str:  # fmt: skip
+    """A run's report: identity, each space's fit with its p-value and reliability, the largest transfers."""
+    lines = [f"# {run['label']}", ""]
+    for key in ("model", "revision", "scale", "n_params", "experiment", "params_hash", "git_rev", "created"):
+        if run.get(key) not in (None, ""):
+            lines.append(f"- **{key}**: {run[key]}")
+    lines += ["", "## Fit to the hypothesis space", "",
+              "| space | Mantel r | p | p floor | within − between | p | reliability (S–B) |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for kind, f in fits.items():
+        keys = ("mantel_r", "mantel_p", "p_floor", "contrast", "contrast_p", "reliability_sb")
+        cells = ["—" if f.get(k) is None else f"{f[k]:.3g}" if k.endswith(("_p", "floor")) else f"{f[k]:+.3f}"
+                 for k in keys]  # fmt: skip
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    lines += ["", "p floor: the smallest p-value the permutations can give (1 / (permutations + 1), or exact).", ""]
+    if top:
+        lines += [f"## Largest transfers ({unit_})", "", "| tuned on | evaluated on | transfer |", "|---|---|---|"]
+        lines += [f"| {a} | {b} | {v:+.3f} |" for a, b, v in top]
+    if figure:
+        lines += ["", f"![transfer space]({figure})"]
+    return "\n".join(lines) + "\n"
+
+
+def report_html(markdown: str, figure_png: bytes | None = None) -> str:
+    """The Markdown report as a self-contained HTML page (the figure inlined: no files beside it, no CDN)."""
+    body, rows = [], []
+
+    def flush() -> None:
+        if rows:
+            body.append("<table border=1 cellpadding=3>" + "".join(rows) + "</table>")
+            rows.clear()
+
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            if not line.startswith("|---"):
+                rows.append("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in line.strip("|").split("|")))
+            continue
+        flush()
+        if line.startswith("# "):
+            body.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.startswith("## "):
+            body.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("- "):
+            body.append(f"<div>{html.escape(line[2:].replace('**', ''))}</div>")
+        elif line.startswith("![") and figure_png:
+            data = base64.b64encode(figure_png).decode()
+            body.append(f'<img alt="transfer space" src="data:image/png;base64,{data}">')
+        elif line:
+            body.append(f"<p>{html.escape(line)}</p>")
+    flush()
+    return "<!doctype html><meta charset=utf-8><title>taskspace report</title>\n" + "\n".join(body) + "\n"
