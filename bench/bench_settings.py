@@ -21,6 +21,7 @@ import numpy as np
 from taskspace import data
 from taskspace.blimp_meta import PARADIGMS
 from taskspace.config import FTGDConfig, ProbeConfig
+from taskspace.ftgd import FTGDError
 from taskspace.models import load_model
 from taskspace.probing import run_eval1, run_eval2, run_ftgd
 from taskspace.reliability import spearman_brown, split_half
@@ -57,13 +58,19 @@ def main() -> None:
         cfg = FTGDConfig(steps=int(steps), lr=float(lr), sparsity=float(sparsity), batch_size=args.batch_size)
         t0 = time.perf_counter()
         reps = []
-        for r in (0, 1):
-            train, ev = splits[r]
-            layout = Layout.single(args.out / point.replace(":", "_") / f"r{r}")
-            eval1 = run_eval1(lm, ev, Layout.single(args.out / f"eval-split{r}"), probe)
-            run_ftgd(lm, train, layout, FTGDConfig(**{**vars(cfg), "seed": r}), probe)
-            reps.append(run_eval2(lm, ev, eval1, layout, FTGDConfig(**{**vars(cfg), "seed": r}), probe))
         row = {"steps": int(steps), "lr": float(lr), "sparsity": float(sparsity), "minutes": 0.0}
+        try:
+            for r in (0, 1):
+                train, ev = splits[r]
+                layout = Layout.single(args.out / point.replace(":", "_") / f"r{r}")
+                eval1 = run_eval1(lm, ev, Layout.single(args.out / f"eval-split{r}"), probe)
+                run_ftgd(lm, train, layout, FTGDConfig(**{**vars(cfg), "seed": r}), probe)
+                reps.append(run_eval2(lm, ev, eval1, layout, FTGDConfig(**{**vars(cfg), "seed": r}), probe))
+        except FTGDError as e:  # a setting that collapses the model is a result too: recorded, not fatal
+            row |= {"collapsed": str(e), "minutes": (time.perf_counter() - t0) / 60}
+            results.append(row)
+            print(json.dumps(row), flush=True)
+            continue
         rise = [t["lm_loss_after"] - t["lm_loss_before"] for rep in reps for t in rep["summary"]["per_task"].values()]
         row["lm_loss_rise"] = float(np.mean(rise))
         row["lm_loss_rise_max"] = float(np.max(rise))
@@ -83,6 +90,9 @@ def main() -> None:
     print(f"{'steps':>5}{'lr':>8}{'sparsity':>9}{'Δloss':>8}{'acc gain':>9}{'acc rel':>9}{'margin gain':>12}"
           f"{'margin rel':>11}{'min':>6}")  # fmt: skip
     for r in results:
+        if "collapsed" in r:
+            print(f"{r['steps']:>5}{r['lr']:>8.0e}{r['sparsity']:>9}  collapsed: {r['collapsed'][:90]}")
+            continue
         a, m = r["accuracy"], r["margin"]
         print(
             f"{r['steps']:>5}{r['lr']:>8.0e}{r['sparsity']:>9}{r['lm_loss_rise']:>+8.3f}{a['self_transfer']:>+9.3f}"
