@@ -122,6 +122,14 @@ def test_exp_run_variant_shows_in_exp_show(repo):
     assert exps["workspace"] == exps["sparse20"]
     base = next(v for k, v in exps.items() if k not in ("sparse20", "workspace"))
     assert exps["sparse20"] != base
+    shown = json.loads(sh(repo, "taskspace", "exps", "--format", "json").stdout)  # readable: what differs
+    sparse = [r for r in shown if r["experiment"] == "sparse20"]
+    assert {r["run"] for r in sparse} == {"tiny@step30", "tiny@step60"} and all(
+        r["ftgd.sparsity"] == 0.2 for r in sparse
+    )
+    assert {k for k in sparse[0] if "." in k} == {"ftgd.sparsity"}  # only the setting that differs, no runs.*
+    assert sparse[0]["transfer_mantel_r"] == exps["sparse20"]["tiny@step30"]["transfer_mantel_r"]
+    assert "ftgd.sparsity" in sh(repo, "taskspace", "exps").stdout
     # the index keeps both variants: runs are keyed by their params hash
     c = counts(repo / "data" / "index" / "taskspace.duckdb")
     assert c["runs"] == 4

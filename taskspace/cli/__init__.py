@@ -29,6 +29,7 @@ for _command in (
     project.plan,
     project.index,
     project.metrics,
+    project.exps,
     export.export,
     project.tui,
 ):

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from taskspace.cli.common import console, emit, format_option, friendly_errors, out_console, say
-from taskspace.cli.tables import calibration_line, counts_table, metrics_table, plan_table
+from taskspace.cli.tables import calibration_line, counts_table, exps_table, metrics_table, plan_table
 
 PARAMS = click.option("--params", default="params.yaml", show_default=True, type=click.Path(path_type=Path))
 
@@ -195,3 +195,17 @@ def tui(db, project):
     from tui.app import TaskspaceApp
 
     TaskspaceApp(db=db, project=project).run()
+
+
+@click.command()
+@format_option
+@friendly_errors
+def exps(fmt):
+    """`dvc exp show`, readable: a row per experiment × run, the settings that differ, the headline metrics."""
+    import sys
+
+    from taskspace.experiments import exp_rows, exp_show
+
+    dvc = Path(sys.executable).parent / "dvc"
+    differ, rows = exp_rows(exp_show(str(dvc) if dvc.exists() else "dvc"))
+    emit(rows, fmt, lambda: exps_table(rows, differ))

@@ -177,3 +177,22 @@ def calibration_line(r) -> str:
             f"sentences/s scoring, {c.s_step:.3f} s per FTGD step, {c.s_grad_pair * 1e3:.1f} ms per differential pair"
         )
     return line
+
+
+def exps_table(rows: list[dict], differ: list[str]) -> Table:
+    """Experiments × runs: the settings that differ, then the headline metrics (blank where absent)."""
+    from taskspace.experiments import HEADLINE
+
+    short = dict(zip(HEADLINE, ("Mantel r", "p", "w−b", "rel.", "gain", "Δloss")))
+    t = Table(title="experiments: settings that differ, metrics per run", title_justify="left",
+              caption="transfer space: Mantel r and p vs the hypothesis, w−b within − between, rel. split-half "
+                      "reliability; gain: own-task gain; Δloss: LM-loss rise (nats/token)")  # fmt: skip
+    for col in ("experiment", *differ, "run"):
+        t.add_column(col, no_wrap=True)
+    for m in HEADLINE:
+        t.add_column(short[m], justify="right")
+    for r in rows:
+        cells = [str(r.get("experiment", "")), *(str(r.get(k)) for k in differ), str(r.get("run", ""))]
+        cells += ["" if r.get(m) is None else f"{r[m]:.3g}" for m in HEADLINE]
+        t.add_row(*cells)
+    return t
