@@ -16,5 +16,5 @@ taskspace index --counts   # the index stage built it; this only reads it
 taskspace metrics
 echo
 echo "Explore the results:  .venv/bin/taskspace tui        (keys: ? for help)"
-echo "Compare experiments:  .venv/bin/dvc exp show"
+echo "Compare experiments:  .venv/bin/taskspace exps     (or .venv/bin/dvc exp show)"
 echo "Store the outputs:    .venv/bin/dvc push             (default remote: ./dvc-remote)"
