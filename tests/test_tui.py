@@ -54,8 +54,9 @@ async def test_runs_heatmap_cursor_shows_the_duckdb_value(index_db):
         screen = app.screen
         assert isinstance(screen, HeatmapScreen) and screen.kind == "transfer"
         hm = screen.query_one(Heatmap)
-        first_row = hm.render_line(0).text  # the gutter names the first row's task, with the cursor mark
-        assert screen.tasks[screen.shown[0]][:8] in first_row and "▸" in first_row
+        header, first_row = hm.render_line(0).text, hm.render_line(1).text
+        assert header.startswith("tuned on ↓") and "▾" in header  # axis titles, the cursor's column marked
+        assert screen.tasks[screen.shown[0]][:8] in first_row and "▸" in first_row  # the gutter names the row
         await pilot.press("right", "right", "down")
         await pilot.pause()
         row, col = screen.query_one(Heatmap).cursor
@@ -383,3 +384,33 @@ async def test_heatmap_exports_a_figure_into_the_project(index_db, tmp_path):
             if list((tmp_path / "exports").glob("*.svg")):
                 break
         assert list((tmp_path / "exports").glob("*.svg"))
+
+
+async def test_67_task_heatmap_scrolls_with_the_cursor_and_jumps_to_a_task(tmp_path_factory):
+    """At 80×24 a 67-task space does not fit: the cursor stays on screen (the view scrolls), page keys move by
+    screens, `g` jumps to a task typed by name, and the header names the blocks and marks the cursor's column."""
+    from taskspace.blimp_meta import PARADIGMS
+
+    tasks = sorted(PARADIGMS)
+    db = build_synthetic_index(tmp_path_factory.mktemp("t67"), {"tiny": ["step30"]}, tasks)
+    app = TaskspaceApp(db=db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        screen, hm = app.screen, app.screen.query_one(Heatmap)
+        assert len(screen.shown) == 67 and not hm.fits
+        await pilot.press("end")
+        await pilot.pause()
+        assert hm.cursor[0] == 66
+        assert any("▸" in hm.render_line(y).text for y in range(1, hm.size.height))  # the last row is on screen
+        await pilot.press("home", "pagedown")
+        await pilot.pause()
+        assert 0 < hm.cursor[0] < 66
+        await pilot.press("g")
+        await pilot.pause()
+        await pilot.press(*"wh_isl", "enter")
+        await settle(app, pilot)
+        want = [screen.tasks[k] for k in screen.shown].index("wh_island")
+        assert hm.cursor == (want, want) and "wh_island" in str(screen.query_one("#cell").render())
+        assert "▾" in hm.render_line(0).text  # its column is on screen too

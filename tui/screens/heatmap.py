@@ -13,6 +13,7 @@ from textual.widgets import Footer, Header, Static
 
 from taskspace import analysis
 from taskspace.errors import OutputError
+from taskspace.export import unit
 from taskspace.spaces import KINDS
 from tui.keys import Key, bindings
 from tui.screens.base import DataScreen, message_box
@@ -55,6 +56,7 @@ class HeatmapScreen(DataScreen):
         Key("o", "toggle_order", "order", "Order tasks by phenomenon ↔ by clustering the space"),
         Key("z", "zoom", "zoom", "Only the block of the cursor's phenomenon (again: all)"),
         Key("enter", "task", "task view", "Task view of the cursor's row task"),
+        Key("g", "jump", "go to task", "Move the cursor to a task typed by name (its own cell: row and column)"),
         Key("e", "export", "export", "Write this space as a paper figure (PNG) and its cells (CSV) into exports/"),
         Key("escape", "app.pop_screen", "back", "Back to the previous screen", palette=False),
     ]
@@ -125,14 +127,20 @@ class HeatmapScreen(DataScreen):
             Text.assemble(
                 (f"{run['model']}@{run['revision']}", "bold"),
                 f"  {run.get('experiment') or ''}\n",
-                ("space: ", "dim"),
+                ("space ", "dim"),
                 (self.kind, "bold cyan"),
-                ("  order: ", "dim"),
+                ("\nunit ", "dim"),
+                unit(self.kind, self.metric),
+                ("\nrows ", "dim"),
+                "tuned on · ",
+                ("columns ", "dim"),
+                "evaluated on",
+                ("\norder ", "dim"),
                 self.order_by,
-                ("  zoom: ", "dim"),
+                ("  zoom ", "dim"),
                 self.zoom or "all",
                 f"\n{len(order)} of {len(self.tasks)} tasks",
-                ("" if hm.fits else "\ndoes not fit: z zooms to the cursor's phenomenon", "yellow"),
+                ("" if hm.fits else "\nscrolls with the cursor; z zooms to its phenomenon", "yellow"),
             )
         )
         self.query_one("#legend", Static).update(Text.assemble(*[(s.text, s.style) for s in legend(hm.scale)]))
@@ -203,6 +211,17 @@ class HeatmapScreen(DataScreen):
 
         if self.shown:
             self.app.push_screen(TaskScreen(self.run_row, self.tasks[self.shown[self.query_one(Heatmap).cursor[0]]]))
+
+    def action_jump(self) -> None:
+        from tui.screens.jump import JumpScreen
+
+        if self.shown:
+            self.app.push_screen(JumpScreen([self.tasks[k] for k in self.shown]), self._jump_to)
+
+    def _jump_to(self, task: str | None) -> None:
+        if task is not None:
+            pos = [self.tasks[k] for k in self.shown].index(task)
+            self.query_one(Heatmap).cursor = (pos, pos)
 
     def action_export(self) -> None:
         if self.tasks:

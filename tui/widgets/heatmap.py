@@ -90,13 +90,21 @@ class Scale:
 
 
 class Heatmap(Widget, can_focus=True):
-    """T×T matrix with a cell cursor (row = tuned/first task, column = evaluated/second task)."""
+    """T×T matrix with a cell cursor (row = tuned/first task, column = evaluated/second task).
+
+    Line 0 is a header: the axis titles over the row gutter, the phenomenon names over their column blocks and
+    `▾` over the cursor's column; `▸` marks the cursor's row. The cursor's cell keeps its colour (a `◆` on it
+    when cells are big enough), and the view scrolls to keep it on screen when the space does not fit."""
 
     BINDINGS = [
         Binding("up", "move(-1, 0)", "up", show=False),
         Binding("down", "move(1, 0)", "down", show=False),
         Binding("left", "move(0, -1)", "left", show=False),
         Binding("right", "move(0, 1)", "right", show=False),
+        Binding("pageup", "page(-1)", "page up", show=False),
+        Binding("pagedown", "page(1)", "page down", show=False),
+        Binding("home", "edge(0)", "first task", show=False),
+        Binding("end", "edge(1)", "last task", show=False),
     ]
     cursor: reactive[tuple[int, int]] = reactive((0, 0))
 
@@ -111,10 +119,14 @@ class Heatmap(Widget, can_focus=True):
         self.groups: list[str] = []
         self.labels: list[str] = []
         self.scale = Scale(0, 1, False)
-        self._cols: list[int | None] = []  # screen x → matrix column (None: separator gap)
+        self._cols: list[int | None] = []  # layout x → matrix column (None: separator gap)
         self._rows: list[int | None] = []  # half-row → matrix row
-        self._gutter = 0  # columns of row labels left of the cells
-        self._label_at: dict[int, int] = {}  # terminal line → the row labelled there
+        self._gutter = 0  # columns of row labels (or just the row marker) left of the cells
+        self._label_at: dict[int, int] = {}  # layout line → the row labelled there
+        self._x0 = 0  # first layout column shown (scrolling)
+        self._y0 = 0  # first layout line shown
+
+    HEADER = 1  # lines above the cells
 
     def set_data(
         self, matrix: np.ndarray, groups: list[str], scale: Scale | None = None, labels: list[str] | None = None
@@ -130,17 +142,21 @@ class Heatmap(Widget, can_focus=True):
         self._layout()
         self.refresh()
 
+    @property
+    def _lines(self) -> int:
+        return max(self.size.height - self.HEADER, 1)
+
     def _layout(self) -> None:
         t = len(self.matrix)
-        width, height = max(self.size.width, 1), max(self.size.height, 1)
+        width, height = max(self.size.width, 1), self._lines
         seps = [k for k in range(1, t) if self.groups and self.groups[k] != self.groups[k - 1]]
         ch = max(1, min(MAX_CELL[1], (2 * height - len(seps)) // max(t, 1)))
         # a row can carry its label only when it has a terminal line of its own (≥ 2 half-rows)
         gutter = min(LABEL_WIDTH, max(map(len, self.labels)) + 1) if self.labels and ch >= 2 else 0
         if gutter and (width - gutter - len(seps)) // max(t, 1) < 2:
             gutter = 0  # the cells need the room more than the labels do
-        cw = max(1, min(MAX_CELL[0], (width - gutter - len(seps)) // max(t, 1)))
-        self._gutter = gutter
+        self._gutter = gutter or 1  # at least the cursor row's marker
+        cw = max(1, min(MAX_CELL[0], (width - self._gutter - len(seps)) // max(t, 1)))
         self._cols, self._rows = [], []
         for k in range(t):
             if k in seps:
@@ -152,7 +168,29 @@ class Heatmap(Widget, can_focus=True):
         for i, r in enumerate(self._rows):
             if r is not None:
                 first.setdefault(r, i)
-        self._label_at = {(i + 1) // 2: r for r, i in first.items()}  # ch ≥ 2: that line's top half is row r
+        self._label_at = {(i + 1) // 2: r for r, i in first.items()} if ch >= 2 else {}
+        self._big = ch >= 2 and cw >= 2  # the cursor's cell can carry a mark of its own
+        self._scroll_to_cursor()
+
+    def _scroll_to_cursor(self) -> None:
+        """Move the view the least that shows the cursor's whole cell."""
+        r, c = self.cursor
+        xs = [x for x, k in enumerate(self._cols) if k == c]
+        ys = [y for y, k in enumerate(self._rows) if k == r]
+        if not xs or not ys:
+            return
+        avail_x, avail_y = max(self.size.width - self._gutter, 1), self._lines
+        if xs[0] < self._x0:
+            self._x0 = xs[0]
+        elif xs[-1] >= self._x0 + avail_x:
+            self._x0 = xs[-1] - avail_x + 1
+        top, bottom = ys[0] // 2, ys[-1] // 2
+        if top < self._y0:
+            self._y0 = top
+        elif bottom >= self._y0 + avail_y:
+            self._y0 = bottom - avail_y + 1
+        self._x0 = max(0, min(self._x0, max(len(self._cols) - avail_x, 0)))
+        self._y0 = max(0, min(self._y0, max((len(self._rows) + 1) // 2 - avail_y, 0)))
 
     def on_resize(self) -> None:
         self._layout()
@@ -160,37 +198,83 @@ class Heatmap(Widget, can_focus=True):
 
     @property
     def fits(self) -> bool:
-        """Whether every cell is on screen (else the screen suggests zooming to a phenomenon)."""
-        return self._gutter + len(self._cols) <= self.size.width and len(self._rows) <= 2 * self.size.height
+        """Whether every cell is on screen (else the view scrolls, and zooming to a phenomenon enlarges)."""
+        return self._gutter + len(self._cols) <= self.size.width and len(self._rows) <= 2 * self._lines
+
+    def _visible_cols(self) -> list[int | None]:
+        return self._cols[self._x0 : self._x0 + max(self.size.width - self._gutter, 0)]
 
     def render_line(self, y: int) -> Strip:
         if not len(self.matrix):
             return Strip.blank(self.size.width)
-        top = self._rows[2 * y] if 2 * y < len(self._rows) else -1
-        bottom = self._rows[2 * y + 1] if 2 * y + 1 < len(self._rows) else -1
+        if y < self.HEADER:
+            return self._header()
+        line = y - self.HEADER + self._y0
+        top = self._rows[2 * line] if 2 * line < len(self._rows) else -1
+        bottom = self._rows[2 * line + 1] if 2 * line + 1 < len(self._rows) else -1
         if top == -1:
             return Strip.blank(self.size.width)
         cr, cc = self.cursor
-        segments = [Segment(self._label(y, cr))] if self._gutter else []
-        segments += [
-            Segment("▀", Style(color=self._cell(top, col, cr, cc), bgcolor=self._cell(bottom, col, cr, cc)))
-            for col in self._cols[: max(self.size.width - self._gutter, 0)]
-        ]
+        segments = [Segment(self._label(line, cr, top, bottom))]
+        mark = self._mark() if self._big else None
+        for x, col in enumerate(self._visible_cols(), start=self._x0):
+            up, down = self._cell(top, col), self._cell(bottom, col)
+            if (x, line) == mark:  # one ◆ in the middle of the cursor's cell: the cell keeps its colour
+                segments.append(Segment("◆", Style(color=_contrast(up), bgcolor=up)))
+            else:
+                segments.append(Segment("▀", Style(color=up, bgcolor=down)))
         return Strip(segments).extend_cell_length(self.size.width)
 
-    def _label(self, y: int, cursor_row: int) -> str:
-        """A row's task name on the first terminal line whose upper half shows that row, else blanks."""
-        row = self._label_at.get(y)
-        text = shorten(self.labels[row], self._gutter - 1) if row is not None and row < len(self.labels) else ""
-        return f"{text:>{self._gutter - 1}}{'▸' if row == cursor_row else ' '}"
+    def _mark(self) -> tuple[int, int] | None:
+        """(layout x, layout line) of the middle of the cursor's cell, on a line that shows only that row."""
+        r, c = self.cursor
+        xs = [x for x, k in enumerate(self._cols) if k == c]
+        lines = [y // 2 for y, k in enumerate(self._rows) if k == r and y % 2 == 0 and self._rows[y + 1 : y + 2] == [r]]
+        return (xs[len(xs) // 2], lines[len(lines) // 2]) if xs and lines else None
 
-    def _cell(self, row: int | None, col: int | None, cr: int, cc: int) -> Color | None:
+    def _header(self) -> Strip:
+        """Axis titles over the gutter; each column block's phenomenon; ▾ over the cursor's column."""
+        g = self._gutter
+        title = "↓ tuned on  evaluated →"
+        left = Segment(f"{title[: g - 1]:>{g - 1}} " if g > 1 else " ", Style(dim=True))
+        cols = self._visible_cols()
+        chars = [" "] * len(cols)
+        start = 0
+        for x in range(1, len(cols) + 1):  # a block's name written over its own columns only
+            if (
+                x == len(cols)
+                or cols[x] is None
+                or cols[start] is None
+                or (self.groups and self.groups[cols[x]] != self.groups[cols[start]])
+            ):
+                if cols[start] is not None and self.groups:
+                    name = self.groups[cols[start]][: x - start - 1]
+                    chars[start : start + len(name)] = list(name)
+                start = x
+        text = "".join(chars)
+        segments = [left, Segment(text, Style(dim=True))]
+        cc = self.cursor[1]
+        if cc in cols:
+            at = [x for x, k in enumerate(cols) if k == cc]
+            x = at[len(at) // 2]  # over the middle of the cursor's column
+            segments = [left, Segment(text[:x], Style(dim=True)), Segment("▾", Style(color=CURSOR, bold=True)),
+                        Segment(text[x + 1 :], Style(dim=True))]  # fmt: skip
+        return Strip(segments).extend_cell_length(self.size.width)
+
+    def _label(self, line: int, cursor_row: int, top, bottom) -> str:
+        """A row's task name on the first line whose upper half shows that row; ▸ on the cursor's row."""
+        mark = "▸" if cursor_row in (top, bottom) else " "
+        if self._gutter == 1:
+            return mark
+        row = self._label_at.get(line)
+        text = shorten(self.labels[row], self._gutter - 1) if row is not None and row < len(self.labels) else ""
+        return f"{text:>{self._gutter - 1}}{mark if row == cursor_row or row is None else ' '}"
+
+    def _cell(self, row: int | None, col: int | None) -> Color | None:
         if row == -1:
             return None  # below the matrix: terminal background
         if row is None or col is None:
             return SEPARATOR
-        if row == cr and col == cc:
-            return CURSOR
         return self.scale.color(self.matrix[row, col])
 
     def action_move(self, dr: int, dc: int) -> None:
@@ -199,19 +283,40 @@ class Heatmap(Widget, can_focus=True):
             r, c = self.cursor
             self.cursor = ((r + dr) % t, (c + dc) % t)
 
+    def action_page(self, direction: int) -> None:
+        """A screenful of rows up or down."""
+        t = len(self.matrix)
+        if t:
+            step = max(1, len({k for k in self._rows[: 2 * self._lines] if k is not None}) - 1)
+            r, c = self.cursor
+            self.cursor = (min(max(r + direction * step, 0), t - 1), c)
+
+    def action_edge(self, end: int) -> None:
+        t = len(self.matrix)
+        if t:
+            self.cursor = (t - 1 if end else 0, self.cursor[1])
+
     def watch_cursor(self, cursor: tuple[int, int]) -> None:
+        self._scroll_to_cursor()
         self.refresh()
         self.post_message(self.CursorMoved(self, *cursor))
 
     def on_click(self, event) -> None:
-        x = event.x - self._gutter
-        if 2 * event.y < len(self._rows) and 0 <= x < len(self._cols):
-            row, col = self._rows[2 * event.y], self._cols[x]
+        x = event.x - self._gutter + self._x0
+        half = 2 * (event.y - self.HEADER + self._y0)
+        if event.y >= self.HEADER and 0 <= half < len(self._rows) and self._x0 <= x < len(self._cols):
+            row, col = self._rows[half], self._cols[x]
             if row is not None and col is not None:
                 self.cursor = (row, col)
 
     def get_content_height(self, container, viewport, width: int) -> int:
-        return max(1, (len(self._rows) + 1) // 2)
+        return self.HEADER + max(1, (len(self._rows) + 1) // 2)
+
+
+def _contrast(c: Color | None) -> Color:
+    """Black on light cells, white on dark ones."""
+    r, g, b = c.get_truecolor() if c else (0, 0, 0)
+    return Color.from_rgb(0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 140 else Color.from_rgb(255, 255, 255)
 
 
 def legend(scale: Scale, width: int = 14) -> list[Segment]:
