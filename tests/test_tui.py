@@ -55,7 +55,7 @@ async def test_runs_heatmap_cursor_shows_the_duckdb_value(index_db):
         assert isinstance(screen, HeatmapScreen) and screen.kind == "transfer"
         hm = screen.query_one(Heatmap)
         header, first_row = hm.render_line(0).text, hm.render_line(1).text
-        assert header.startswith("tuned on ↓") and "▾" in header  # axis titles, the cursor's column marked
+        assert header.startswith("↓ tuned on  evaluated →") and "▾" in header  # axis titles; the cursor column
         assert screen.tasks[screen.shown[0]][:8] in first_row and "▸" in first_row  # the gutter names the row
         await pilot.press("right", "right", "down")
         await pilot.pause()
@@ -104,7 +104,8 @@ async def test_compare_shows_correlation_of_the_two_runs(index_db):
         assert screen.result.r == pytest.approx(want.r)
         assert f"{want.r:+.3f}" in str(screen.query_one("#compare-stats").render())
         # two checkpoints of one model: the stability curve is drawn
-        assert "stability" in str(screen.query_one("#stability").render())
+        shown = str(screen.query_one("#stability").render())
+        assert "Spearman r with the last checkpoint" in shown and "within − between phenomena" in shown  # 2 plots
 
 
 async def test_compare_stability_pairs_each_kind_with_its_own_contrast(index_db):
@@ -123,7 +124,7 @@ async def test_compare_stability_pairs_each_kind_with_its_own_contrast(index_db)
         assert [r["revision"] for r in screen.data.stability] == ["step30", "step60", "step100"]
         assert [r["contrast"] for r in screen.data.stability] == pytest.approx(want)
         assert want != pytest.approx(transfer)  # the old plot showed transfer's contrast for every kind
-        assert "gradient: within−between" in str(screen.query_one("#stability").render())
+        assert "gradient: within − between" in str(screen.query_one("#stability").render())
 
 
 @pytest.mark.slow

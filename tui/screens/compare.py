@@ -15,28 +15,28 @@ from textual.widgets import Footer, Header, Static
 from taskspace import analysis, spaces
 from taskspace.config import AnalysisConfig
 from taskspace.errors import OutputError
+from taskspace.export import unit
 from taskspace.spaces import SpaceComparison
 from tui.keys import Key, bindings
 from tui.screens.base import DataScreen, message_box
-from tui.widgets.heatmap import Heatmap, Scale
+from tui.widgets.heatmap import Heatmap, Scale, legend
 
 
-def stability_plot(kind: str, revisions: list[str], with_last: list, contrast: list, width: int = 60) -> Text:
-    """plotext 6 line plot of one kind's stability curve and its within−between contrast over checkpoints."""
+def stability_plot(title: str, revisions: list[str], values: list, y_label: str, width: int = 60) -> Text:
+    """plotext 6 line plot of one quantity over a model's checkpoints (named on the x axis, in training order):
+    one quantity per plot, so each axis has one unit."""
     import plotext as plt
 
     f = plt.figure
     f.clear()
-    f.plot_size(max(width, 30), 12)
+    f.plot_size(max(width, 30), 7)
     f.theme("dark") if hasattr(f, "theme") else None
     x = list(range(1, len(revisions) + 1))
-    for ys, label in ((with_last, f"{kind}: corr. with last"), (contrast, f"{kind}: within−between")):
-        s = f.signal(x, [0.0 if v is None else v for v in ys])
-        s.label(label)
-        s.lines()
-        f.draw(s)
+    s = f.signal(x, [0.0 if v is None else v for v in values])
+    s.lines()
+    f.draw(s)
     f.ruler("x").ticks(x, revisions)  # the checkpoints by name, not by position
-    f.title("stability over checkpoints")
+    f.title(f"{title} · y: {y_label}")
     return Text.from_ansi(str(f.build()))
 
 
@@ -53,6 +53,7 @@ class CompareData:
     meta: dict[str, dict]
     stored: bool  # r and p as the analyze stage computed them (else computed here, with A's settings)
     stability: list[dict]  # A's checkpoint series for this kind (empty: none)
+    metric: str = "accuracy"  # A's probing metric: the unit of transfer
 
 
 class CompareScreen(DataScreen):
@@ -77,6 +78,9 @@ class CompareScreen(DataScreen):
                     name = "A − B" if title is None else f"{title['model']}@{title['revision']} {title['experiment']}"
                     yield Static(name, classes="compare-title")
                     yield Heatmap(id=f"map-{key}")
+        with Horizontal(id="compare-legends"):
+            yield Static(id="legend-ab")
+            yield Static(id="legend-d")
         with Horizontal(id="compare-info"):
             yield Static(id="compare-stats")
             yield Static(id="stability")
@@ -101,6 +105,7 @@ class CompareScreen(DataScreen):
             {t["task"]: t for t in index.tasks()},
             stored is not None,
             series,
+            index.metric(self.a["run_id"]),
         )
 
     def _spaces(self, index, run: dict) -> spaces.TaskSpaces:
@@ -119,6 +124,11 @@ class CompareScreen(DataScreen):
         for key, m, scale in (("a", data.a, shared), ("b", data.b, shared), ("d", cmp.difference, None)):
             self.query_one(f"#map-{key}", Heatmap).set_data(m[np.ix_(order, order)], groups, scale)
         changed = "\n".join(f"  {t}  {v:.3f}" for t, v in cmp.most_changed)
+        u = unit(self.kind, data.metric)
+        self.query_one("#legend-ab", Static).update(Text.assemble(("A, B ", "dim"), *_segments(shared), f"  {u}"))
+        self.query_one("#legend-d", Static).update(
+            Text.assemble(("A − B ", "dim"), *_segments(self.query_one("#map-d", Heatmap).scale), f"  {u}")
+        )
         self.query_one("#compare-stats", Static).update(
             Text.assemble(
                 ("space ", "dim"),
@@ -130,22 +140,25 @@ class CompareScreen(DataScreen):
                 (analysis.format_stat(cmp.p, "p"), "bold"),
                 ("  (from the analysis)" if data.stored else "", "dim"),
                 ("\n" + analysis.p_method(cmp.p_exact, _relabellings(cmp), cmp.p_floor), "dim"),
-                "\nrows that changed most:\n",
+                "\nrows that changed most ",
+                ("(the row's off-diagonal length of A − B, in its unit):\n", "dim"),
                 changed,
             )
         )
         stab = self.query_one("#stability", Static)
         if len(data.stability) > 1:
-            st = data.stability
+            st, width = data.stability, max(30, self.size.width // 2 - 2)
+            revisions = [r["revision"] for r in st]
             stab.update(
-                stability_plot(
-                    self.kind,
-                    [r["revision"] for r in st],
-                    [r["with_last"] for r in st],
-                    [r["contrast"] for r in st],
-                    width=max(30, self.size.width // 2 - 2),
+                Text("\n").join(
+                    [
+                        stability_plot(f"{self.kind}: Spearman r with the last checkpoint", revisions,
+                                       [r["with_last"] for r in st], "r (no unit)", width),
+                        stability_plot(f"{self.kind}: within − between phenomena", revisions,
+                                       [r["contrast"] for r in st], u, width),
+                    ]
                 )
-            )
+            )  # fmt: skip
         else:
             stab.update("stability curve: pick two checkpoints of one model (same params) to see it")
 
@@ -153,3 +166,7 @@ class CompareScreen(DataScreen):
         kinds = list(spaces.COMPARED)
         self.kind = kinds[(kinds.index(self.kind) + 1) % len(kinds)] if self.kind in kinds else kinds[0]
         self.reload()
+
+
+def _segments(scale: Scale) -> list[tuple[str, object]]:
+    return [(seg.text, seg.style) for seg in legend(scale, 12)]
