@@ -105,7 +105,7 @@ async def test_compare_shows_correlation_of_the_two_runs(index_db):
         assert f"{want.r:+.3f}" in str(screen.query_one("#compare-stats").render())
         # two checkpoints of one model: the stability curve is drawn
         shown = str(screen.query_one("#stability").render())
-        assert "Spearman r with the last checkpoint" in shown and "within − between phenomena" in shown  # 2 plots
+        assert "transfer: r with last (Spearman)" in shown and "transfer: within−between, accuracy" in shown
 
 
 async def test_compare_stability_pairs_each_kind_with_its_own_contrast(index_db):
@@ -124,7 +124,7 @@ async def test_compare_stability_pairs_each_kind_with_its_own_contrast(index_db)
         assert [r["revision"] for r in screen.data.stability] == ["step30", "step60", "step100"]
         assert [r["contrast"] for r in screen.data.stability] == pytest.approx(want)
         assert want != pytest.approx(transfer)  # the old plot showed transfer's contrast for every kind
-        assert "gradient: within − between" in str(screen.query_one("#stability").render())
+        assert "gradient: within−between, cosine" in str(screen.query_one("#stability").render())
 
 
 @pytest.mark.slow

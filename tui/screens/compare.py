@@ -22,7 +22,7 @@ from tui.screens.base import DataScreen, message_box
 from tui.widgets.heatmap import Heatmap, Scale, legend
 
 
-def stability_plot(title: str, revisions: list[str], values: list, y_label: str, width: int = 60) -> Text:
+def stability_plot(title: str, revisions: list[str], values: list, width: int = 60) -> Text:
     """plotext 6 line plot of one quantity over a model's checkpoints (named on the x axis, in training order):
     one quantity per plot, so each axis has one unit."""
     import plotext as plt
@@ -36,7 +36,7 @@ def stability_plot(title: str, revisions: list[str], values: list, y_label: str,
     s.lines()
     f.draw(s)
     f.ruler("x").ticks(x, revisions)  # the checkpoints by name, not by position
-    f.title(f"{title} · y: {y_label}")
+    f.title(title)  # short enough for half of an 80-column terminal
     return Text.from_ansi(str(f.build()))
 
 
@@ -152,10 +152,10 @@ class CompareScreen(DataScreen):
             stab.update(
                 Text("\n").join(
                     [
-                        stability_plot(f"{self.kind}: Spearman r with the last checkpoint", revisions,
-                                       [r["with_last"] for r in st], "r (no unit)", width),
-                        stability_plot(f"{self.kind}: within − between phenomena", revisions,
-                                       [r["contrast"] for r in st], u, width),
+                        stability_plot(f"{self.kind}: r with last (Spearman)", revisions,
+                                       [r["with_last"] for r in st], width),
+                        stability_plot(f"{self.kind}: within−between, {u.split(' (')[0]}", revisions,
+                                       [r["contrast"] for r in st], width),
                     ]
                 )
             )  # fmt: skip
