@@ -242,6 +242,28 @@ def test_snapshots(snap_compare, index_db, size, keys):
     assert snap_compare(TaskspaceApp(db=index_db), terminal_size=size, run_before=run_before)
 
 
+@pytest.fixture(scope="module")
+def index67(tmp_path_factory):
+    from taskspace.blimp_meta import PARADIGMS
+
+    return build_synthetic_index(tmp_path_factory.mktemp("t67"), {"tiny": ["step30", "step60"]}, sorted(PARADIGMS))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+@pytest.mark.parametrize("keys", [("enter",), ("enter", "g", *"wh_island", "enter")], ids=["heatmap67", "jumped67"])
+def test_snapshots_67_tasks(snap_compare, index67, size, keys):
+    """All 67 BLiMP tasks: the view scrolls to the cursor, the header names the blocks."""
+
+    async def run_before(pilot):
+        await settle(pilot.app, pilot)
+        for k in keys:
+            await pilot.press(k)
+            await pilot.pause()
+        await settle(pilot.app, pilot)
+
+    assert snap_compare(TaskspaceApp(db=index67), terminal_size=size, run_before=run_before)
+
+
 def test_readme_key_table_matches_the_declared_keys():
     from pathlib import Path
 
@@ -387,14 +409,10 @@ async def test_heatmap_exports_a_figure_into_the_project(index_db, tmp_path):
         assert list((tmp_path / "exports").glob("*.svg"))
 
 
-async def test_67_task_heatmap_scrolls_with_the_cursor_and_jumps_to_a_task(tmp_path_factory):
+async def test_67_task_heatmap_scrolls_with_the_cursor_and_jumps_to_a_task(index67):
     """At 80×24 a 67-task space does not fit: the cursor stays on screen (the view scrolls), page keys move by
     screens, `g` jumps to a task typed by name, and the header names the blocks and marks the cursor's column."""
-    from taskspace.blimp_meta import PARADIGMS
-
-    tasks = sorted(PARADIGMS)
-    db = build_synthetic_index(tmp_path_factory.mktemp("t67"), {"tiny": ["step30"]}, tasks)
-    app = TaskspaceApp(db=db)
+    app = TaskspaceApp(db=index67)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
         await pilot.press("enter")
