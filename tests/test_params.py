@@ -123,3 +123,15 @@ def test_params_are_validated_up_front(tmp_path, section, key, value, message):
     p[section][key] = value
     with pytest.raises(ConfigError, match=message):
         P.check(p)
+
+
+def test_study_profile_covers_every_phenomenon_twice_with_replicates_and_control(tmp_path):
+    from taskspace.blimp_meta import PARADIGMS
+
+    p = P.load_params(P.compose_params(["profile=study"], tmp_path / "p.yaml", str(ROOT / "conf")))
+    P.check(p)
+    phenomena = [PARADIGMS[t][0] for t in p["data"]["tasks"]]
+    assert len(p["data"]["tasks"]) == 26 and all(phenomena.count(ph) == 2 for ph in set(phenomena))
+    assert len(set(phenomena)) == 13 and list(p["runs"]) == ["smollm2-main"]
+    probe = P.probe_config(p)
+    assert probe.control and len(probe.replicates(0, 0)) == 2
