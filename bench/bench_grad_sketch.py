@@ -17,7 +17,7 @@ import numpy as np
 from taskspace import data
 from taskspace.ftgd import EncodedPairs, gradient_differential
 from taskspace.models import load_model
-from taskspace.probing import count_sketch
+from taskspace.similarity import count_sketch
 
 TASKS = [  # one or two per phenomenon, so the cosines span related and unrelated pairs
     "regular_plural_subject_verb_agreement_1",

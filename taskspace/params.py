@@ -39,7 +39,7 @@ class StageSpec:
 
 
 SCORING = ("taskspace/scoring.py", "taskspace/packing.py", MODEL_CODE)
-TUNING = ("taskspace/ftgd.py", "taskspace/probing.py", *SCORING)
+TUNING = ("taskspace/ftgd.py", "taskspace/similarity.py", "taskspace/probing.py", *SCORING)
 GRADIENT_KEYS = ("probing.grad_params", "probing.grad_projection", "probing.projection_seed")
 REPLICATE_KEYS = ("probing.ftgd_seeds", "probing.split_seeds")
 STAGES: dict[str, StageSpec] = {

@@ -20,8 +20,8 @@ import pyarrow as pa
 
 from taskspace.config import FTGDConfig, ProbeConfig
 from taskspace.ftgd import PARAM_GROUPS
-from taskspace.probing import EXACT_GRADIENT_MAX, exact_gradient_refusal
 from taskspace.shapes import PYTHIA_SHAPES
+from taskspace.similarity import EXACT_GRADIENT_MAX, exact_gradient_refusal
 
 ROW_BYTES = 26  # a score row in Parquet (task dictionary, pair id, three float64, bool), measured
 GiB = 2**30
@@ -133,7 +133,7 @@ def selected(ftgd: FTGDConfig, s: Shape) -> int:
 
 
 def gradient_entries(probe: ProbeConfig, s: Shape) -> int:
-    """What is stored per task for gradient similarity (see probing.gradient_vector)."""
+    """What is stored per task for gradient similarity (see similarity.gradient_vector)."""
     if probe.grad_projection and s.n_params > probe.grad_projection:
         return probe.grad_projection
     return s.n_params
@@ -229,8 +229,8 @@ def calibrate(
 
     from taskspace.ftgd import EncodedPairs, finetune, gradient_differential, param_group, topk_mask
     from taskspace.models import LM, default_prefix, pick_device, pick_dtype, quiet_transformers
-    from taskspace.probing import gradient_vector
     from taskspace.scoring import sentence_logprobs
+    from taskspace.similarity import gradient_vector
 
     quiet_transformers()
     dev = pick_device(device)

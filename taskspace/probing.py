@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
 from taskspace import resume
 from taskspace.config import FTGDConfig, ProbeConfig
@@ -32,124 +31,23 @@ from taskspace.models import LM
 from taskspace.reliability import swap_labels
 from taskspace.runs import Layout
 from taskspace.scoring import encode, score_pairs
+from taskspace.similarity import (  # noqa: F401 (re-exported: the maths a probe uses, importable from here)
+    EXACT_GRADIENT_MAX,
+    MERSENNE,
+    _hash_coefficients,
+    cosine_matrix,
+    count_sketch,
+    exact_gradient_refusal,
+    flatten,
+    global_indices,
+    gradient_vector,
+    jaccard_matrix,
+    normalise_transfer,
+    transfer_matrix,
+)
 from taskspace.spaces import KINDS, TaskSpaces
 
 __all__ = ["KINDS", "FTGDConfig", "ProbeConfig", "probe", "run_eval1", "run_ftgd", "run_eval2"]
-
-
-# ---- the maths: small pure functions ------------------------------------------------------------------------
-
-
-def transfer_matrix(before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    """transfer[i, j] = after[i, j] − before[j]: row i is the model tuned on task i, column j the task evaluated."""
-    return np.asarray(after, dtype=np.float64) - np.asarray(before, dtype=np.float64)[None, :]
-
-
-def normalise_transfer(transfer: np.ndarray) -> np.ndarray:
-    """Row-normalise by the diagonal (transfer[i, j] / transfer[i, i]); NaN rows where the diagonal is 0."""
-    diag = np.diag(transfer).astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(diag[:, None] != 0, transfer / diag[:, None], np.nan)
-
-
-def cosine_matrix(vectors: np.ndarray) -> np.ndarray:
-    """cos(v_i, v_j) for the rows of a (T, D) array (a zero vector gets similarity 0)."""
-    v = np.asarray(vectors, dtype=np.float64)
-    norms = np.linalg.norm(v, axis=1)
-    unit = v / np.where(norms == 0, 1.0, norms)[:, None]
-    return unit @ unit.T
-
-
-def jaccard_matrix(masks: Sequence[np.ndarray], size: int | None = None) -> np.ndarray:
-    """|A ∩ B| / |A ∪ B| for footprints given as unique global parameter indices (< size).
-
-    Intersections by lookup in one membership vector per row task: O(T² · |mask|) gathers and O(P) bytes,
-    where sorting-based set intersections would take minutes for a 410M-parameter model's 1% masks.
-    """
-    t = len(masks)
-    if size is None:
-        size = max((int(m.max()) for m in masks if m.size), default=-1) + 1
-    out = np.eye(t)
-    member = np.zeros(size, dtype=bool)
-    for i in range(t):
-        member[masks[i]] = True
-        for j in range(i + 1, t):
-            inter = int(np.count_nonzero(member[masks[j]]))
-            union = masks[i].size + masks[j].size - inter
-            out[i, j] = out[j, i] = inter / union if union else 0.0
-        member[masks[i]] = False
-    return out
-
-
-def flatten(grads: dict[str, torch.Tensor]) -> np.ndarray:
-    return torch.cat([g.reshape(-1).float().cpu() for g in grads.values()]).numpy()
-
-
-MERSENNE = 2**31 - 1  # prime modulus of the sketch's 2-universal hashes
-SKETCH_CHUNK = 1 << 22  # entries hashed at a time: bounds the sketch's working memory to ~100 MB
-
-
-def _hash_coefficients(name: str, seed: int) -> tuple[int, int, int, int]:
-    """(a, b) of a bucket hash and of a sign hash for one tensor, from its name and the projection seed."""
-    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
-    a1, b1, a2, b2 = (int.from_bytes(digest[i : i + 4], "little") % MERSENNE for i in (0, 4, 8, 12))
-    return max(a1, 1), b1, max(a2, 1), b2
-
-
-def count_sketch(grads: dict[str, torch.Tensor], k: int, seed: int = 0) -> np.ndarray:
-    """Project a gradient to k dims: entry x of tensor n goes to bucket h₁(x) mod k with sign ±1 from h₂(x).
-
-    h(x) = (a·x + b) mod (2³¹ − 1), seeded per tensor name, is computed on the gradient's own device in
-    chunks: inner products are preserved in expectation (error ~ 1/√k), in O(k) memory, the same buckets on
-    every device, and no P-sized random tensor is ever drawn.
-    """
-    device = next(iter(grads.values())).device
-    out = torch.zeros(k, dtype=torch.float64, device=device)
-    for name, g in grads.items():
-        flat = g.reshape(-1)
-        if flat.numel() >= MERSENNE:
-            raise ConfigError(f"tensor {name} has {flat.numel():,} entries, too many for the sketch's hash")
-        a1, b1, a2, b2 = _hash_coefficients(name, seed)
-        for lo in range(0, flat.numel(), SKETCH_CHUNK):
-            x = torch.arange(lo, min(lo + SKETCH_CHUNK, flat.numel()), device=device, dtype=torch.int64)
-            bucket = (a1 * x + b1) % MERSENNE % k  # a·x < 2⁶², no int64 overflow
-            sign = 1 - 2 * ((a2 * x + b2) % MERSENNE % 2)
-            out.index_add_(0, bucket, flat[lo : lo + x.numel()].double() * sign)
-    return out.cpu().numpy()
-
-
-EXACT_GRADIENT_MAX = 1 << 22  # entries: above this, storing one full gradient per task is refused
-
-
-def gradient_vector(grads: dict[str, torch.Tensor], k: int, seed: int = 0) -> np.ndarray:
-    """What is stored per task for gradient similarity: the exact gradient when it has no more than k entries
-    (a sketch larger than the vector gains nothing) or when k = 0 on a small model, else its count sketch."""
-    size = sum(g.numel() for g in grads.values())
-    if k and size > k:
-        return count_sketch(grads, k, seed)
-    if not k and size > EXACT_GRADIENT_MAX:
-        raise ConfigError(exact_gradient_refusal(size))
-    return flatten(grads)
-
-
-def exact_gradient_refusal(size: int) -> str:
-    return (
-        f"probing.grad_projection: 0 (exact) would store a full {size:,}-entry gradient per task "
-        f"({size * 4 / 2**20:,.0f} MiB each); set probing.grad_projection to a sketch size such as {2**18}"
-    )
-
-
-def global_indices(model: torch.nn.Module, idx: dict[str, torch.Tensor]) -> np.ndarray:
-    """Per-tensor flat indices → sorted indices into the model's concatenated parameter vector (int32 where
-    the model has fewer than 2³¹ entries: a 410M model's 1% footprints are 67 × 16 MB, not 67 × 33 MB)."""
-    offsets, off = {}, 0
-    for n, p in model.named_parameters():
-        offsets[n] = off
-        off += p.numel()
-    dtype = np.int32 if off < 2**31 else np.int64
-    if not idx:
-        return np.zeros(0, dtype=dtype)
-    return np.sort(np.concatenate([(i.numpy().astype(np.int64) + offsets[n]).astype(dtype) for n, i in idx.items()]))
 
 
 # ---- the loop: I/O at the edges -----------------------------------------------------------------------------

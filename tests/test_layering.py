@@ -49,7 +49,7 @@ def test_the_maths_never_knows_where_results_are_stored():
     """Scoring, packing, FTGD and the statistics take and return arrays; runs, the index, params and the stages
     (which know the layout and the files) are above them."""
     storage = ("taskspace.runs", "taskspace.index", "taskspace.params", "taskspace.pipeline", "taskspace.cli")
-    for module in ("analysis", "packing", "scoring", "ftgd", "config"):
+    for module in ("analysis", "packing", "scoring", "ftgd", "similarity", "config"):
         found = {m for m in _imports(ROOT / "taskspace" / f"{module}.py") if m.startswith(storage)}
         assert not found, f"taskspace/{module}.py imports {sorted(found)}"
 
