@@ -13,7 +13,9 @@ from taskspace.errors import TaskspaceError
 METRICS_FILE = "data/analyze/metrics.json"
 HEADLINE = ("transfer_mantel_r", "transfer_mantel_p", "transfer_contrast", "transfer_reliability", "self_transfer",
             "lm_loss_rise")  # fmt: skip
-DERIVED = ("runs", "data_files", "executor")  # not settings a user chose (or, executor, not what is computed)
+# not settings a user chose (runs, data_files), not what is computed (executor), or already in the run label
+# (models, tiny_models: which model and revision each row is)
+DERIVED = ("runs", "data_files", "executor", "models", "tiny_models")
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, object]:
@@ -32,11 +34,16 @@ def _entries(shown: list[dict]) -> Iterator[tuple[str, dict]]:
     """(name, data) of every commit and experiment in `dvc exp show --json`."""
     for commit in shown:
         if commit.get("data"):
-            yield commit.get("name") or commit.get("rev", "")[:7], commit["data"]
+            yield commit.get("name") or _rev(commit.get("rev", "")), commit["data"]
         for ref in commit.get("experiments") or []:
             for rev in ref.get("revs") or []:
                 if rev.get("data"):
-                    yield rev.get("name") or ref.get("name") or rev.get("rev", "")[:7], rev["data"]
+                    yield rev.get("name") or ref.get("name") or _rev(rev.get("rev", "")), rev["data"]
+
+
+def _rev(rev: str) -> str:
+    """A commit by its short hash; `workspace` as it is."""
+    return rev[:7] if len(rev) == 40 else rev
 
 
 def exp_rows(shown: list[dict]) -> tuple[list[str], list[dict]]:
@@ -51,17 +58,30 @@ def exp_rows(shown: list[dict]) -> tuple[list[str], list[dict]]:
         }
         for name, data in entries
     }
-    keys = sorted({k for p in params.values() for k in p})
-    differ = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in params.values()}) > 1]
+    measured = [name for name, data in entries if _metrics(data)] or [name for name, _ in entries]
+    keys = sorted({k for name in measured for k in params[name]})
+    differ = [k for k in keys if len({json.dumps(params[n].get(k), sort_keys=True) for n in measured}) > 1]
     rows = []
     for name, data in entries:
-        metrics = ((data.get("metrics") or {}).get(METRICS_FILE) or {}).get("data") or {}
+        metrics = _metrics(data)
         for run, values in metrics.items():
             rows.append({"experiment": name, **{k: params[name].get(k) for k in differ}, "run": run,
                          **{m: values.get(m) for m in HEADLINE}})  # fmt: skip
         if not metrics:
-            rows.append({"experiment": name, **{k: params[name].get(k) for k in differ}, "run": "(no metrics)"})
+            rows.append({"experiment": name, **{k: params[name].get(k) for k in differ}, "run": "(not computed)"})
     return differ, rows
+
+
+def _metrics(data: dict) -> dict:
+    return ((data.get("metrics") or {}).get(METRICS_FILE) or {}).get("data") or {}
+
+
+def short(value, width: int = 24) -> str:
+    """A setting's value in a table cell: long lists by their length."""
+    if isinstance(value, list) and len(json.dumps(value)) > width:
+        return f"[{len(value)} items]"
+    text = str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def exp_show(dvc: str = "dvc", cwd: str = ".") -> list[dict]:

@@ -116,3 +116,28 @@ def test_score_metrics_and_index_speak_json_and_csv(tiny_dir, tmp_path):
     res = CliRunner().invoke(main, ["index", "--db", str(db), "--counts", "--format", "json"])
     counts = {r["table"]: r["rows"] for r in json.loads(res.stdout)}
     assert counts["runs"] == 1 and counts["similarities"] > 0
+
+
+def test_exps_shows_only_what_differs_between_measured_experiments():
+    """A baseline of another profile (other models, no metrics) does not flood the table with its settings."""
+    from taskspace.experiments import exp_rows, short
+
+    def entry(params: dict, metrics: dict | None) -> dict:
+        m = {"data/analyze/metrics.json": {"data": metrics}} if metrics else {}
+        return {"params": {"params.yaml": {"data": params}}, "metrics": m}
+
+    base = {"ftgd": {"lr": 1e-4, "steps": 100}, "models": {"pythia-70m": {"spec": "x"}}, "runs": {"a": 1}}
+    offline = {"ftgd": {"lr": 1e-4, "steps": 10}, "models": {"smollm2": {"spec": "smollm2"}}, "runs": {"b": 2}}
+    variant = {**offline, "ftgd": {"lr": 3e-4, "steps": 10}}
+    lr3 = {"name": "lr3", "data": entry(variant, {"smollm2@main": {"self_transfer": 2.0}})}
+    shown = [
+        {"rev": "workspace", "data": entry(offline, {"smollm2@main": {"transfer_mantel_r": 0.5}})},
+        {"rev": "a" * 40, "name": "main", "data": entry(base, None), "experiments": [{"revs": [lr3]}]},
+    ]
+    differ, rows = exp_rows(shown)
+    assert differ == ["ftgd.lr"]  # not ftgd.steps (the unmeasured baseline's), not models.* or runs.*
+    assert [(r["experiment"], r["run"], r["ftgd.lr"]) for r in rows] == [
+        ("workspace", "smollm2@main", 1e-4), ("main", "(not computed)", 1e-4), ("lr3", "smollm2@main", 3e-4)
+    ]  # fmt: skip
+    assert rows[0]["transfer_mantel_r"] == 0.5 and rows[2]["self_transfer"] == 2.0
+    assert short(list(range(30))) == "[30 items]" and short("x" * 30).endswith("…")

@@ -181,18 +181,21 @@ def calibration_line(r) -> str:
 
 def exps_table(rows: list[dict], differ: list[str]) -> Table:
     """Experiments × runs: the settings that differ, then the headline metrics (blank where absent)."""
-    from taskspace.experiments import HEADLINE
+    from taskspace.experiments import HEADLINE, short
 
-    short = dict(zip(HEADLINE, ("Mantel r", "p", "w−b", "rel.", "gain", "Δloss")))
-    t = Table(title="experiments: settings that differ, metrics per run", title_justify="left",
+    header = dict(zip(HEADLINE, ("Mantel r", "p", "w−b", "rel.", "gain", "Δloss")))
+    FORMATS = ("+.2f", ".3f", "+.2f", ".2f", "+.2f", "+.3f")  # noqa: N806
+    t = Table(title="experiments: settings that differ, metrics per run", title_justify="left", box=box.SIMPLE_HEAD,
+              pad_edge=False, collapse_padding=True,
               caption="transfer space: Mantel r and p vs the hypothesis, w−b within − between, rel. split-half "
                       "reliability; gain: own-task gain; Δloss: LM-loss rise (nats/token)")  # fmt: skip
-    for col in ("experiment", *differ, "run"):
-        t.add_column(col, no_wrap=True)
+    for col in ("experiment", *differ):  # names give way first (…): the numbers are what is compared
+        t.add_column(col, no_wrap=True, overflow="ellipsis", max_width=12)
+    t.add_column("run", no_wrap=True)
     for m in HEADLINE:
-        t.add_column(short[m], justify="right")
+        t.add_column(header[m], justify="right", no_wrap=True, min_width=max(len(header[m]), 6))
     for r in rows:
-        cells = [str(r.get("experiment", "")), *(str(r.get(k)) for k in differ), str(r.get("run", ""))]
-        cells += ["" if r.get(m) is None else f"{r[m]:.3g}" for m in HEADLINE]
+        cells = [str(r.get("experiment", "")), *(short(r.get(k)) for k in differ), str(r.get("run", ""))]
+        cells += ["" if r.get(m) is None else format(r[m], fmt) for m, fmt in zip(HEADLINE, FORMATS)]
         t.add_row(*cells)
     return t
