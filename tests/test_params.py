@@ -32,7 +32,7 @@ def test_offline_profile_and_per_model_overrides(tmp_path):
     p = P.load_params(out)
     assert set(p["models"]) == {"tiny", "smollm2"} and p["data"]["source"] == "auto"
     assert P.ftgd_config(p, "tiny").lr == 0.001  # the model's own override
-    assert P.ftgd_config(p, "smollm2").lr == 0.0001  # the shared default
+    assert P.ftgd_config(p, "smollm2").lr == 3e-5  # the profile's (measured, README)
     assert P.ftgd_config(p, "smollm2").sparsity == 0.05  # the -S override
     assert model_revisions(p["models"]["smollm2"]) == ["main"]
     assert P.settings_hash(p, "tiny-step300") != P.settings_hash(p, "smollm2-main")
