@@ -189,8 +189,10 @@ def exps_table(rows: list[dict], differ: list[str]) -> Table:
               pad_edge=False, collapse_padding=True,
               caption="transfer space: Mantel r and p vs the hypothesis, w−b within − between, rel. split-half "
                       "reliability; gain: own-task gain; Δloss: LM-loss rise (nats/token)")  # fmt: skip
-    for col in ("experiment", *differ):  # names give way first (…): the numbers are what is compared
-        t.add_column(col, no_wrap=True, overflow="ellipsis", max_width=12)
+    last = [k.rsplit(".", 1)[-1] for k in differ]  # `sparsity` for ftgd.sparsity, unless two keys share it
+    names = [n if last.count(n) == 1 else k for n, k in zip(last, differ)]
+    for col in ("experiment", *names):  # names give way first (…): the numbers are what is compared
+        t.add_column(col, no_wrap=True, overflow="ellipsis", max_width=max(12, len(col)))
     t.add_column("run", no_wrap=True)
     for m in HEADLINE:
         t.add_column(header[m], justify="right", no_wrap=True, min_width=max(len(header[m]), 6))
