@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from rich.text import Text
@@ -231,12 +232,14 @@ class HeatmapScreen(DataScreen):
     def export_figure(self, key: str, kind: str, tasks: list[str], m: np.ndarray) -> None:
         """Rendering takes a second or two: in a thread, so the screen stays live."""
         from taskspace import export
+        from taskspace.io import atomic_write
 
-        stem = self.app.exports / f"{key.replace('@', '-').replace('#', '-')}-{kind}"
+        # names, not with_suffix: a model such as pythia-1.4b has a dot of its own
+        stem = str(self.app.exports / f"{key.replace('@', '-').replace('#', '-')}-{kind}")
         groups = {t: self.meta.get(t, {}).get("phenomenon", "") for t in tasks}
         try:
-            export.save_figure(export.space_figure(tasks, m, groups, kind, self.metric, key), stem.with_suffix(".png"))
-            stem.with_suffix(".csv").write_text(export.space_csv(tasks, m))
+            export.save_figure(export.space_figure(tasks, m, groups, kind, self.metric, key), Path(f"{stem}.png"))
+            atomic_write(Path(f"{stem}.csv"), lambda f: f.write_text(export.space_csv(tasks, m)))
         except OSError as e:
             self.app.call_from_thread(self.notify, f"export failed: {e}", severity="error")
             return

@@ -125,6 +125,7 @@ class Heatmap(Widget, can_focus=True):
         self._label_at: dict[int, int] = {}  # layout line → the row labelled there
         self._x0 = 0  # first layout column shown (scrolling)
         self._y0 = 0  # first layout line shown
+        self._big = False  # cells of ≥ 2×2 characters: the cursor's cell carries a ◆
 
     HEADER = 1  # lines above the cells
 
