@@ -90,31 +90,44 @@ def model_config(spec: str, revision: str | None = None, tiny: dict | None = Non
 
 @dataclass
 class Workload:
-    """One run's work in sentences (each a forward pass through the model over its packed positions)."""
+    """One run's work in sentences (each a forward pass through the model over its packed positions), over all
+    its replicates and their controls."""
 
     tasks: int
-    eval_sentences: int  # eval1: every task's eval pairs, both sentences
-    eval2_sentences: int  # one eval1-sized pass per tuned task
-    grad_sentences: int  # gradient differentials (forward + backward), all tasks
-    ftgd_sentences: int  # FTGD steps (forward + backward), all tasks
+    tunings: int  # tasks × replicates × (1 + control): each one FTGD run and one eval2 pass
+    eval_sentences: int  # eval1: every task's eval pairs, both sentences, once per replicate (its own split)
+    eval2_sentences: int  # one eval1-sized pass per tuning
+    grad_sentences: int  # gradient differentials (forward + backward), every tuning
+    ftgd_sentences: int  # FTGD steps (forward + backward), every tuning
     forward_passes: int
     backward_passes: int
     positions_per_sentence: float  # computed positions after prefix-tree packing
 
 
-def workload(n_tasks: int, n_train: int, n_eval: int, ftgd: FTGDConfig, probe: ProbeConfig, positions: float):
+def workload(
+    n_tasks: int,
+    n_train: int,
+    n_eval: int,
+    ftgd: FTGDConfig,
+    probe: ProbeConfig,
+    positions: float,
+    replicates: int = 1,
+    control: bool = False,
+) -> Workload:
     batch = min(ftgd.batch_size, n_train)
+    tunings = n_tasks * replicates * (1 + control)
     eval_s = 2 * n_tasks * n_eval
     eval_batches = math.ceil(eval_s / probe.eval_batch_size)
     grad_batches = math.ceil(n_train / ftgd.batch_size)
     return Workload(
         tasks=n_tasks,
-        eval_sentences=eval_s,
-        eval2_sentences=n_tasks * eval_s,
-        grad_sentences=n_tasks * 2 * n_train,
-        ftgd_sentences=n_tasks * ftgd.steps * 2 * batch,
-        forward_passes=(1 + n_tasks) * eval_batches + n_tasks * (grad_batches + ftgd.steps),
-        backward_passes=n_tasks * (grad_batches + ftgd.steps),
+        tunings=tunings,
+        eval_sentences=replicates * eval_s,
+        eval2_sentences=tunings * eval_s,
+        grad_sentences=tunings * 2 * n_train,
+        ftgd_sentences=tunings * ftgd.steps * 2 * batch,
+        forward_passes=(replicates + tunings) * eval_batches + tunings * (grad_batches + ftgd.steps),
+        backward_passes=tunings * (grad_batches + ftgd.steps),
         positions_per_sentence=positions,
     )
 
@@ -141,13 +154,13 @@ def gradient_entries(probe: ProbeConfig, s: Shape) -> int:
 
 def disk(w: Workload, s: Shape, ftgd: FTGDConfig, probe: ProbeConfig, n_eval: int, dtype_bytes: int) -> dict:
     """Bytes of each stage's outputs for one run (the DVC cache holds a second copy unless it links)."""
-    t = w.tasks
+    t, units = w.tasks, w.tunings // max(w.tasks, 1)  # units: replicates × (1 + control)
     delta = selected(ftgd, s) * (4 + 2 * dtype_bytes) + 40_000  # int32 index, base and tuned values; header
     grad = gradient_entries(probe, s) * 4 + 128
     return {
-        "eval": t * n_eval * ROW_BYTES + 2_500,
-        "ftgd": t * (delta + grad + 110 * ftgd.steps + 1_000),
-        "probe": t * (t * n_eval * ROW_BYTES + 2_500) + 5 * t * t * 8 + t * 1_000,
+        "eval": w.eval_sentences // 2 * ROW_BYTES + 2_500,
+        "ftgd": w.tunings * (delta + grad + 110 * ftgd.steps + 1_000),
+        "probe": w.tunings * (t * n_eval * ROW_BYTES + 2_500) + units * (5 * t * t * 8 + t * 1_000),
     }
 
 
@@ -286,10 +299,10 @@ def calibrate(
 
 
 def run_seconds(w: Workload, c: Calibration, n_train: int, ftgd: FTGDConfig) -> float:
-    """eval, ftgd and probe each load the model; then scoring, and per task a differential, a mask, a gradient
-    vector and the FTGD steps."""
-    per_task = n_train * c.s_grad_pair + c.s_mask + c.s_sketch + ftgd.steps * c.s_step
-    return 3 * c.s_load + (w.eval_sentences + w.eval2_sentences) * c.s_sentence + w.tasks * per_task
+    """eval, ftgd and probe each load the model; then scoring, and per tuning (task × replicate, and its control)
+    a differential, a mask, a gradient vector and the FTGD steps."""
+    per_tuning = n_train * c.s_grad_pair + c.s_mask + c.s_sketch + ftgd.steps * c.s_step
+    return 3 * c.s_load + (w.eval_sentences + w.eval2_sentences) * c.s_sentence + w.tunings * per_tuning
 
 
 @dataclass
@@ -345,7 +358,8 @@ def plan(p: dict, calibrate_on: bool = True, device: str | None = None, dtype: s
                 cal = calibrate(config, tok, kind, train, ev, ftgd, probe, device, dtype)
             cache[model] = (shape_of_config(config, where), cal, packed_positions(tok, sentences))
         shape, cal, positions = cache[model]
-        w = workload(len(names), n_train, n_eval, ftgd, probe, positions)
+        reps = len(probe.replicates(ftgd.seed, d.seed))
+        w = workload(len(names), n_train, n_eval, ftgd, probe, positions, reps, probe.control)
         plans.append(
             RunPlan(
                 run=key,

@@ -57,3 +57,13 @@ def test_workload_counts_by_hand():
     assert (w.grad_sentences, w.ftgd_sentences) == (60, 3 * 4 * 16)
     # forward: eval1 + 3 × eval2 batches of 16 (2 each), and per task 2 differential batches + 4 steps
     assert (w.forward_passes, w.backward_passes) == (4 * 2 + 3 * 6, 3 * 6)
+
+
+def test_workload_counts_replicates_and_control():
+    """2 replicates with a control: eval1 once per replicate (its own split); 3 tasks × 2 × 2 = 12 tunings, each
+    with its FTGD steps and an eval2 pass."""
+    w = plan.workload(3, 10, 5, FTGDConfig(steps=4, batch_size=8), ProbeConfig(eval_batch_size=16), 7.0, 2, True)
+    assert w.tunings == 12
+    assert (w.eval_sentences, w.eval2_sentences) == (60, 12 * 30)
+    assert (w.grad_sentences, w.ftgd_sentences) == (12 * 20, 12 * 4 * 16)
+    assert (w.forward_passes, w.backward_passes) == (14 * 2 + 12 * 6, 12 * 6)
