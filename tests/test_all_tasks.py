@@ -99,3 +99,30 @@ def test_replicates_and_control_give_intervals_reliability_and_a_noise_floor(rep
         assert stats["transfer"]["cells"] == 12 and "transfer_minus_control" in stats
     finally:
         idx.close()
+
+
+async def test_tui_heatmap_reads_with_reliability_and_noise_floor(replicated):
+    """The heatmap's side panels say how far the space can be trusted: value ± interval, above or within the
+    noise floor, the space's reliability and how many cells exceed the control."""
+    from tui.app import TaskspaceApp
+    from tui.screens.heatmap import HeatmapScreen
+
+    app = TaskspaceApp(db=replicated / "data" / "index" / "taskspace.duckdb")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.press("enter")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, HeatmapScreen) and screen.kind == "transfer"
+        stats = str(screen.query_one("#stats").render())
+        t = screen.stats["transfer"]
+        assert f"reliability: {t['reliability_sb']:.2f}" in stats
+        assert f"noise floor: {t['noise_floor']:.4f}; {int(t['cells_above_noise'])} of 12 cells above" in stats
+        await pilot.press("right")  # off the diagonal
+        await pilot.pause()
+        cell = str(screen.query_one("#cell").render())
+        a, b, v = screen.cell(0, 1)
+        assert "±" in cell and ("above" if abs(v) > t["noise_floor"] else "within") + " the noise floor" in cell

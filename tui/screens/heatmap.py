@@ -50,6 +50,25 @@ def display_order(m: np.ndarray, groups: list[str], how: str) -> list[int]:
     return analysis.cluster_order(m) if how == "cluster" else analysis.group_order(groups)
 
 
+def trust_lines(kind: str, s: dict[str, float], transfer: dict[str, float]) -> list[str]:
+    """How far a space can be trusted: its reliability over replicates and, for transfer, the control's noise
+    floor and the low-impact figures; or which setting would measure them."""
+    if s.get("reliability_sb") is not None:
+        lines = [f"reliability: {s['reliability_sb']:.2f} (split-half {s.get('reliability', float('nan')):.2f})"]
+    else:
+        lines = ["reliability: n/a (one replicate; set probing.ftgd_seeds)"]
+    if kind != "transfer":
+        return lines
+    if transfer.get("noise_floor") is not None:
+        above, cells = int(transfer.get("cells_above_noise") or 0), int(transfer.get("cells") or 0)
+        lines.append(f"noise floor: {transfer['noise_floor']:.4f}; {above} of {cells} cells above")
+    else:
+        lines.append("noise floor: n/a (no control; set probing.control)")
+    if transfer.get("self_transfer") is not None and transfer.get("lm_loss_rise") is not None:
+        lines.append(f"own-task gain {transfer['self_transfer']:+.3f}, LM-loss rise {transfer['lm_loss_rise']:+.3f}")
+    return lines
+
+
 class HeatmapScreen(DataScreen):
     NAME = "heatmap"
     KEYS = [
@@ -152,6 +171,7 @@ class HeatmapScreen(DataScreen):
             lines.append(analysis.p_method(bool(s.get("p_exact")), int(s.get("relabellings") or 0), s["p_floor"]))
         if s.get("n_excluded"):
             lines.append(f"{int(s['n_excluded'])} task(s) left out: no value (NaN) in their row or column")
+        lines += trust_lines(self.kind, s, self.stats.get("transfer", {}))
         self.query_one("#stats", Static).update("\n".join(lines) or "no analysis for this space")
         self.show_cell(*hm.cursor)
 
@@ -178,6 +198,7 @@ class HeatmapScreen(DataScreen):
                 (f"{v:+.4f}" if np.isfinite(v) else "n/a", "bold magenta"),
                 (self._interval(row, col), "magenta"),
                 f"  ({rel})",
+                self._above_noise(row, col, v),
             )
         )
 
@@ -186,6 +207,12 @@ class HeatmapScreen(DataScreen):
             return ""
         half = self.interval[self.shown[row], self.shown[col]]
         return f" ± {half:.4f}" if np.isfinite(half) else ""
+
+    def _above_noise(self, row: int, col: int, v: float) -> str:
+        floor = self.stats.get("transfer", {}).get("noise_floor")
+        if self.kind != "transfer" or floor is None or row == col or not np.isfinite(v):
+            return ""
+        return f"\n{'above' if abs(v) > floor else 'within'} the noise floor (|value| vs {floor:.4f})"
 
     def on_heatmap_cursor_moved(self, event: Heatmap.CursorMoved) -> None:
         self.show_cell(event.row, event.col)
