@@ -247,6 +247,10 @@ def impact(tasks: list[str], reps: list, summaries: list[dict]) -> dict:
     return {"self_transfer": float(np.mean(gain)), "lm_loss_rise": float(np.mean(rise)), "lm_loss_rise_max": max(rise)}
 
 
+def _share(part: int | None, whole: int | None) -> float | None:
+    return part / whole if part is not None and whole else None
+
+
 def run_info(p: dict, run: Run, lm) -> dict:
     entry = params.model_entry(p, run.model)
     return {
@@ -312,6 +316,8 @@ def stage_analyze(p: dict, out: Path = DATA / "analyze", say: Say = print) -> di
             "gradient_mantel_r": f["gradient"].mantel_r,
             "sharing_contrast": f["sharing"].contrast,
             "transfer_reliability": f["transfer"].reliability_sb,
+            "transfer_noise_floor": f["transfer"].noise_floor,
+            "transfer_above_noise": _share(f["transfer"].cells_above_noise, f["transfer"].cells),
             "self_transfer": f["transfer"].self_transfer,
             "lm_loss_rise": f["transfer"].lm_loss_rise,
         }

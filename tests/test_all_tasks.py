@@ -97,6 +97,10 @@ def test_replicates_and_control_give_intervals_reliability_and_a_noise_floor(rep
         stats = idx.analysis(run["run_id"])
         assert run["reliability"] == pytest.approx(metrics["transfer_reliability"])
         assert stats["transfer"]["cells"] == 12 and "transfer_minus_control" in stats
+        assert metrics["transfer_noise_floor"] == pytest.approx(stats["transfer"]["noise_floor"])
+        assert metrics["transfer_above_noise"] == pytest.approx(stats["transfer"]["cells_above_noise"] / 12)
+        shown = sh(replicated, "taskspace", "metrics", "--format", "table").stdout
+        assert ">noise" in shown and f"{metrics['transfer_above_noise']:.0%}" in shown
     finally:
         idx.close()
 

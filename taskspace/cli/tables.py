@@ -25,6 +25,7 @@ METRIC_COLUMNS = {  # the transfer space's figures; metrics.json has gradient an
     "transfer_p_floor": "floor",
     "transfer_contrast": "w−b",
     "transfer_reliability": "rel.",
+    "transfer_above_noise": ">noise",
     "self_transfer": "gain",
     "lm_loss_rise": "Δloss",
 }
@@ -109,15 +110,20 @@ def metrics_table(runs: dict, title: str) -> Table:
     t = Table(
         title=title,
         caption="the transfer space — r: Spearman with the hypothesis, p: Mantel p, floor: the smallest p the task "
-        "set allows, w−b: within − between, rel.: split-half reliability over replicates (Spearman–Brown), gain: "
-        "mean own-task gain, Δloss: mean LM-loss rise on other tasks (nats/token)",
+        "set allows, w−b: within − between, rel.: split-half reliability over replicates (Spearman–Brown), "
+        ">noise: off-diagonal cells above the control's noise floor, gain: mean own-task gain, Δloss: mean LM-loss "
+        "rise on other tasks (nats/token)",
     )
     t.add_column("run", no_wrap=True)
     for label in METRIC_COLUMNS.values():
         t.add_column(label, justify="right")
     for run, m in runs.items():
-        t.add_row(run, *(format_stat(m.get(k), k) for k in METRIC_COLUMNS))
+        t.add_row(run, *(_metric(m.get(k), k) for k in METRIC_COLUMNS))
     return t
+
+
+def _metric(value: float | None, key: str) -> str:
+    return f"{value:.0%}" if key == "transfer_above_noise" and value is not None else format_stat(value, key)
 
 
 def counts_table(counts: dict, title: str, caption: str) -> Table:
