@@ -163,22 +163,56 @@ def space_csv(tasks, m) -> str:
     return "\n".join(lines) + "\n"
 
 
+REPORT_COLUMNS = {  # fit statistic → its column in the report
+    "mantel_r": "Mantel r",
+    "mantel_p": "p",
+    "p_floor": "p floor",
+    "contrast": "within − between",
+    "contrast_p": "p",
+    "partial_r": "r, lexical overlap out",
+    "reliability_sb": "reliability (S–B)",
+}
+
+
+def _cell(value: float | None, key: str) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.3g}" if key.endswith(("_p", "floor")) else f"{value:+.3f}"
+
+
+def trust_markdown(transfer: dict[str, float]) -> list[str]:
+    """The transfer space's noise floor (from the label-swapped control) and low impact, or what would measure them."""
+    lines = ["## Noise floor and low impact", ""]
+    floor, above, cells = (transfer.get(k) for k in ("noise_floor", "cells_above_noise", "cells"))
+    if floor is None:
+        lines.append("- **noise floor**: not measured (the run has no control; set `probing.control: true`)")
+    else:
+        share = f" ({above / cells:.0%})" if cells else ""
+        lines.append(f"- **noise floor** (95th percentile of |control transfer| off the diagonal): {floor:.4g}; "
+                     f"{int(above)} of {int(cells)} off-diagonal cells above it{share}")  # fmt: skip
+    for key, what in (("self_transfer", "own-task gain (mean diagonal)"),
+                      ("lm_loss_rise", "LM-loss rise on the other tasks' sentences (nats/token)")):  # fmt: skip
+        if transfer.get(key) is not None:
+            lines.append(f"- **{what}**: {transfer[key]:+.4g}")
+    return lines + [""]
+
+
 def report_markdown(run: dict, fits: dict[str, dict[str, float]], top: list[tuple[str, str, float]], unit_: str,
                     figure: str | None = None) -> str:  # fmt: skip
-    """A run's report: identity, each space's fit with its p-value and reliability, the largest transfers."""
+    """A run's report: identity, each space's fit with its p-value, lexical control and reliability, the noise
+    floor and low impact, the largest transfers."""
     lines = [f"# {run['label']}", ""]
     for key in ("model", "revision", "scale", "n_params", "experiment", "params_hash", "git_rev", "created"):
         if run.get(key) not in (None, ""):
             lines.append(f"- **{key}**: {run[key]}")
-    lines += ["", "## Fit to the hypothesis space", "",
-              "| space | Mantel r | p | p floor | within − between | p | reliability (S–B) |",
-              "|---|---|---|---|---|---|---|"]  # fmt: skip
+    header = "| space | " + " | ".join(REPORT_COLUMNS.values()) + " |"
+    lines += ["", "## Fit to the hypothesis space", "", header, "|---" * (len(REPORT_COLUMNS) + 1) + "|"]
     for kind, f in fits.items():
-        keys = ("mantel_r", "mantel_p", "p_floor", "contrast", "contrast_p", "reliability_sb")
-        cells = ["—" if f.get(k) is None else f"{f[k]:.3g}" if k.endswith(("_p", "floor")) else f"{f[k]:+.3f}"
-                 for k in keys]  # fmt: skip
-        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
-    lines += ["", "p floor: the smallest p-value the permutations can give (1 / (permutations + 1), or exact).", ""]
+        lines.append(f"| {kind} | " + " | ".join(_cell(f.get(k), k) for k in REPORT_COLUMNS) + " |")
+    lines += ["", "p floor: the smallest p-value the permutations can give (1 / (permutations + 1), or exact). "
+              "r, lexical overlap out: the Spearman r with the hypothesis partialling out the tasks' word overlap. "
+              "reliability: split-half over the run's replicates, Spearman–Brown corrected.", ""]  # fmt: skip
+    lines += trust_markdown(fits.get("transfer", {}))
     if top:
         lines += [f"## Largest transfers ({unit_})", "", "| tuned on | evaluated on | transfer |", "|---|---|---|"]
         lines += [f"| {a} | {b} | {v:+.3f} |" for a, b, v in top]

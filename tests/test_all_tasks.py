@@ -101,6 +101,11 @@ def test_replicates_and_control_give_intervals_reliability_and_a_noise_floor(rep
         assert metrics["transfer_above_noise"] == pytest.approx(stats["transfer"]["cells_above_noise"] / 12)
         shown = sh(replicated, "taskspace", "metrics", "--format", "table").stdout
         assert ">noise" in shown and f"{metrics['transfer_above_noise']:.0%}" in shown
+        sh(replicated, "taskspace", "export", "tiny@step30", "--out", "report.md")
+        report = (replicated / "report.md").read_text()
+        above = int(stats["transfer"]["cells_above_noise"])
+        assert f"{stats['transfer']['noise_floor']:.4g}; {above} of 12 off-diagonal cells above it" in report
+        assert f"| transfer | {stats['transfer']['mantel_r']:+.3f} |" in report
     finally:
         idx.close()
 

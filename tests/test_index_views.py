@@ -68,6 +68,7 @@ def test_export_writes_figures_csv_and_reports(db, tmp_path):
     assert b"evaluated on" in (tmp_path / "space.svg").read_bytes()
     md = (tmp_path / "report.md").read_text()
     assert "# tiny@step60" in md and "| transfer |" in md and "![transfer space](report.png)" in md
+    assert "r, lexical overlap out" in md and "**noise floor**: not measured" in md  # this run has no control
     assert "data:image/png;base64," in (tmp_path / "report.html").read_text()
     idx = Index(db)
     try:
