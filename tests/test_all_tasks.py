@@ -13,6 +13,17 @@ from taskspace.probing import KINDS, load_matrices
 pytestmark = pytest.mark.slow
 
 
+async def open_first_heatmap(app, pilot):
+    """The runs list's first run, opened as a heatmap once every worker has loaded."""
+    await pilot.pause()
+    await app.workers.wait_for_complete()
+    await pilot.press("enter")
+    await pilot.pause()
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+    return app.screen
+
+
 @pytest.fixture(scope="module")
 def repo67(tmp_path_factory, blimp):
     repo = tmp_path_factory.mktemp("all-tasks")
@@ -51,13 +62,8 @@ async def test_tui_opens_the_67_task_heatmap(repo67):
 
     app = TaskspaceApp(db=repo67 / "data" / "index" / "taskspace.duckdb")
     async with app.run_test(size=(160, 48)) as pilot:
-        await pilot.pause()
-        await app.workers.wait_for_complete()
-        await pilot.press("enter")
-        await pilot.pause()
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        assert isinstance(app.screen, HeatmapScreen) and len(app.screen.tasks) == 67
+        screen = await open_first_heatmap(app, pilot)
+        assert isinstance(screen, HeatmapScreen) and len(screen.tasks) == 67
 
 
 @pytest.fixture(scope="module")
@@ -118,13 +124,7 @@ async def test_tui_heatmap_reads_with_reliability_and_noise_floor(replicated):
 
     app = TaskspaceApp(db=replicated / "data" / "index" / "taskspace.duckdb")
     async with app.run_test(size=(160, 48)) as pilot:
-        await pilot.pause()
-        await app.workers.wait_for_complete()
-        await pilot.press("enter")
-        await pilot.pause()
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        screen = app.screen
+        screen = await open_first_heatmap(app, pilot)
         assert isinstance(screen, HeatmapScreen) and screen.kind == "transfer"
         stats = str(screen.query_one("#stats").render())
         t = screen.stats["transfer"]
