@@ -268,6 +268,15 @@ def run_info(p: dict, run: Run, lm) -> dict:
     }
 
 
+def task_words() -> dict[str, set[str]]:
+    """Each task's vocabulary over both splits: the lexical control a space should beat."""
+    words: dict[str, set[str]] = {}
+    for table in splits():
+        for t, g, b in zip(*(table.column(c).to_pylist() for c in ("task", "good", "bad"))):
+            words.setdefault(t, set()).update(sentence_words([g, b]))
+    return words
+
+
 def stage_analyze(p: dict, out: Path = DATA / "analyze", say: Say = print) -> dict:
     """Every run's fit to the hypothesis space, comparisons and stability (spaces.analyze) → analysis.json,
     metrics.json (one row per run, in training order) and plots/."""
@@ -275,12 +284,7 @@ def stage_analyze(p: dict, out: Path = DATA / "analyze", say: Say = print) -> di
 
     params.check(p)
     cfg = params.analysis_config(p)
-    train, ev = splits()
-    meta = task_meta()
-    words: dict[str, set[str]] = {}
-    for table in (train, ev):
-        for t, g, b in zip(*(table.column(c).to_pylist() for c in ("task", "good", "bad"))):
-            words.setdefault(t, set()).update(sentence_words([g, b]))
+    meta, words = task_meta(), task_words()
     series: dict[str, list[tuple[str, spaces.TaskSpaces]]] = {}
     summaries: dict[str, dict] = {}
     for run in params.runs_of(p):
