@@ -21,7 +21,7 @@ from taskspace.reliability import noise_floor, spearman_brown, split_half
 from taskspace.similarity import transfer_matrix
 from taskspace.spaces import TaskSpaces
 
-COLUMNS = ("mantel_r", "mantel_p", "p_floor", "contrast", "contrast_p", "lexical_r", "partial_r")
+COLUMNS = ("mantel_r", "mantel_p", "p_floor", "contrast", "contrast_p", "lexical_r", "partial_r", "partial_p")
 
 
 def per_task(scores, tasks: list[str], metric: str) -> np.ndarray:
@@ -73,9 +73,9 @@ def main() -> None:
 
     print(f"# {run.label}: {len(tasks)} tasks in {len(set(groups))} phenomena, "
           f"{quality.get('replicates', 1)} replicate(s), control {pcfg.control}, metric {pcfg.metric}\n")  # fmt: skip
-    print("| space | Mantel r | p | p floor | within − between | p | r, lexical overlap | r, lexical out | "
+    print("| space | Mantel r | p | p floor | within − between | p | r, lexical overlap | r, lexical out | p | "
           "reliability S–B (split-half) |")  # fmt: skip
-    print("|---" * 9 + "|")
+    print("|---" * 10 + "|")
     for kind, stats in fits.items():
         print(fit_row(f"{kind} ({pcfg.metric})" if kind.startswith("transfer") else kind, stats,
                       (quality.get("reliability") or {}).get(kind)))  # fmt: skip
@@ -101,6 +101,14 @@ def main() -> None:
         if nf.get("noise_floor") is not None:
             print(f"- {metric}: floor {nf['noise_floor']:.4g}; {nf['cells_above_noise']} of {nf['cells']} "
                   f"off-diagonal cells above ({nf['cells_above_noise'] / nf['cells']:.0%})")  # fmt: skip
+    if pcfg.control and len(reps) > 1:
+        eye = np.eye(len(tasks), dtype=bool)
+        for metric in (pcfg.metric, other):
+            ctrl = np.stack([transfer_in(metric, rep, rep.layout.control, tasks) for rep in reps])
+            real = np.stack([transfer_in(metric, rep, rep.layout, tasks) for rep in reps])
+            print(f"- {metric}: mean |transfer| off the diagonal {np.abs(real.mean(0)[~eye]).mean():.4g}, "
+                  f"mean |control| {np.abs(ctrl[:, ~eye]).mean():.4g}; the control's own split-half reliability "
+                  f"{split_half(ctrl):+.2f} (near 0: noise, not a systematic effect)")  # fmt: skip
     impact = probe.get("impact") or {}
     diag = np.diag(mean)
     print("\n## Low impact\n")

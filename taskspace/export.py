@@ -170,6 +170,7 @@ REPORT_COLUMNS = {  # fit statistic → its column in the report
     "contrast": "within − between",
     "contrast_p": "p",
     "partial_r": "r, lexical overlap out",
+    "partial_p": "p",
     "reliability_sb": "reliability (S–B)",
 }
 

@@ -78,6 +78,7 @@ class Fit:
     contrast_p: float | None
     lexical_r: float | None = None
     partial_r: float | None = None
+    partial_p: float | None = None  # partial_r's p over the same relabellings of the grouping
     p_floor: float | None = None  # the smallest p the relabellings allow (1/N exact, 1/(m + 1) random)
     p_exact: bool | None = None  # p from every distinct relabelling of the grouping (else random ones)
     relabellings: int | None = None

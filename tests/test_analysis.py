@@ -6,6 +6,7 @@ import pytest
 from scipy.stats import pearsonr, spearmanr
 
 from taskspace import analysis as A
+from taskspace.permutations import group_relabellings
 
 GROUPS9 = ["a"] * 3 + ["b"] * 3 + ["c"] * 3
 GROUPS12 = GROUPS9 + ["d"] * 3
@@ -130,6 +131,31 @@ def test_partial_spearman_matches_formula():
     assert A.partial_spearman(a, b, c) == pytest.approx(want)
 
 
+def test_partial_hypothesis_test_by_brute_force():
+    """6 tasks in 3 pairs: 15 distinct groupings. Each one's partial Spearman from scipy's formula, one grouping at
+    a time; p = the share of groupings (the observed one included) at least as extreme."""
+    rng = np.random.default_rng(3)
+    groups = ["a", "a", "b", "b", "c", "c"]
+    space, lexical = rng.normal(size=(6, 6)), rng.normal(size=(6, 6))
+    space += 2 * A.hypothesis_space(groups)  # some structure, so the observed grouping stands out
+    iu = np.triu_indices(6, 1)
+    x, z = (((m + m.T) / 2)[iu] for m in (space, lexical))
+
+    def partial(labels) -> float:
+        y = A.hypothesis_space(list(labels))[iu]
+        rxy, rxz, ryz = spearmanr(x, y).statistic, spearmanr(x, z).statistic, spearmanr(y, z).statistic
+        return (rxy - rxz * ryz) / np.sqrt((1 - rxz**2) * (1 - ryz**2))
+
+    labellings = group_relabellings(groups, 100, 0).labels
+    assert len(labellings) == 15
+    values = np.array([partial(lab) for lab in labellings])
+    res = A.partial_hypothesis_test(space, groups, lexical, permutations=100)
+    assert res.r == pytest.approx(values[0])
+    assert res.r == pytest.approx(A.partial_spearman(space, A.hypothesis_space(groups), lexical))
+    assert res.exact and res.p == pytest.approx(np.sum(np.abs(values) >= abs(values[0]) - 1e-12) / 15)
+    assert res.p < 0.2  # the planted structure survives the control
+
+
 def test_lexical_overlap_and_chance_jaccard():
     words = [A.sentence_words(["The cat sleeps."]), A.sentence_words(["The dog, sleeps?"]), {"x"}]
     assert words[0] == {"the", "cat", "sleeps"} and words[1] == {"the", "dog", "sleeps"}
@@ -220,6 +246,7 @@ def test_summarize_is_json_ready():
     json.dumps(s, allow_nan=False)
     assert s["mantel_r"] == pytest.approx(1.0) and s["contrast"] == pytest.approx(1.0)
     keys = {"mantel_r", "mantel_p", "within", "between", "contrast", "contrast_p", "lexical_r", "partial_r"}
+    keys |= {"partial_p"}
     assert set(s) == keys | {"p_floor", "p_exact", "relabellings"}
     assert s["p_exact"] == 1.0 and s["relabellings"] == 280 and s["p_floor"] == pytest.approx(1 / 280)
     assert all(v is None or type(v) is float for v in s.values())

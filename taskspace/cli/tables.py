@@ -18,6 +18,7 @@ FIT_ROWS = {
     "reliability_sb": "reliability (replicates)",
     "lexical_r": "r vs lexical overlap",
     "partial_r": "partial r (lexical out)",
+    "partial_p": "p (partial r)",
 }
 METRIC_COLUMNS = {  # the transfer space's figures; metrics.json has gradient and sharing too
     "transfer_mantel_r": "r",
