@@ -56,3 +56,22 @@ def message_box(id: str = "message") -> Static:
     box = Static("", id=id, classes="message")
     box.display = False
     return box
+
+
+def trust_lines(kind: str, s: dict[str, float], transfer: dict[str, float], brief: bool = False) -> list[str]:
+    """How far a space can be trusted: its reliability over replicates and, for transfer, the control's noise
+    floor and the low-impact figures; or which setting would measure them (brief: n/a, and no low impact)."""
+    if s.get("reliability_sb") is not None:
+        lines = [f"reliability: {s['reliability_sb']:.2f} (split-half {s.get('reliability', float('nan')):.2f})"]
+    else:
+        lines = ["reliability: n/a" + ("" if brief else " (one replicate; set probing.ftgd_seeds)")]
+    if kind != "transfer":
+        return lines
+    if transfer.get("noise_floor") is not None:
+        above, cells = int(transfer.get("cells_above_noise") or 0), int(transfer.get("cells") or 0)
+        lines.append(f"noise floor: {transfer['noise_floor']:.4f}; {above} of {cells} cells above")
+    else:
+        lines.append("noise floor: n/a" + ("" if brief else " (no control; set probing.control)"))
+    if not brief and transfer.get("self_transfer") is not None and transfer.get("lm_loss_rise") is not None:
+        lines.append(f"own-task gain {transfer['self_transfer']:+.3f}, LM-loss rise {transfer['lm_loss_rise']:+.3f}")
+    return lines

@@ -18,7 +18,7 @@ from taskspace.errors import OutputError
 from taskspace.export import unit
 from taskspace.spaces import SpaceComparison
 from tui.keys import Key, bindings
-from tui.screens.base import DataScreen, message_box
+from tui.screens.base import DataScreen, message_box, trust_lines
 from tui.widgets.heatmap import Heatmap, Scale, legend
 
 
@@ -54,6 +54,7 @@ class CompareData:
     stored: bool  # r and p as the analyze stage computed them (else computed here, with A's settings)
     stability: list[dict]  # A's checkpoint series for this kind (empty: none)
     metric: str = "accuracy"  # A's probing metric: the unit of transfer
+    trust: tuple[str, str] = ("", "")  # A's and B's reliability and noise floor for this kind
 
 
 class CompareScreen(DataScreen):
@@ -106,7 +107,12 @@ class CompareScreen(DataScreen):
             stored is not None,
             series,
             index.metric(self.a["run_id"]),
+            tuple(self._trust(index, run) for run in (self.a, self.b)),
         )
+
+    def _trust(self, index, run: dict) -> str:
+        stats = index.analysis(run["run_id"])
+        return " · ".join(trust_lines(self.kind, stats.get(self.kind, {}), stats.get("transfer", {}), brief=True))
 
     def _spaces(self, index, run: dict) -> spaces.TaskSpaces:
         tasks, m = index.matrix(run["run_id"], self.kind)
@@ -140,6 +146,10 @@ class CompareScreen(DataScreen):
                 (analysis.format_stat(cmp.p, "p"), "bold"),
                 ("  (from the analysis)" if data.stored else "", "dim"),
                 ("\n" + analysis.p_method(cmp.p_exact, _relabellings(cmp), cmp.p_floor), "dim"),
+                ("\nA ", "dim"),
+                data.trust[0],
+                ("\nB ", "dim"),
+                data.trust[1],
                 "\nrows that changed most ",
                 ("(the row's off-diagonal length of A − B, in its unit):\n", "dim"),
                 changed,

@@ -17,7 +17,7 @@ from taskspace.errors import OutputError
 from taskspace.export import unit
 from taskspace.spaces import KINDS
 from tui.keys import Key, bindings
-from tui.screens.base import DataScreen, message_box
+from tui.screens.base import DataScreen, message_box, trust_lines
 from tui.widgets.heatmap import Heatmap, legend
 
 
@@ -48,25 +48,6 @@ def offered_kinds(index, run_id: int) -> list[str]:
 def display_order(m: np.ndarray, groups: list[str], how: str) -> list[int]:
     """Tasks by phenomenon (stable) or by clustering the space."""
     return analysis.cluster_order(m) if how == "cluster" else analysis.group_order(groups)
-
-
-def trust_lines(kind: str, s: dict[str, float], transfer: dict[str, float]) -> list[str]:
-    """How far a space can be trusted: its reliability over replicates and, for transfer, the control's noise
-    floor and the low-impact figures; or which setting would measure them."""
-    if s.get("reliability_sb") is not None:
-        lines = [f"reliability: {s['reliability_sb']:.2f} (split-half {s.get('reliability', float('nan')):.2f})"]
-    else:
-        lines = ["reliability: n/a (one replicate; set probing.ftgd_seeds)"]
-    if kind != "transfer":
-        return lines
-    if transfer.get("noise_floor") is not None:
-        above, cells = int(transfer.get("cells_above_noise") or 0), int(transfer.get("cells") or 0)
-        lines.append(f"noise floor: {transfer['noise_floor']:.4f}; {above} of {cells} cells above")
-    else:
-        lines.append("noise floor: n/a (no control; set probing.control)")
-    if transfer.get("self_transfer") is not None and transfer.get("lm_loss_rise") is not None:
-        lines.append(f"own-task gain {transfer['self_transfer']:+.3f}, LM-loss rise {transfer['lm_loss_rise']:+.3f}")
-    return lines
 
 
 class HeatmapScreen(DataScreen):
