@@ -110,6 +110,8 @@ def impact_table(task: str, outcomes) -> Table:
 def metrics_table(runs: dict, title: str) -> Table:
     t = Table(
         title=title,
+        box=box.SIMPLE_HEAD,  # no cell borders, one space between cells: nine columns fit 80 characters uncut
+        padding=0,
         caption="the transfer space — r: Spearman with the hypothesis, p: Mantel p, floor: the smallest p the task "
         "set allows, w−b: within − between, rel.: split-half reliability over replicates (Spearman–Brown), "
         ">noise: off-diagonal cells above the control's noise floor, gain: mean own-task gain, Δloss: mean LM-loss "
@@ -117,7 +119,7 @@ def metrics_table(runs: dict, title: str) -> Table:
     )
     t.add_column("run", no_wrap=True)
     for label in METRIC_COLUMNS.values():
-        t.add_column(label, justify="right")
+        t.add_column(label, justify="right", no_wrap=True)
     for run, m in runs.items():
         t.add_row(run, *(_metric(m.get(k), k) for k in METRIC_COLUMNS))
     return t
