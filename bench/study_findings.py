@@ -17,6 +17,8 @@ import pyarrow.parquet as pq
 
 from taskspace import analysis as A
 from taskspace import params, pipeline
+from taskspace.export import stat_cell
+from taskspace.probing import accuracy_and_margin
 from taskspace.reliability import noise_floor, spearman_brown, split_half
 from taskspace.similarity import transfer_matrix
 from taskspace.spaces import TaskSpaces
@@ -24,30 +26,20 @@ from taskspace.spaces import TaskSpaces
 COLUMNS = ("mantel_r", "mantel_p", "p_floor", "contrast", "contrast_p", "lexical_r", "partial_r", "partial_p")
 
 
-def per_task(scores, tasks: list[str], metric: str) -> np.ndarray:
-    """Each task's accuracy (share of pairs with margin > 0) or mean margin, from a scores table."""
-    names = np.asarray(scores.column("task").to_pylist())
-    margin = scores.column("margin").to_numpy()
-    return np.array([(margin[names == t] > 0).mean() if metric == "accuracy" else margin[names == t].mean()
-                     for t in tasks])  # fmt: skip
-
-
-def transfer_in(metric: str, rep: pipeline.Replicate, layout, tasks: list[str]) -> np.ndarray:
-    """One unit's transfer space in `metric`: eval2 after each task's tuning minus eval1, from the kept scores."""
-    before = per_task(pq.read_table(rep.layout.eval1), tasks, metric)
-    after = np.stack([per_task(pq.read_table(layout.eval2(t)), tasks, metric) for t in tasks])
-    return transfer_matrix(before, after)
+def unit_transfer(rep: pipeline.Replicate, layout, tasks: list[str]) -> dict[str, np.ndarray]:
+    """One unit's transfer space in accuracy and in margin (T, T): eval2 after each task's tuning minus eval1,
+    from the kept scores, each file read once."""
+    before = accuracy_and_margin(pq.read_table(rep.layout.eval1), tasks)
+    after = [accuracy_and_margin(pq.read_table(layout.eval2(t)), tasks) for t in tasks]
+    return {metric: transfer_matrix(before[k], np.stack([a[k] for a in after]))
+            for k, metric in enumerate(("accuracy", "margin"))}  # fmt: skip
 
 
 def fit_row(kind: str, stats: dict, rel: dict | None) -> str:
-    def cell(k: str) -> str:
-        v = stats.get(k)
-        return "—" if v is None else f"{v:.3g}" if k.endswith(("_p", "floor")) else f"{v:+.3f}"
-
     sb = "—"
     if rel and rel.get("spearman_brown") is not None:
         sb = f"{rel['spearman_brown']:.2f} ({rel['split_half']:.2f})"
-    return f"| {kind} | " + " | ".join(cell(k) for k in COLUMNS) + f" | {sb} |"
+    return f"| {kind} | " + " | ".join(stat_cell(stats.get(k), k) for k in COLUMNS) + f" | {sb} |"
 
 
 def main() -> None:
@@ -82,19 +74,19 @@ def main() -> None:
 
     other = "accuracy" if pcfg.metric == "margin" else "margin"
     reps = pipeline.replicates(p, run)
-    units = [[transfer_in(other, rep, lay, tasks) for lay, _ in pipeline._units(rep, pcfg.control)] for rep in reps]
-    real = np.stack([u[0] for u in units])  # (R, T, T)
-    mean = real.mean(0)
-    rel = split_half(real) if len(reps) > 1 else None
+    units = [[unit_transfer(rep, lay, tasks) for lay, _ in pipeline._units(rep, pcfg.control)] for rep in reps]
+    real = {m: np.stack([u[0][m] for u in units]) for m in ("accuracy", "margin")}  # (R, T, T) per metric
+    ctrl = {m: np.stack([u[1][m] for u in units]) for m in ("accuracy", "margin")} if pcfg.control else {}
+    mean = real[other].mean(0)
+    rel = split_half(real[other]) if len(reps) > 1 else None
     rel_row = {"split_half": rel, "spearman_brown": spearman_brown(rel)} if rel is not None else None
     fit = A.summarize(mean, groups, lexical, cfg.permutations, cfg.seed, cfg.symmetric)
     print(fit_row(f"transfer ({other})", fit, rel_row))
     noise = {}
     if pcfg.control:
-        controls = np.stack([u[1] for u in units])
-        fit_mc = A.summarize(mean - controls.mean(0), groups, lexical, cfg.permutations, cfg.seed, cfg.symmetric)
+        fit_mc = A.summarize(mean - ctrl[other].mean(0), groups, lexical, cfg.permutations, cfg.seed, cfg.symmetric)
         print(fit_row(f"transfer_minus_control ({other})", fit_mc, None))
-        noise = noise_floor(mean, controls)
+        noise = noise_floor(mean, ctrl[other])
 
     print("\n## Noise floor (95th percentile of |control transfer| off the diagonal)\n")
     for metric, nf in ((pcfg.metric, quality.get("noise") or {}), (other, noise)):
@@ -104,11 +96,9 @@ def main() -> None:
     if pcfg.control and len(reps) > 1:
         eye = np.eye(len(tasks), dtype=bool)
         for metric in (pcfg.metric, other):
-            ctrl = np.stack([transfer_in(metric, rep, rep.layout.control, tasks) for rep in reps])
-            real = np.stack([transfer_in(metric, rep, rep.layout, tasks) for rep in reps])
-            print(f"- {metric}: mean |transfer| off the diagonal {np.abs(real.mean(0)[~eye]).mean():.4g}, "
-                  f"mean |control| {np.abs(ctrl[:, ~eye]).mean():.4g}; the control's own split-half reliability "
-                  f"{split_half(ctrl):+.2f} (near 0: noise, not a systematic effect)")  # fmt: skip
+            print(f"- {metric}: mean |transfer| off the diagonal {np.abs(real[metric].mean(0)[~eye]).mean():.4g}, "
+                  f"mean |control| {np.abs(ctrl[metric][:, ~eye]).mean():.4g}; the control's own split-half "
+                  f"reliability {split_half(ctrl[metric]):+.2f} (near 0: noise, not a systematic effect)")  # fmt: skip
     impact = probe.get("impact") or {}
     diag = np.diag(mean)
     print("\n## Low impact\n")

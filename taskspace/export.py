@@ -175,7 +175,8 @@ REPORT_COLUMNS = {  # fit statistic → its column in the report
 }
 
 
-def _cell(value: float | None, key: str) -> str:
+def stat_cell(value: float | None, key: str) -> str:
+    """A fit statistic in a Markdown table: p-values and floors to 3 significant digits, the rest signed."""
     if value is None:
         return "—"
     return f"{value:.3g}" if key.endswith(("_p", "floor")) else f"{value:+.3f}"
@@ -209,7 +210,7 @@ def report_markdown(run: dict, fits: dict[str, dict[str, float]], top: list[tupl
     header = "| space | " + " | ".join(REPORT_COLUMNS.values()) + " |"
     lines += ["", "## Fit to the hypothesis space", "", header, "|---" * (len(REPORT_COLUMNS) + 1) + "|"]
     for kind, f in fits.items():
-        lines.append(f"| {kind} | " + " | ".join(_cell(f.get(k), k) for k in REPORT_COLUMNS) + " |")
+        lines.append(f"| {kind} | " + " | ".join(stat_cell(f.get(k), k) for k in REPORT_COLUMNS) + " |")
     lines += ["", "p floor: the smallest p-value the permutations can give (1 / (permutations + 1), or exact). "
               "r, lexical overlap out: the Spearman r with the hypothesis partialling out the tasks' word overlap. "
               "reliability: split-half over the run's replicates, Spearman–Brown corrected.", ""]  # fmt: skip

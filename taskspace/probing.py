@@ -53,7 +53,7 @@ __all__ = ["KINDS", "FTGDConfig", "ProbeConfig", "probe", "run_eval1", "run_ftgd
 # ---- the loop: I/O at the edges -----------------------------------------------------------------------------
 
 
-def _accuracy_and_margin(scores: pa.Table, tasks: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def accuracy_and_margin(scores: pa.Table, tasks: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     names = np.asarray(scores.column("task").to_pylist())
     margin = scores.column("margin").to_numpy()
     acc = np.array([(margin[names == t] > 0).mean() for t in tasks])
@@ -257,12 +257,12 @@ def run_eval2(
     """Per tuned task: apply its delta, eval2 on every task, remove it; then the T×T spaces and probe.json."""
     h, ftgd_h = stamp or config_hash(ftgd_cfg, cfg), ftgd_stamp or config_hash(ftgd_cfg, cfg)
     tasks = _tasks(evalset)
-    acc1, margin1 = _accuracy_and_margin(eval1, tasks)
+    acc1, margin1 = accuracy_and_margin(eval1, tasks)
     good_tokens = np.array([len(s) for s in encode(lm.tokenizer, evalset.column("good").to_pylist())])
     acc2, margin2, grad_vecs, masks, per_task = [], [], [], [], {}
     for i, task in enumerate(tasks):
         info, delta, eval2 = _eval2_task(lm, evalset, layout, task, h, ftgd_h, cfg, keep)
-        a2, m2 = _accuracy_and_margin(eval2, tasks)
+        a2, m2 = accuracy_and_margin(eval2, tasks)
         acc2.append(a2)
         margin2.append(m2)
         grad_vecs.append(np.load(layout.gradient(task)))
