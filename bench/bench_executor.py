@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 from rounds import interleave
 
-from taskspace import data, pipeline
-from taskspace.blimp_meta import PARADIGMS
+from taskspace.blimp import data
+from taskspace.blimp.meta import PARADIGMS
 from taskspace.config import AnalysisConfig, DataConfig, FTGDConfig, ProbeConfig
+from taskspace.pipeline import stages as pipeline
 from taskspace.runs import expand_runs
-from taskspace.spaces import TaskSpaces
+from taskspace.stats.spaces import TaskSpaces
 
 RUN = ("tiny", "step100")
 

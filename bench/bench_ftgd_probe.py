@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 from rounds import interleave
 
-from taskspace import data, tiny
-from taskspace.ftgd import EncodedPairs, FTGDConfig, finetune, gradient_differential, topk_mask
-from taskspace.models import load_model
-from taskspace.probing import ProbeConfig, probe
+from taskspace.blimp import data
+from taskspace.lm import tiny
+from taskspace.lm.models import load_model
+from taskspace.method.ftgd import EncodedPairs, FTGDConfig, finetune, gradient_differential, topk_mask
+from taskspace.method.probing import ProbeConfig, probe
 
 
 def build(n_train: int, n_eval: int):

@@ -14,10 +14,10 @@ import time
 
 import numpy as np
 
-from taskspace import data
-from taskspace.ftgd import EncodedPairs, gradient_differential
-from taskspace.models import load_model
-from taskspace.similarity import count_sketch
+from taskspace.blimp import data
+from taskspace.lm.models import load_model
+from taskspace.method.ftgd import EncodedPairs, gradient_differential
+from taskspace.method.similarity import count_sketch
 
 TASKS = [  # one or two per phenomenon, so the cosines span related and unrelated pairs
     "regular_plural_subject_verb_agreement_1",

@@ -17,9 +17,9 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from taskspace.blimp_meta import PARADIGMS
+from taskspace.blimp.meta import PARADIGMS
 from taskspace.index import SCHEMA, SCHEMA_VERSION, Index, insert, similarity_rows
-from taskspace.probing import KINDS
+from taskspace.method.probing import KINDS
 
 
 def synthetic_index(path: Path, runs: int, seed: int = 0) -> float:
@@ -48,8 +48,8 @@ def synthetic_index(path: Path, runs: int, seed: int = 0) -> float:
 
 
 async def first_heatmap(db: Path) -> float:
-    from tui.app import TaskspaceApp
-    from tui.screens.heatmap import HeatmapScreen
+    from taskspace_tui.app import TaskspaceApp
+    from taskspace_tui.screens.heatmap import HeatmapScreen
 
     t0 = time.perf_counter()
     app = TaskspaceApp(db=db)

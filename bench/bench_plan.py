@@ -18,10 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from taskspace import data, plan, tiny
-from taskspace.models import load_model
-from taskspace.params import ftgd_config, probe_config
-from taskspace.probing import run_eval1, run_eval2, run_ftgd
+from taskspace.blimp import data
+from taskspace.lm import tiny
+from taskspace.lm.models import load_model
+from taskspace.method.probing import run_eval1, run_eval2, run_ftgd
+from taskspace.pipeline import plan
+from taskspace.pipeline.settings import ftgd_config, probe_config
 from taskspace.runs import Layout, expand_runs
 
 

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from rounds import interleave
 
-from taskspace import data
-from taskspace.models import LM, load_model
-from taskspace.packing import pack_rows
-from taskspace.scoring import encode, sentence_logprobs, uses_packing
+from taskspace.blimp import data
+from taskspace.lm.models import LM, load_model
+from taskspace.lm.packing import pack_rows
+from taskspace.lm.scoring import encode, sentence_logprobs, uses_packing
 
 TASKS = ["regular_plural_subject_verb_agreement_1", "anaphor_gender_agreement", "adjunct_island", "wh_island"]
 

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from taskspace import data
-from taskspace.blimp_meta import PARADIGMS
+from taskspace.blimp import data
+from taskspace.blimp.meta import PARADIGMS
 from taskspace.config import FTGDConfig, ProbeConfig
-from taskspace.ftgd import FTGDError
-from taskspace.models import load_model
-from taskspace.probing import run_eval1, run_eval2, run_ftgd
-from taskspace.reliability import spearman_brown, split_half
+from taskspace.lm.models import load_model
+from taskspace.method.ftgd import FTGDError
+from taskspace.method.probing import run_eval1, run_eval2, run_ftgd
 from taskspace.runs import Layout
+from taskspace.stats.reliability import spearman_brown, split_half
 
 POINTS = "10:1e-4:0.01,30:1e-4:0.01,10:3e-4:0.01,30:3e-4:0.01,10:1e-4:0.05"
 

@@ -15,13 +15,14 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 
-from taskspace import analysis as A
-from taskspace import params, pipeline
-from taskspace.export import stat_cell
-from taskspace.probing import accuracy_and_margin
-from taskspace.reliability import noise_floor, spearman_brown, split_half
-from taskspace.similarity import transfer_matrix
-from taskspace.spaces import TaskSpaces
+from taskspace.method.probing import accuracy_and_margin
+from taskspace.method.similarity import transfer_matrix
+from taskspace.pipeline import settings as params
+from taskspace.pipeline import stages as pipeline
+from taskspace.report.export import stat_cell
+from taskspace.stats import analysis as A
+from taskspace.stats.reliability import noise_floor, spearman_brown, split_half
+from taskspace.stats.spaces import TaskSpaces
 
 COLUMNS = ("mantel_r", "mantel_p", "p_floor", "contrast", "contrast_p", "lexical_r", "partial_r", "partial_p")
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DATA = Path("data")
-MODEL_CODE = "taskspace/models.py"  # what a hub or bundled model's runs depend on in dvc.yaml (see `weights`)
+MODEL_CODE = "taskspace/lm/models.py"  # what a hub or bundled model's runs depend on in dvc.yaml (see `weights`)
 NOT_RESULTS = ("revisions", "compile")  # a model entry's keys that do not change any one run's results
 
 STEP = re.compile(r"^step(\d+)$")

@@ -15,7 +15,7 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from taskspace import data  # noqa: E402
+from taskspace.blimp import data  # noqa: E402
 
 # Resolve `auto` the same way in every process (pytest's, the CLI's in a test project, DVC's stages), whatever
 # copy of the code a process imports.
@@ -46,7 +46,7 @@ def blimp() -> Path:
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory, blimp) -> Path:
     """Tiny model trained 300 steps on TINY_TASKS' grammatical train sentences; revisions step0…step300."""
-    from taskspace import tiny
+    from taskspace.lm import tiny
 
     out = tmp_path_factory.mktemp("models") / "tiny"
     vocab = data.load_blimp(blimp, data.select_tasks(blimp))
@@ -58,7 +58,7 @@ def tiny_dir(tmp_path_factory, blimp) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_lm(tiny_dir):
-    from taskspace.models import load_model
+    from taskspace.lm.models import load_model
 
     return load_model(str(tiny_dir), revision="step300")
 
@@ -87,7 +87,7 @@ def pipeline_params(blimp) -> dict:
 
 def derived(p: dict) -> dict:
     """A params dict with what Hydra derives at `dvc exp run`: `runs` and `data_files`."""
-    from taskspace.data import source_files
+    from taskspace.blimp.data import source_files
     from taskspace.runs import expand_runs
 
     return {**p, "runs": expand_runs(p["models"]), "data_files": source_files(p["data"]["source"])}
@@ -96,7 +96,7 @@ def derived(p: dict) -> dict:
 def init_repo(repo: Path, params: dict) -> None:
     """A git + DVC project with the committed dvc.yaml, the code it depends on, and these params (with
     `data_files` derived in the project, as `dvc exp run` would: relative to it)."""
-    from taskspace.data import source_files
+    from taskspace.blimp.data import source_files
 
     cwd = os.getcwd()
     os.chdir(repo)

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from taskspace.analysis import paper_phenomenon
-from taskspace.blimp_meta import PARADIGMS
+from taskspace.blimp.meta import PARADIGMS
 from taskspace.io import write_json, write_parquet
 from taskspace.runs import Run
-from taskspace.spaces import KINDS, TaskSpaces
+from taskspace.stats.analysis import paper_phenomenon
+from taskspace.stats.spaces import KINDS, TaskSpaces
 
 
 def write_splits(data_dir: Path, tasks: list[str], n: int = 4) -> None:
@@ -89,8 +89,8 @@ def build_synthetic_index(root: Path, runs: dict[str, list[str]], tasks: list[st
     pipeline does it; returns the index file."""
     import os
 
-    from taskspace import pipeline
     from taskspace.index import build_index
+    from taskspace.pipeline import stages as pipeline
     from taskspace.runs import expand_runs
 
     data_dir = root / "data"
@@ -100,7 +100,7 @@ def build_synthetic_index(root: Path, runs: dict[str, list[str]], tasks: list[st
         write_run(data_dir, m, rev, tasks, seed=i)
     p = {"models": models, "data": {}, "ftgd": {}, "probing": {}, "analysis": {"permutations": 100}}
     p["runs"] = expand_runs(models)
-    p["data_files"] = "taskspace/data.py"  # what data.source (hub, the default) derives
+    p["data_files"] = "taskspace/blimp/data.py"  # what data.source (hub, the default) derives
     cwd = os.getcwd()
     os.chdir(root)  # the stages read and write data/ under the project folder
     try:

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from conftest import derived, full, init_repo, sh
 
-from taskspace import data
+from taskspace.blimp import data
 from taskspace.config import AnalysisConfig, DataConfig, FTGDConfig, ProbeConfig
 from taskspace.index import Index
-from taskspace.probing import KINDS, load_matrices
+from taskspace.method.probing import KINDS, load_matrices
 
 pytestmark = pytest.mark.slow
 
@@ -57,8 +57,8 @@ def test_full_spaces_analysis_and_index(repo67, blimp):
 
 
 async def test_tui_opens_the_67_task_heatmap(repo67):
-    from tui.app import TaskspaceApp
-    from tui.screens.heatmap import HeatmapScreen
+    from taskspace_tui.app import TaskspaceApp
+    from taskspace_tui.screens.heatmap import HeatmapScreen
 
     app = TaskspaceApp(db=repo67 / "data" / "index" / "taskspace.duckdb")
     async with app.run_test(size=(160, 48)) as pilot:
@@ -119,8 +119,8 @@ def test_replicates_and_control_give_intervals_reliability_and_a_noise_floor(rep
 async def test_tui_heatmap_reads_with_reliability_and_noise_floor(replicated):
     """The heatmap's side panels say how far the space can be trusted: value ± interval, above or within the
     noise floor, the space's reliability and how many cells exceed the control."""
-    from tui.app import TaskspaceApp
-    from tui.screens.heatmap import HeatmapScreen
+    from taskspace_tui.app import TaskspaceApp
+    from taskspace_tui.screens.heatmap import HeatmapScreen
 
     app = TaskspaceApp(db=replicated / "data" / "index" / "taskspace.duckdb")
     async with app.run_test(size=(160, 48)) as pilot:

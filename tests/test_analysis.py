@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from scipy.stats import pearsonr, spearmanr
 
-from taskspace import analysis as A
-from taskspace.permutations import group_relabellings
+from taskspace.stats import analysis as A
+from taskspace.stats.permutations import group_relabellings
 
 GROUPS9 = ["a"] * 3 + ["b"] * 3 + ["c"] * 3
 GROUPS12 = GROUPS9 + ["d"] * 3
@@ -267,7 +267,7 @@ def brute_force(stat, t: int) -> tuple[float, list[float]]:
 
 
 def test_partition_counts_by_hand():
-    from taskspace.permutations import count_partitions, group_relabellings
+    from taskspace.stats.permutations import count_partitions, group_relabellings
 
     assert count_partitions(GROUPS6) == 15  # 6! / (2!·2!·2!) / 3! (the three pairs are interchangeable)
     assert count_partitions(GROUPS9) == 280  # 9! / (3!)³ / 3!

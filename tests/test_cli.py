@@ -77,7 +77,7 @@ def test_bad_options_end_in_one_line_before_any_model_loads(args, message):
 def test_plan_counts_a_params_file_without_calibrating(tmp_path, monkeypatch):
     from pathlib import Path
 
-    from taskspace.params import compose_params
+    from taskspace.pipeline.settings import compose_params
 
     root = Path(__file__).resolve().parents[1]
     monkeypatch.chdir(tmp_path)
@@ -120,7 +120,7 @@ def test_score_metrics_and_index_speak_json_and_csv(tiny_dir, tmp_path):
 
 def test_exps_shows_only_what_differs_between_measured_experiments():
     """A baseline of another profile (other models, no metrics) does not flood the table with its settings."""
-    from taskspace.experiments import exp_rows, short
+    from taskspace.pipeline.experiments import exp_rows, short
 
     def entry(params: dict, metrics: dict | None) -> dict:
         m = {"data/analyze/metrics.json": {"data": metrics}} if metrics else {}

@@ -3,7 +3,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from taskspace import data
+from taskspace.blimp import data
 from taskspace.cli import main
 
 

@@ -16,12 +16,12 @@ import pytest
 import yaml
 from conftest import full, pipeline_params
 
-from taskspace import pipeline
+from taskspace.blimp.data import source_files
 from taskspace.config import ExecutorConfig, ProbeConfig
-from taskspace.data import source_files
 from taskspace.errors import ConfigError
-from taskspace.executor import JobFailed, deal, run_jobs
-from taskspace.progress import RunProgress, run_progress
+from taskspace.pipeline import stages as pipeline
+from taskspace.pipeline.executor import JobFailed, deal, run_jobs
+from taskspace.pipeline.progress import RunProgress, run_progress
 
 RUN = ("tiny", "step30")
 
@@ -102,7 +102,7 @@ def test_submitit_clusters_match_serial(base, serial, tmp_path, cluster):
 
 def test_serial_params_hash_ignores_the_executor(base):
     """Switching executor changes no stage's settings: DVC outputs stay valid."""
-    from taskspace.params import settings_hash, stamp
+    from taskspace.pipeline.settings import settings_hash, stamp
 
     _, p = base
     q = {**p, "executor": {"kind": "slurm", "slurm": {"jobs": 3}}}
@@ -202,7 +202,7 @@ def test_stopping_the_stage_stops_its_local_workers(tmp_path):
     """SIGTERM to the stage process (DVC or a user stopping it) terminates its worker processes too."""
     code = (
         "import time; from pathlib import Path; from taskspace.config import ExecutorConfig; "
-        "from taskspace.executor import run_jobs; "
+        "from taskspace.pipeline.executor import run_jobs; "
         f"run_jobs(ExecutorConfig(kind='local', devices=('cpu', 'cpu')), time.sleep, [120, 120], ['a', 'b'], "
         f"Path({str(tmp_path)!r}) / 'jobs')"
     )

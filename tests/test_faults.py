@@ -9,15 +9,15 @@ import pytest
 from click.testing import CliRunner
 from conftest import full
 
-from taskspace import data
+from taskspace.blimp import data
 from taskspace.cli import main
 from taskspace.config import FTGDConfig, ProbeConfig
 from taskspace.errors import OutputError
-from taskspace.ftgd import FTGDError
-from taskspace.models import ModelError, load_model, pick_device, pick_dtype, resolve
-from taskspace.probing import run_ftgd
+from taskspace.lm.models import ModelError, load_model, pick_device, pick_dtype, resolve
+from taskspace.method.ftgd import FTGDError
+from taskspace.method.probing import run_ftgd
 from taskspace.runs import Layout
-from taskspace.spaces import TaskSpaces
+from taskspace.stats.spaces import TaskSpaces
 
 
 def cli(*args: str) -> tuple[int, str]:
@@ -52,7 +52,7 @@ def test_local_looking_paths_never_go_to_the_hub(tmp_path, monkeypatch):
 
 
 def test_an_unreachable_hub_fails_at_once(monkeypatch):
-    import taskspace.models as M
+    import taskspace.lm.models as M
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(M, "hub_reachable", lambda *a, **k: False)
@@ -127,8 +127,8 @@ def test_an_older_index_is_rebuilt_with_a_notice(tmp_path):
 
 
 def test_the_tiny_model_survives_a_bad_unrelated_file(blimp, tmp_path, monkeypatch):
-    from taskspace import pipeline
     from taskspace.config import DataConfig
+    from taskspace.pipeline import stages as pipeline
 
     src = tmp_path / "blimp"
     src.mkdir()

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from taskspace import data
-from taskspace.ftgd import (
+from taskspace.blimp import data
+from taskspace.lm.scoring import score_pairs, sentence_logprobs, task_accuracy
+from taskspace.method.ftgd import (
     Delta,
     EncodedPairs,
     FTGDConfig,
@@ -16,7 +17,6 @@ from taskspace.ftgd import (
     param_group,
     topk_mask,
 )
-from taskspace.scoring import score_pairs, sentence_logprobs, task_accuracy
 
 TASK = "anaphor_gender_agreement"
 
@@ -90,7 +90,7 @@ def test_sparse_ftgd_changes_only_its_footprint_and_improves_its_task(tiny_lm, s
 
 
 def test_delta_roundtrip_file_and_wrong_base(tiny_lm, tiny_dir, split, tmp_path):
-    from taskspace.models import load_model
+    from taskspace.lm.models import load_model
 
     res = finetune(tiny_lm, task_pairs(tiny_lm, split[0]), FTGDConfig(sparsity=0.05, lr=1e-3, steps=5))
     path = res.delta.save(tmp_path / "d.safetensors")
@@ -129,7 +129,7 @@ def test_param_groups_and_config_validation(tiny_lm):
 
 
 def test_lm_loss_matches_logprobs(tiny_lm):
-    from taskspace.ftgd import lm_loss
+    from taskspace.method.ftgd import lm_loss
 
     s = ["The dogs bark.", "A cat."]
     n_tok = 4 + 3
@@ -139,7 +139,7 @@ def test_lm_loss_matches_logprobs(tiny_lm):
 def _tune_both_dtypes(spec, revision, pairs_table, cfg):
     """FTGD with the model in fp32 and in bf16 (the GPU default): deltas, own-task margin gains, and the share
     of fp32 changes that a bf16 model can hold at all (an update below half a bf16 ulp of its weight cannot)."""
-    from taskspace.models import load_model
+    from taskspace.lm.models import load_model
 
     out = {}
     for dtype in ("float32", "bfloat16"):

@@ -9,13 +9,13 @@ import sys
 import numpy as np
 import pytest
 
-from taskspace import data
+from taskspace.blimp import data
 from taskspace.config import AnalysisConfig, FTGDConfig, ProbeConfig
 from taskspace.errors import OutputError
 from taskspace.index import IndexUnavailable, build_index
-from taskspace.probing import run_eval1, run_eval2, run_ftgd
+from taskspace.method.probing import run_eval1, run_eval2, run_ftgd
 from taskspace.runs import Layout
-from taskspace.spaces import TaskSpaces, fit
+from taskspace.stats.spaces import TaskSpaces, fit
 
 TASKS = ["anaphor_gender_agreement", "adjunct_island", "wh_island"]
 FTGD = FTGDConfig(steps=3, lr=1e-3, batch_size=8)

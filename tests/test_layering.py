@@ -16,7 +16,7 @@ def imported_in(code: str) -> list[str]:
 def test_library_imports_without_textual():
     """taskspace/ is the core: it must import (CLI included) without pulling in the TUI toolkit."""
     code = (
-        "import sys, taskspace.cli, taskspace.index, taskspace.pipeline, taskspace.probing, taskspace.spaces; "
+        "import sys, taskspace.cli, taskspace.index, taskspace.pipeline.stages, taskspace.method.probing, taskspace.stats.spaces; "
         "print('textual' in sys.modules, 'tui' in sys.modules)"
     )
     assert imported_in(code) == ["False", "False"]
@@ -24,8 +24,8 @@ def test_library_imports_without_textual():
 
 def test_tui_never_loads_torch_or_a_model():
     """The TUI reads the index; it never imports torch or transformers (a model would take seconds and GBs)."""
-    screens = "tui.screens.runs, tui.screens.heatmap, tui.screens.compare, tui.screens.task, tui.screens.pipeline"
-    code = f"import sys, tui.app, {screens}; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    screens = "taskspace_tui.screens.runs, taskspace_tui.screens.heatmap, taskspace_tui.screens.compare, taskspace_tui.screens.task, taskspace_tui.screens.pipeline"
+    code = f"import sys, taskspace_tui.app, {screens}; print('torch' in sys.modules, 'transformers' in sys.modules)"
     assert imported_in(code) == ["False", "False"]
 
 
@@ -48,7 +48,7 @@ def _imports(path: Path) -> set[str]:
 def test_the_maths_never_knows_where_results_are_stored():
     """Scoring, packing, FTGD and the statistics take and return arrays; runs, the index, params and the stages
     (which know the layout and the files) are above them."""
-    storage = ("taskspace.runs", "taskspace.index", "taskspace.params", "taskspace.pipeline", "taskspace.cli")
+    storage = ("taskspace.runs", "taskspace.index", "taskspace.pipeline.settings", "taskspace.pipeline.stages", "taskspace.cli")
     for module in ("analysis", "packing", "scoring", "ftgd", "similarity", "config"):
         found = {m for m in _imports(ROOT / "taskspace" / f"{module}.py") if m.startswith(storage)}
         assert not found, f"taskspace/{module}.py imports {sorted(found)}"
@@ -63,6 +63,6 @@ def test_tui_reads_results_only_through_the_index():
 
 def test_the_executor_only_runs_jobs():
     """Where work runs never decides what is computed: executor.py knows no stage, loop or model code."""
-    compute = ("taskspace.probing", "taskspace.ftgd", "taskspace.scoring", "taskspace.pipeline", "taskspace.models")
+    compute = ("taskspace.method.probing", "taskspace.method.ftgd", "taskspace.lm.scoring", "taskspace.pipeline.stages", "taskspace.lm.models")
     found = {m for m in _imports(ROOT / "taskspace" / "executor.py") if m.startswith(compute)}
-    assert not found, f"taskspace/executor.py imports {sorted(found)}"
+    assert not found, f"taskspace/pipeline/executor.py imports {sorted(found)}"

@@ -3,9 +3,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from taskspace import data
-from taskspace.models import ModelError, load_model
-from taskspace.scoring import score_pairs, task_accuracy, uses_packing
+from taskspace.blimp import data
+from taskspace.lm.models import ModelError, load_model
+from taskspace.lm.scoring import score_pairs, task_accuracy, uses_packing
 
 
 def test_local_revisions_load_and_differ(tiny_dir):

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from taskspace import data
-from taskspace.models import LM
-from taskspace.packing import batch_rows, collate_rows, pack_rows
-from taskspace.scoring import encode, logprobs_tensor, sentence_logprobs, uses_packing
+from taskspace.blimp import data
+from taskspace.lm.models import LM
+from taskspace.lm.packing import batch_rows, collate_rows, pack_rows
+from taskspace.lm.scoring import encode, logprobs_tensor, sentence_logprobs, uses_packing
 
 
 def test_tree_by_hand():

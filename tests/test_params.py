@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from taskspace import params as P
 from taskspace.errors import ConfigError
+from taskspace.pipeline import settings as P
 from taskspace.runs import Run, model_revisions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ def test_runs_are_derived_from_models_by_hydra(tmp_path):
         "revision": "step200",
         "weights": "data/tiny/tiny/step200",  # dvc.yaml's dep: this checkpoint's folder, built by tiny@tiny
     }
-    assert p["runs"]["smollm2-main"]["weights"] == "taskspace/models.py"  # bundled: the loading code
+    assert p["runs"]["smollm2-main"]["weights"] == "taskspace/lm/models.py"  # bundled: the loading code
     P.check_runs(p)
     assert Run("pythia-1.4b", "step1000").stage_key == "pythia-1_4b-step1000"  # no dots in param paths
     p["models"]["tiny"]["revisions"] = ["step300"]
@@ -92,7 +92,7 @@ def test_committed_dvc_yaml_is_generated_from_the_stage_specs():
     assert (ROOT / "dvc.yaml").read_text() == P.dvc_yaml_text()
     stages = yaml.safe_load(P.dvc_yaml_text())["stages"]
     assert stages["ftgd"]["do"]["params"] == list(P.STAGES["ftgd"].params)
-    assert "taskspace/ftgd.py" in stages["ftgd"]["do"]["deps"]  # editing the science reruns what it computes
+    assert "taskspace/method/ftgd.py" in stages["ftgd"]["do"]["deps"]  # editing the science reruns what it computes
     assert "probing.metric" not in stages["ftgd"]["do"]["params"]  # … and a metric change does not retune
 
 
@@ -128,7 +128,7 @@ def test_params_are_validated_up_front(tmp_path, section, key, value, message):
 
 
 def test_study_profile_covers_every_phenomenon_twice_with_replicates_and_control(tmp_path):
-    from taskspace.blimp_meta import PARADIGMS
+    from taskspace.blimp.meta import PARADIGMS
 
     p = P.load_params(P.compose_params(["profile=study"], tmp_path / "p.yaml", str(ROOT / "conf")))
     P.check(p)

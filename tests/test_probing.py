@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from taskspace import data
-from taskspace.ftgd import FTGDConfig
-from taskspace.probing import (
+from taskspace.blimp import data
+from taskspace.method.ftgd import FTGDConfig
+from taskspace.method.probing import (
     EXACT_GRADIENT_MAX,
     MERSENNE,
     ProbeConfig,

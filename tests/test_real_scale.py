@@ -6,10 +6,12 @@ import math
 import numpy as np
 import pytest
 
-from taskspace import data, plan, tiny
-from taskspace.ftgd import FTGDConfig
-from taskspace.models import load_model
-from taskspace.probing import ProbeConfig, probe
+from taskspace.blimp import data
+from taskspace.lm import tiny
+from taskspace.lm.models import load_model
+from taskspace.method.ftgd import FTGDConfig
+from taskspace.method.probing import ProbeConfig, probe
+from taskspace.pipeline import plan
 
 TASKS = ["anaphor_gender_agreement", "adjunct_island"]
 N_TRAIN, N_EVAL = 4, 6

@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from taskspace import data
-from taskspace.analysis import spearman_offdiag
+from taskspace.blimp import data
 from taskspace.config import FTGDConfig, ProbeConfig
-from taskspace.ftgd import Delta
-from taskspace.probing import run_ftgd
-from taskspace.reliability import aggregate, interval, noise_floor, spearman_brown, split_half, swap_labels
+from taskspace.lm.scoring import score_pairs, task_accuracy
+from taskspace.method.ftgd import Delta
+from taskspace.method.probing import run_ftgd
 from taskspace.runs import Layout
-from taskspace.scoring import score_pairs, task_accuracy
-from taskspace.spaces import TaskSpaces
+from taskspace.stats.analysis import spearman_offdiag
+from taskspace.stats.reliability import aggregate, interval, noise_floor, spearman_brown, split_half, swap_labels
+from taskspace.stats.spaces import TaskSpaces
 
 
 def test_spearman_brown_by_hand():

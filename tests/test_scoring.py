@@ -4,9 +4,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from taskspace import data
+from taskspace.blimp import data
 from taskspace.cli import main
-from taskspace.scoring import encode, length_batches, score_pairs, sentence_logprobs, task_accuracy
+from taskspace.lm.scoring import encode, length_batches, score_pairs, sentence_logprobs, task_accuracy
 
 SENTENCES = [
     "The dogs bark.",

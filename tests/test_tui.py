@@ -12,14 +12,14 @@ import pytest
 from synthetic import build_synthetic_index
 
 from taskspace.index import Index
-from tui.app import TaskspaceApp
-from tui.screens.compare import CompareScreen
-from tui.screens.heatmap import HeatmapScreen
-from tui.screens.help import HelpScreen, TooSmallScreen
-from tui.screens.pipeline import PipelineScreen
-from tui.screens.runs import RunsScreen
-from tui.screens.task import TaskScreen
-from tui.widgets.heatmap import Heatmap
+from taskspace_tui.app import TaskspaceApp
+from taskspace_tui.screens.compare import CompareScreen
+from taskspace_tui.screens.heatmap import HeatmapScreen
+from taskspace_tui.screens.help import HelpScreen, TooSmallScreen
+from taskspace_tui.screens.pipeline import PipelineScreen
+from taskspace_tui.screens.runs import RunsScreen
+from taskspace_tui.screens.task import TaskScreen
+from taskspace_tui.widgets.heatmap import Heatmap
 
 TASKS = [
     "regular_plural_subject_verb_agreement_1",
@@ -87,7 +87,7 @@ async def test_runs_heatmap_cursor_shows_the_duckdb_value(index_db):
 
 
 async def test_compare_shows_correlation_of_the_two_runs(index_db):
-    from taskspace import analysis
+    from taskspace.stats import analysis
 
     app = TaskspaceApp(db=index_db)
     async with app.run_test(size=(160, 48)) as pilot:
@@ -210,7 +210,7 @@ async def test_an_index_of_an_older_schema_says_how_to_rebuild(tmp_path, index_d
 
 
 def test_help_and_palette_come_from_the_declared_keys(index_db):
-    from tui.screens.help import help_text
+    from taskspace_tui.screens.help import help_text
 
     text = help_text()
     for screen in (TaskspaceApp, RunsScreen, HeatmapScreen, CompareScreen, TaskScreen, PipelineScreen):
@@ -244,7 +244,7 @@ def test_snapshots(snap_compare, index_db, size, keys):
 
 @pytest.fixture(scope="module")
 def index67(tmp_path_factory):
-    from taskspace.blimp_meta import PARADIGMS
+    from taskspace.blimp.meta import PARADIGMS
 
     return build_synthetic_index(tmp_path_factory.mktemp("t67"), {"tiny": ["step30", "step60"]}, sorted(PARADIGMS))
 
@@ -279,7 +279,7 @@ def test_readme_key_table_matches_the_declared_keys():
 @pytest.fixture(scope="module")
 def offline_project(tmp_path_factory):
     """A project folder whose workspace holds the offline profile, with conf/ for Hydra."""
-    from taskspace.params import compose_params
+    from taskspace.pipeline.settings import compose_params
 
     root = tmp_path_factory.mktemp("project")
     shutil.copytree(Path(__file__).resolve().parents[1] / "conf", root / "conf")
@@ -288,7 +288,7 @@ def offline_project(tmp_path_factory):
 
 
 def test_preview_tells_an_exp_run_beyond_the_workspace(offline_project):
-    from taskspace.params import preview_exp_run
+    from taskspace.pipeline.settings import preview_exp_run
 
     runs, now = preview_exp_run(offline_project, [])  # no override: Hydra composes the committed default
     assert "smollm2-main" in now and "pythia-410m-step143000" in runs and "smollm2-main" not in runs
@@ -297,7 +297,7 @@ def test_preview_tells_an_exp_run_beyond_the_workspace(offline_project):
 
 
 async def test_exp_run_beyond_the_workspace_asks_first(offline_project, index_db):
-    from tui.screens.confirm import ConfirmScreen
+    from taskspace_tui.screens.confirm import ConfirmScreen
 
     app = TaskspaceApp(db=index_db, project=offline_project)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -352,7 +352,7 @@ async def test_q_quits_a_too_small_terminal(index_db):
 
 
 async def test_a_space_that_duplicates_transfer_is_not_offered(index_db, tmp_path):
-    from tui.screens.heatmap import offered_kinds
+    from taskspace_tui.screens.heatmap import offered_kinds
 
     db = tmp_path / "dup.duckdb"
     shutil.copy(index_db, db)
@@ -374,7 +374,7 @@ async def test_a_space_that_duplicates_transfer_is_not_offered(index_db, tmp_pat
 
 def test_pipeline_states_tell_busy_from_up_to_date():
     """A failed `dvc status` (DVC's lock held by a running pipeline) never reads as "up to date"."""
-    from tui.screens.pipeline import DvcResult, stage_states
+    from taskspace_tui.screens.pipeline import DvcResult, stage_states
 
     lock = DvcResult(1, "", "ERROR: Unable to acquire lock. Most likely another DVC process is running")
     assert stage_states(["prepare"], lock, running=False) == [("prepare", "DVC is busy (a pipeline is running)")]

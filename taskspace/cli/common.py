@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from taskspace import data
+from taskspace.blimp import data
 from taskspace.config import DataConfig, FTGDConfig, ProbeConfig
 from taskspace.errors import TaskspaceError
 
@@ -128,7 +128,7 @@ model_options = option_group(
 
 def load_lm(kw: dict):
     """Consume the model options and load the model (with a spinner: GGUF conversion can take ~20 s)."""
-    from taskspace.models import load_model
+    from taskspace.lm.models import load_model
 
     spec, revision = kw.pop("model_spec"), kw.pop("revision")
     with console.status(f"loading {spec}{f'@{revision}' if revision else ''}"):

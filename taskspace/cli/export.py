@@ -23,9 +23,9 @@ OUT_HELP = "file to write; its suffix picks the format: .png .svg .pdf (figure),
 @friendly_errors
 def export(run, out, kind, other, stability, db):
     """Export RUN (model@revision, its index key model@revision#hash, or a run_id) from the index."""
-    from taskspace import export as ex
     from taskspace.errors import ConfigError
     from taskspace.index import Index
+    from taskspace.report import export as ex
 
     suffix = out.suffix.lower()
     if suffix not in (*ex.FIGURE_SUFFIXES, ".csv", ".md", ".html"):
@@ -66,7 +66,7 @@ def export(run, out, kind, other, stability, db):
 def _report(idx, run: dict, tasks, m, groups, kind: str, metric: str, out: Path) -> None:
     import numpy as np
 
-    from taskspace import export as ex
+    from taskspace.report import export as ex
 
     off = [(tasks[i], tasks[j], float(m[i, j])) for i in range(len(tasks)) for j in range(len(tasks)) if i != j]
     top = sorted((t for t in off if np.isfinite(t[2])), key=lambda t: -t[2])[:10]

@@ -18,8 +18,8 @@ PARAMS = click.option("--params", default="params.yaml", show_default=True, type
 @friendly_errors
 def check(params):
     """Check params.yaml before any work: settings, runs, tasks and pair counts, models, writable outputs."""
-    from taskspace import params as P
     from taskspace.io import write_json
+    from taskspace.pipeline import settings as P
 
     summary = P.preflight(P.load_params(params))
     write_json({"checked": True}, P.CHECKED)  # constant: the stages after it depend on it, not on its content
@@ -42,8 +42,8 @@ def _timed(name: str, fn) -> None:
 @friendly_errors
 def stage_prepare(params):
     """Seeded train/eval splits of the selected tasks."""
-    from taskspace import params as P
-    from taskspace import pipeline
+    from taskspace.pipeline import settings as P
+    from taskspace.pipeline import stages as pipeline
 
     p = P.load_params(params)
     P.check(p)
@@ -56,8 +56,8 @@ def stage_prepare(params):
 @friendly_errors
 def stage_tiny(params, name):
     """Build a tiny (or Pythia-shaped) model with its checkpoint series."""
-    from taskspace import params as P
-    from taskspace import pipeline
+    from taskspace.pipeline import settings as P
+    from taskspace.pipeline import stages as pipeline
 
     p = P.load_params(params)
     _timed(f"tiny@{name}", lambda: pipeline.stage_tiny(p, name, say=say))
@@ -69,8 +69,8 @@ def _run_stage(name: str):
     @click.option("--revision", required=True, help="one of its revisions")
     @friendly_errors
     def run(params, model, revision):
-        from taskspace import params as P
-        from taskspace import pipeline
+        from taskspace.pipeline import settings as P
+        from taskspace.pipeline import stages as pipeline
         from taskspace.runs import Run
 
         p = P.load_params(params)
@@ -89,8 +89,8 @@ for _name in ("eval", "ftgd", "probe"):
 @friendly_errors
 def stage_analyze(params):
     """Fit, compare and follow every run's spaces: analysis.json, metrics.json, plots."""
-    from taskspace import params as P
-    from taskspace import pipeline
+    from taskspace.pipeline import settings as P
+    from taskspace.pipeline import stages as pipeline
 
     p = P.load_params(params)
     _timed("analyze", lambda: pipeline.stage_analyze(p, say=say))
@@ -101,7 +101,7 @@ def stage_analyze(params):
 @friendly_errors
 def stage_runs(params):
     """Rewrite `runs` (one entry per model × revision) from `models`, after editing params.yaml by hand."""
-    from taskspace import params as P
+    from taskspace.pipeline import settings as P
 
     runs = P.write_runs(params)
     say(f"{params}: {len(runs)} runs: {', '.join(runs)}")
@@ -111,9 +111,9 @@ def stage_runs(params):
 @click.option("--out", default="dvc.yaml", show_default=True, type=click.Path(path_type=Path))
 @friendly_errors
 def stage_dvc_yaml(out):
-    """Write dvc.yaml from the stage definitions (taskspace/params.py: STAGES)."""
-    from taskspace import params as P
+    """Write dvc.yaml from the stage definitions (taskspace/pipeline/settings.py: STAGES)."""
     from taskspace.io import write_text
+    from taskspace.pipeline import settings as P
 
     write_text(out, P.dvc_yaml_text())
     say(f"wrote {out}")
@@ -131,8 +131,8 @@ def plan(params, calibrate, device, dtype, as_json):
     import dataclasses
     import json
 
-    from taskspace import params as P
-    from taskspace import plan as plan_
+    from taskspace.pipeline import plan as plan_
+    from taskspace.pipeline import settings as P
 
     p = P.load_params(params)
     runs, warnings = plan_.plan(p, calibrate, device, dtype, say=say)
@@ -192,7 +192,7 @@ def metrics(path, fmt):
 @click.option("--project", default=".", show_default=True, help="the DVC project (for the pipeline screen)")
 def tui(db, project):
     """Open the Textual TUI over the index and the DVC project."""
-    from tui.app import TaskspaceApp
+    from taskspace_tui.app import TaskspaceApp
 
     TaskspaceApp(db=db, project=project).run()
 
@@ -204,7 +204,7 @@ def exps(fmt):
     """`dvc exp show`, readable: a row per experiment × run, the settings that differ, the headline metrics."""
     import sys
 
-    from taskspace.experiments import exp_rows, exp_show
+    from taskspace.pipeline.experiments import exp_rows, exp_show
 
     dvc = Path(sys.executable).parent / "dvc"
     differ, rows = exp_rows(exp_show(str(dvc) if dvc.exists() else "dvc"))

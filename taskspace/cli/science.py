@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from taskspace import data
+from taskspace.blimp import data
 from taskspace.cli.common import (
     check_writable,
     console,
@@ -27,7 +27,7 @@ from taskspace.cli.common import (
 )
 from taskspace.cli.tables import accuracy_table, fit_table, impact_table, matrix_table
 from taskspace.errors import ConfigError
-from taskspace.shapes import SHAPES
+from taskspace.lm.shapes import SHAPES
 
 
 @click.command()
@@ -44,7 +44,7 @@ def score(n_eval, n_train, batch_size, out, fmt, **kw):
     import time
 
     from taskspace.io import write_parquet
-    from taskspace.scoring import score_pairs, task_accuracy
+    from taskspace.lm.scoring import score_pairs, task_accuracy
 
     if out and out.suffix.lower() not in (".parquet", ".pq"):
         raise ConfigError(f"--out {out}: scores are written as Parquet; name the file *.parquet")
@@ -89,7 +89,7 @@ def make_tiny(out, steps, save_every, shape, n_train, n_eval, **kw):
     """Build a GPT-NeoX with a checkpoint series (OUT/step0 …), the offline stand-in for Pythia."""
     import pyarrow as pa
 
-    from taskspace import tiny
+    from taskspace.lm import tiny
 
     cfg = data_config(kw, n_train, n_eval)
     _, (train, ev) = load_split(cfg)
@@ -118,9 +118,9 @@ def make_tiny(out, steps, save_every, shape, n_train, n_eval, **kw):
 @friendly_errors
 def ftgd(compare, out, n_train, n_eval, **kw):
     """Fine-tune on one task with FTGD; report own-task gain and the LM-loss change on other tasks."""
-    from taskspace import impact
-    from taskspace.ftgd import EncodedPairs
     from taskspace.io import write_json
+    from taskspace.method import impact
+    from taskspace.method.ftgd import EncodedPairs
 
     cfg = ftgd_config(kw)
     dcfg = data_config(kw, n_train, n_eval).require_train("--n-train")
@@ -156,7 +156,7 @@ def ftgd(compare, out, n_train, n_eval, **kw):
 @friendly_errors
 def probe(out, n_train, n_eval, **kw):
     """Task spaces: eval1, FTGD per task, eval2 → transfer, gradient-similarity and parameter-sharing matrices."""
-    from taskspace.probing import probe as run_probe
+    from taskspace.method.probing import probe as run_probe
 
     cfg, pcfg = ftgd_config(kw), probe_config(kw)
     check_writable(out)
@@ -193,12 +193,12 @@ def analyze(probes, blimp, grouping, permutations, seed, both_directions, out):
     """Fit task spaces to the hypothesis space: Mantel test, within−between contrast, lexical control."""
     import json
 
-    from taskspace import spaces
-    from taskspace.analysis import format_stat, paper_phenomenon, sentence_words
     from taskspace.config import AnalysisConfig
     from taskspace.errors import OutputError
     from taskspace.io import write_json
     from taskspace.runs import Layout
+    from taskspace.stats import spaces
+    from taskspace.stats.analysis import format_stat, paper_phenomenon, sentence_words
 
     cfg = AnalysisConfig(grouping=grouping, permutations=permutations, seed=seed, symmetric=not both_directions)
     source = blimp or data.default_source()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich import box
 from rich.table import Table
 
-from taskspace.analysis import format_stat
+from taskspace.stats.analysis import format_stat
 
 FIT_ROWS = {
     "mantel_r": "Spearman r vs hypothesis",
@@ -139,7 +139,7 @@ def counts_table(counts: dict, title: str, caption: str) -> Table:
 
 
 def plan_table(runs, title: str) -> Table:
-    from taskspace.plan import GiB, device_peak
+    from taskspace.pipeline.plan import GiB, device_peak
 
     def gb(b: float) -> str:
         return f"{b / GiB:.2f}"
@@ -190,7 +190,7 @@ def calibration_line(r) -> str:
 
 def exps_table(rows: list[dict], differ: list[str]) -> Table:
     """Experiments × runs: the settings that differ, then the headline metrics (blank where absent)."""
-    from taskspace.experiments import HEADLINE, short
+    from taskspace.pipeline.experiments import HEADLINE, short
 
     header = dict(zip(HEADLINE, ("Mantel r", "p", "w−b", "rel.", "gain", "Δloss")))
     FORMATS = ("+.2f", ".3f", "+.2f", ".2f", "+.2f", "+.3f")  # noqa: N806

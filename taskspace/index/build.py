@@ -32,8 +32,8 @@ def _task_ids(con, tasks_file: Path | None, names: Iterable[str]) -> dict[str, i
     known = dict(con.execute("SELECT task, task_id FROM tasks").fetchall())
     new = [n for n in dict.fromkeys(list(meta) + list(names)) if n not in known]
     if new:
-        from taskspace.analysis import paper_phenomenon
-        from taskspace.blimp_meta import PARADIGMS
+        from taskspace.blimp.meta import PARADIGMS
+        from taskspace.stats.analysis import paper_phenomenon
 
         start = max(known.values(), default=-1) + 1
         rows = []
@@ -91,7 +91,7 @@ def insert(con, table: str, arrow: pa.Table) -> None:
 
 
 def _load_run(con, run: Run, info: dict, ids_of, run_id: int) -> None:
-    from taskspace.spaces import TaskSpaces
+    from taskspace.stats.spaces import TaskSpaces
 
     layout = run.layout
     spaces = TaskSpaces.load(layout.matrices)

@@ -14,7 +14,7 @@ def _runs(models):
 
 
 def _data_files(source):
-    from taskspace.data import source_files
+    from taskspace.blimp.data import source_files
 
     return source_files(str(source))
 

@@ -13,9 +13,9 @@ import pyarrow as pa
 import torch
 
 from taskspace.config import FTGDConfig
-from taskspace.ftgd import Delta, EncodedPairs, finetune, lm_loss
-from taskspace.models import LM
-from taskspace.scoring import score_pairs, task_accuracy
+from taskspace.lm.models import LM
+from taskspace.lm.scoring import score_pairs, task_accuracy
+from taskspace.method.ftgd import Delta, EncodedPairs, finetune, lm_loss
 
 
 @dataclass
@@ -113,7 +113,7 @@ def collapse(
 ) -> str | None:
     """Why a tuned model has collapsed, or None: the LM loss on other tasks' sentences rose by more than
     `cfg.max_lm_loss_rise` nats/token, or most of its own pairs became exact ties (a flattened model)."""
-    from taskspace.ftgd import pair_logprobs
+    from taskspace.method.ftgd import pair_logprobs
 
     delta.apply(lm.model)
     try:

@@ -15,7 +15,7 @@ import numpy as np
 
 from taskspace.errors import ConfigError
 from taskspace.io import atomic_write
-from taskspace.spaces import DESCRIPTIONS
+from taskspace.stats.spaces import DESCRIPTIONS
 
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
 UNITS = {

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from taskspace import analysis as A
 from taskspace.config import AnalysisConfig
 from taskspace.errors import AnalysisError, OutputError
+from taskspace.stats import analysis as A
 
 # stored per run (the last two with a label-swapped control; transfer_ci, the interval half-width, with replicates)
 KINDS = ("transfer", "transfer_norm", "transfer_margin", "gradient", "sharing", "transfer_control",
@@ -85,7 +85,7 @@ class Fit:
     within_vs_chance: float | None = None  # sharing only: mean Jaccard over its chance level
     between_vs_chance: float | None = None
     excluded: tuple[str, ...] = ()  # tasks left out: NaN in their row or column (e.g. a zero diagonal normalised)
-    # from the run's replicates and control (taskspace.reliability), where it has them
+    # from the run's replicates and control (taskspace.stats.reliability), where it has them
     reliability: float | None = None  # split-half Spearman of the off-diagonals
     reliability_sb: float | None = None  # … stepped up to all replicates (Spearman–Brown)
     noise_floor: float | None = None  # transfer: the 95th percentile of |control transfer|

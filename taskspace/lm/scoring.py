@@ -1,7 +1,7 @@
 """Exact minimal-pair scoring: summed log-prob per sentence, pair margins, task accuracies.
 
 A sentence is scored as `prefix + tokens`: the prefix token (the model's pre-training separator) is context
-only, every sentence token is scored. The fast path packs sentences as prefix trees (`taskspace.packing`), so a
+only, every sentence token is scored. The fast path packs sentences as prefix trees (`taskspace.lm.packing`), so a
 pair's common beginning is computed once; the plain path (right-padded rows of similar length, where causal
 attention never looks at the padding) is the reference and the fallback for a model that cannot take a custom
 attention mask. Either way a sentence's score does not depend on its batch.
@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from taskspace.models import LM, ModelError
-from taskspace.packing import ROW_TOKENS, batch_rows, collate_rows, pack_rows, packed_logprobs
+from taskspace.lm.models import LM, ModelError
+from taskspace.lm.packing import ROW_TOKENS, batch_rows, collate_rows, pack_rows, packed_logprobs
 
 Progress = Callable[[int], None]
 

@@ -10,8 +10,8 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Header, Static
 
 from taskspace.errors import OutputError
-from tui.keys import Key, bindings
-from tui.screens.base import DataScreen, message_box
+from taskspace_tui.keys import Key, bindings
+from taskspace_tui.screens.base import DataScreen, message_box
 
 
 @dataclass

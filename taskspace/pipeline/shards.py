@@ -1,4 +1,4 @@
-"""A run's pending tasks dealt into shards for the executor's workers (taskspace.executor).
+"""A run's pending tasks dealt into shards for the executor's workers (taskspace.pipeline.executor).
 
 The ftgd and probe stages hand every task not yet finished — over all replicates and the control — to the
 workers: each loads the model once and runs its share exactly as the serial loop would (the same functions,
@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
 
-from taskspace import executor, params
+from taskspace.pipeline import executor
+from taskspace.pipeline import settings as params
 
 Say = Callable[[str], None]
 Unit = tuple[int, bool]  # (replicate, control)
@@ -42,8 +43,8 @@ def work(shard: Shard) -> int:
     """A worker's body (local process or SLURM job): load the model once, run the shard's tasks."""
     os.chdir(shard.root)
     device = executor.pin(shard.device, shard.threads) if shard.device else None
-    from taskspace import pipeline
-    from taskspace.probing import run_eval2_tasks, run_ftgd
+    from taskspace.method.probing import run_eval2_tasks, run_ftgd
+    from taskspace.pipeline import stages as pipeline
 
     p = shard.params
     run = pipeline.Run(shard.model, shard.revision)

@@ -21,17 +21,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from taskspace import resume
 from taskspace.config import FTGDConfig, ProbeConfig
 from taskspace.errors import ConfigError, OutputError
-from taskspace.ftgd import Delta, EncodedPairs, FTGDError, finetune, gradient_differential, lm_loss, param_group
-from taskspace.impact import collapse
 from taskspace.io import file_hash, write_json, write_npy, write_parquet
-from taskspace.models import LM
-from taskspace.reliability import swap_labels
-from taskspace.runs import Layout
-from taskspace.scoring import encode, score_pairs
-from taskspace.similarity import (  # noqa: F401 (re-exported: the maths a probe uses, importable from here)
+from taskspace.lm.models import LM
+from taskspace.lm.scoring import encode, score_pairs
+from taskspace.method import resume
+from taskspace.method.ftgd import Delta, EncodedPairs, FTGDError, finetune, gradient_differential, lm_loss, param_group
+from taskspace.method.impact import collapse
+from taskspace.method.similarity import (  # noqa: F401 (re-exported: the maths a probe uses, importable from here)
     EXACT_GRADIENT_MAX,
     MERSENNE,
     _hash_coefficients,
@@ -45,7 +43,9 @@ from taskspace.similarity import (  # noqa: F401 (re-exported: the maths a probe
     normalise_transfer,
     transfer_matrix,
 )
-from taskspace.spaces import KINDS, TaskSpaces
+from taskspace.runs import Layout
+from taskspace.stats.reliability import swap_labels
+from taskspace.stats.spaces import KINDS, TaskSpaces
 
 __all__ = ["KINDS", "FTGDConfig", "ProbeConfig", "probe", "run_eval1", "run_ftgd", "run_eval2"]
 
@@ -168,7 +168,7 @@ def run_ftgd(
     tasks tuned now (the others were finished already).
 
     A task whose ftgd.json carries the current stamp (and whose files match it) is skipped, so a killed run
-    resumes; with `keep` (the pipeline), finished tasks are also kept outside DVC's outputs (taskspace.resume).
+    resumes; with `keep` (the pipeline), finished tasks are also kept outside DVC's outputs (taskspace.method.resume).
     With `control`, each task is tuned on its pairs with a random half's labels swapped (the noise floor).
     With `only`, just those tasks (an executor's shard; the others' sentences still feed the collapse check).
     """

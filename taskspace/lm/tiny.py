@@ -21,8 +21,8 @@ import pyarrow as pa
 import torch
 
 from taskspace.errors import ConfigError
-from taskspace.scoring import collate, encode
-from taskspace.shapes import pythia_config
+from taskspace.lm.scoring import collate, encode
+from taskspace.lm.shapes import pythia_config
 
 SPECIALS = ["<|endoftext|>", "<|padding|>", "<|unk|>"]
 
@@ -90,7 +90,7 @@ def build_tiny(
     `shape` is `tiny` (sized by hidden/layers) or a Pythia size (`pythia-70m`, …) with its real dimensions."""
     from transformers import GPTNeoXForCausalLM
 
-    from taskspace.models import quiet_transformers
+    from taskspace.lm.models import quiet_transformers
 
     quiet_transformers()
     torch.manual_seed(seed)

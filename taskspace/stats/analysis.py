@@ -1,7 +1,7 @@
 """Hypothesis spaces and the statistics that compare task spaces with them (method.md, "Hypothesis space").
 
 Pure NumPy/SciPy over T×T matrices. Permutation tests relabel tasks (rows and columns together): every distinct
-relabelling when there are few (exact p, see `taskspace.permutations`), else random ones. They are vectorised:
+relabelling when there are few (exact p, see `taskspace.stats.permutations`), else random ones. They are vectorised:
 all relabellings are one (N, T) index array, gathered with fancy indexing and correlated with one matrix product.
 """
 
@@ -19,7 +19,7 @@ from scipy.spatial.distance import squareform
 from scipy.stats import rankdata
 
 from taskspace.errors import AnalysisError
-from taskspace.permutations import EXACT_LIMIT, Relabellings, group_relabellings, space_relabellings
+from taskspace.stats.permutations import EXACT_LIMIT, Relabellings, group_relabellings, space_relabellings
 
 # ---- hypothesis spaces ---------------------------------------------------------------------------------
 

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
-from taskspace.analysis import spearman_offdiag
-from taskspace.spaces import COMPARED, TaskSpaces
+from taskspace.stats.analysis import spearman_offdiag
+from taskspace.stats.spaces import COMPARED, TaskSpaces
 
 LEVEL = 0.95
 

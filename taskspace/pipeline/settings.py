@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from taskspace import data
+from taskspace.blimp import data
 from taskspace.config import AnalysisConfig, DataConfig, ExecutorConfig, FTGDConfig, ProbeConfig, from_section
 from taskspace.errors import ConfigError
 from taskspace.io import write_text
@@ -38,26 +38,26 @@ class StageSpec:
     code: tuple[str, ...]
 
 
-SCORING = ("taskspace/scoring.py", "taskspace/packing.py", MODEL_CODE)
-TUNING = ("taskspace/ftgd.py", "taskspace/similarity.py", "taskspace/probing.py", *SCORING)
+SCORING = ("taskspace/lm/scoring.py", "taskspace/lm/packing.py", MODEL_CODE)
+TUNING = ("taskspace/method/ftgd.py", "taskspace/method/similarity.py", "taskspace/method/probing.py", *SCORING)
 GRADIENT_KEYS = ("probing.grad_params", "probing.grad_projection", "probing.projection_seed")
 REPLICATE_KEYS = ("probing.ftgd_seeds", "probing.split_seeds")
 STAGES: dict[str, StageSpec] = {
     # first, on any params change: a bad setting stops `dvc repro` before any stage deletes its outputs
     "check": StageSpec(
         ("data", "data_files", "tiny_models", "models", "runs", "ftgd", "probing", "analysis"),
-        ("taskspace/config.py", "taskspace/params.py"),
+        ("taskspace/config.py", "taskspace/pipeline/settings.py"),
     ),
-    "prepare": StageSpec(("data", "probing.split_seeds"), ("taskspace/data.py",)),
-    "tiny": StageSpec(("tiny_models.${key}",), ("taskspace/tiny.py",)),
+    "prepare": StageSpec(("data", "probing.split_seeds"), ("taskspace/blimp/data.py",)),
+    "tiny": StageSpec(("tiny_models.${key}",), ("taskspace/lm/tiny.py",)),
     "eval": StageSpec(("data", "runs.${key}", *REPLICATE_KEYS), SCORING),
     "ftgd": StageSpec(("data", "runs.${key}", "ftgd", *GRADIENT_KEYS, *REPLICATE_KEYS, "probing.control"), TUNING),
     "probe": StageSpec(
         ("data", "runs.${key}", "ftgd", *GRADIENT_KEYS, *REPLICATE_KEYS, "probing.control", "probing.metric"),
-        (*TUNING, "taskspace/reliability.py"),
+        (*TUNING, "taskspace/stats/reliability.py"),
     ),
     "analyze": StageSpec(
-        ("runs", "ftgd.sparsity", "analysis"), ("taskspace/analysis.py", "taskspace/spaces.py", "taskspace/export.py")
+        ("runs", "ftgd.sparsity", "analysis"), ("taskspace/stats/analysis.py", "taskspace/stats/spaces.py", "taskspace/report/export.py")
     ),
     "index": StageSpec((), ("taskspace/index",)),
 }
@@ -331,7 +331,7 @@ def dvc_yaml() -> dict:
 
 
 DVC_HEADER = """\
-# Generated from taskspace/params.py (STAGES) by `taskspace stage dvc-yaml`; edit there, not here.
+# Generated from taskspace/pipeline/settings.py (STAGES) by `taskspace stage dvc-yaml`; edit there, not here.
 # check → prepare → tiny@<model> → eval@<run> → ftgd@<run> → probe@<run> → analyze → index. A run is a model × revision
 # (`runs`, derived from `models` at every `dvc exp run`): DVC caches and skips each on its own. Each stage depends
 # on exactly the params its results depend on (the resume stamps hash the same keys) and on its code.

@@ -21,12 +21,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from taskspace import data, params
-from taskspace.analysis import format_stat, paper_phenomenon, sentence_words
+from taskspace.blimp import data
 from taskspace.config import FTGDConfig
 from taskspace.errors import OutputError
 from taskspace.io import atomic_write, write_json, write_npz, write_parquet
+from taskspace.pipeline import settings as params
 from taskspace.runs import DATA, Layout, Run, revision_step, splits_dir
+from taskspace.stats.analysis import format_stat, paper_phenomenon, sentence_words
 
 Say = Callable[[str], None]
 SPLITS = DATA / "prepare" / "splits"
@@ -74,7 +75,7 @@ TINY_KEYS = {"steps", "save_every", "seed", "shape", "lr", "batch_size", "hidden
 
 def stage_tiny(p: dict, name: str, say: Say = print) -> None:
     """A GPT-NeoX trained on the train split's grammatical sentences, saved as data/tiny/<name>/stepN."""
-    from taskspace import tiny
+    from taskspace.lm import tiny
 
     cfg = (p.get("tiny_models") or {}).get(name)
     if cfg is None:
@@ -90,7 +91,7 @@ def stage_tiny(p: dict, name: str, say: Say = print) -> None:
 
 
 def load_run_model(p: dict, run: Run, say: Say, device: str | None = None):
-    from taskspace.models import load_model
+    from taskspace.lm.models import load_model
 
     entry = params.model_entry(p, run.model)
     say(f"{run.label}: loading {entry['spec']}" + (f" on {device}" if device else ""))
@@ -150,8 +151,8 @@ def _units(rep: Replicate, control: bool) -> list[tuple[Layout, bool]]:
 
 
 def stage_eval(p: dict, model: str, revision: str, say: Say = print) -> None:
-    from taskspace.probing import run_eval1
-    from taskspace.scoring import task_accuracy
+    from taskspace.lm.scoring import task_accuracy
+    from taskspace.method.probing import run_eval1
 
     run = _run(p, model, revision)
     lm, pcfg, stamp = load_run_model(p, run, say), params.probe_config(p), params.stamp("eval", p, run.stage_key)
@@ -163,7 +164,7 @@ def stage_eval(p: dict, model: str, revision: str, say: Say = print) -> None:
 
 def stage_ftgd(p: dict, model: str, revision: str, say: Say = print) -> None:
     """FTGD of every task of every replicate (and control): in this process, or on the executor's workers."""
-    from taskspace.probing import ftgd_finished, recorded, run_ftgd
+    from taskspace.method.probing import ftgd_finished, recorded, run_ftgd
 
     run = _run(p, model, revision)
     pcfg, stamp = params.probe_config(p), params.stamp("ftgd", p, run.stage_key)
@@ -195,17 +196,17 @@ def _tasks(table: pa.Table) -> list[str]:
 def _spread(p: dict, run: Run, stage: str, pending: dict, done: Callable[[tuple, str], bool], say: Say) -> None:
     """Hand the pending tasks ({(replicate, control): tasks}) to the executor's workers; `done` (cheap: read
     while they work) tells progress from the output folders."""
-    from taskspace import shards
+    from taskspace.pipeline import shards
 
     shards.spread(p, run, stage, pending, lambda: sum(done(u, t) for u, ts in pending.items() for t in ts), say)
 
 
 def stage_probe(p: dict, model: str, revision: str, say: Say = print) -> None:
     """eval2 of every replicate (and control); with several, or a control, the run's spaces are their aggregate:
-    the mean, per-cell intervals, reliability and the noise floor (taskspace.reliability)."""
-    from taskspace.probing import eval2_finished, run_eval2
-    from taskspace.reliability import aggregate
-    from taskspace.spaces import TaskSpaces
+    the mean, per-cell intervals, reliability and the noise floor (taskspace.stats.reliability)."""
+    from taskspace.method.probing import eval2_finished, run_eval2
+    from taskspace.stats.reliability import aggregate
+    from taskspace.stats.spaces import TaskSpaces
 
     run = _run(p, model, revision)
     pcfg = params.probe_config(p)
@@ -280,7 +281,7 @@ def task_words() -> dict[str, set[str]]:
 def stage_analyze(p: dict, out: Path = DATA / "analyze", say: Say = print) -> dict:
     """Every run's fit to the hypothesis space, comparisons and stability (spaces.analyze) → analysis.json,
     metrics.json (one row per run, in training order) and plots/."""
-    from taskspace import spaces
+    from taskspace.stats import spaces
 
     params.check(p)
     cfg = params.analysis_config(p)
@@ -338,7 +339,7 @@ def stage_analyze(p: dict, out: Path = DATA / "analyze", say: Say = print) -> di
 def write_plots(plots: Path, series: dict, result, groups: dict[str, str], metric: str) -> None:
     """DVC plot data: each model's last transfer space (heatmap data), its stability over checkpoints (one file
     per model, real training steps), and both as static images that `dvc plots show` renders offline."""
-    from taskspace import export
+    from taskspace.report import export
 
     for model, runs in series.items():
         s = runs[-1][1]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from taskspace import params
+from taskspace.pipeline import settings as params
 from taskspace.runs import DATA, Run
 
 

@@ -19,9 +19,9 @@ import numpy as np
 import pyarrow as pa
 
 from taskspace.config import FTGDConfig, ProbeConfig
-from taskspace.ftgd import PARAM_GROUPS
-from taskspace.shapes import PYTHIA_SHAPES
-from taskspace.similarity import EXACT_GRADIENT_MAX, exact_gradient_refusal
+from taskspace.lm.shapes import PYTHIA_SHAPES
+from taskspace.method.ftgd import PARAM_GROUPS
+from taskspace.method.similarity import EXACT_GRADIENT_MAX, exact_gradient_refusal
 
 ROW_BYTES = 26  # a score row in Parquet (task dictionary, pair id, three float64, bool), measured
 GiB = 2**30
@@ -64,11 +64,11 @@ def model_config(spec: str, revision: str | None = None, tiny: dict | None = Non
     `tiny` is the spec's `tiny_models` entry when its tiny stage builds it (its folder may not exist yet)."""
     from transformers import AutoConfig
 
-    from taskspace.models import ModelError, resolve
-    from taskspace.shapes import pythia_config
+    from taskspace.lm.models import ModelError, resolve
+    from taskspace.lm.shapes import pythia_config
 
     if tiny is not None and not Path(spec).exists():
-        from taskspace.tiny import tiny_config
+        from taskspace.lm.tiny import tiny_config
 
         shape = tiny.get("shape", "tiny")
         if shape == "tiny":
@@ -201,7 +201,7 @@ def _tokenizer(spec: str, revision: str | None, sentences: list[str], tiny: dict
     BPE tokenizer on BLiMP's short, common words are close to word counts)."""
     from transformers import AutoTokenizer
 
-    from taskspace.models import ModelError, resolve
+    from taskspace.lm.models import ModelError, resolve
 
     if tiny is None or Path(spec).exists():
         try:
@@ -211,15 +211,15 @@ def _tokenizer(spec: str, revision: str | None, sentences: list[str], tiny: dict
             return AutoTokenizer.from_pretrained(target, revision=hub_rev), "own"
         except (OSError, ValueError, ModelError):
             pass
-    from taskspace.tiny import train_tokenizer
+    from taskspace.lm.tiny import train_tokenizer
 
     return train_tokenizer(sentences), "word-level stand-in"
 
 
 def packed_positions(tokenizer, sentences: list[str]) -> float:
     """Positions per sentence that prefix-tree packing computes for these sentences."""
-    from taskspace.packing import ROW_TOKENS, pack_rows
-    from taskspace.scoring import encode
+    from taskspace.lm.packing import ROW_TOKENS, pack_rows
+    from taskspace.lm.scoring import encode
 
     rows = pack_rows(encode(tokenizer, sentences), 0, ROW_TOKENS)
     return sum(len(r) for r in rows) / max(len(sentences), 1)
@@ -240,10 +240,10 @@ def calibrate(
     import torch
     from transformers import AutoModelForCausalLM
 
-    from taskspace.ftgd import EncodedPairs, finetune, gradient_differential, param_group, topk_mask
-    from taskspace.models import LM, default_prefix, pick_device, pick_dtype, quiet_transformers
-    from taskspace.scoring import sentence_logprobs
-    from taskspace.similarity import gradient_vector
+    from taskspace.lm.models import LM, default_prefix, pick_device, pick_dtype, quiet_transformers
+    from taskspace.lm.scoring import sentence_logprobs
+    from taskspace.method.ftgd import EncodedPairs, finetune, gradient_differential, param_group, topk_mask
+    from taskspace.method.similarity import gradient_vector
 
     quiet_transformers()
     dev = pick_device(device)
@@ -324,9 +324,9 @@ def plan(p: dict, calibrate_on: bool = True, device: str | None = None, dtype: s
 
     import torch
 
-    from taskspace import data
-    from taskspace.models import pick_device, pick_dtype
-    from taskspace.params import data_config, ftgd_config, probe_config, source
+    from taskspace.blimp import data
+    from taskspace.lm.models import pick_device, pick_dtype
+    from taskspace.pipeline.settings import data_config, ftgd_config, probe_config, source
     from taskspace.runs import expand_runs
 
     d = data_config(p)

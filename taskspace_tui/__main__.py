@@ -2,6 +2,6 @@
 
 import sys
 
-from tui.app import TaskspaceApp
+from taskspace_tui.app import TaskspaceApp
 
 TaskspaceApp(db=sys.argv[1] if len(sys.argv) > 1 else "data/index/taskspace.duckdb").run()

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from taskspace.blimp_meta import PARADIGMS
+from taskspace.blimp.meta import PARADIGMS
 from taskspace.errors import TaskspaceError
 
 HUB = "hub"
@@ -49,7 +49,7 @@ def source_files(source: str) -> str:
     (the dataset's own revision is recorded with the splits)."""
     src = default_source() if str(source) == "auto" else str(source)
     if src == HUB:
-        return "taskspace/data.py"
+        return "taskspace/blimp/data.py"
     return os.path.relpath(Path(src).resolve()) if Path(src).is_absolute() else src
 
 

@@ -1,6 +1,6 @@
 """The similarity maths of the task spaces (method.md, "Similarity probing"): transfer from eval1/eval2,
 cosine similarity of gradient differentials (stored exactly or as a count sketch), and Jaccard overlap of FTGD
-footprints. Arrays in, arrays out: taskspace.probing runs the loop and stores the results."""
+footprints. Arrays in, arrays out: taskspace.method.probing runs the loop and stores the results."""
 
 from __future__ import annotations
 

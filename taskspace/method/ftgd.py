@@ -21,8 +21,8 @@ import torch
 
 from taskspace.config import FTGDConfig
 from taskspace.errors import ConfigError, TaskspaceError
-from taskspace.models import LM
-from taskspace.scoring import encode, logprobs_tensor
+from taskspace.lm.models import LM
+from taskspace.lm.scoring import encode, logprobs_tensor
 
 Progress = Callable[[int], None]
 PARAM_GROUPS = {
@@ -316,7 +316,7 @@ def compact_indices(mask: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def lm_loss(lm: LM, sentences: Sequence[str], batch_size: int = 32) -> float:
     """Mean per-token negative log-likelihood (exp of it is perplexity) — the low-impact measure."""
-    from taskspace.scoring import sentence_logprobs
+    from taskspace.lm.scoring import sentence_logprobs
 
     n_tokens = sum(len(s) for s in encode(lm.tokenizer, sentences))
     return float(-sentence_logprobs(lm, sentences, batch_size).sum() / n_tokens)

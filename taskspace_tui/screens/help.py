@@ -8,8 +8,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from taskspace.spaces import DESCRIPTIONS
-from tui.keys import help_line
+from taskspace.stats.spaces import DESCRIPTIONS
+from taskspace_tui.keys import help_line
 
 STATISTICS = {
     "Mantel r": "Spearman correlation of a space's off-diagonal with the hypothesis (1 = same phenomenon)",
@@ -20,12 +20,12 @@ STATISTICS = {
 
 
 def help_text() -> str:
-    from tui.app import TaskspaceApp
-    from tui.screens.compare import CompareScreen
-    from tui.screens.heatmap import HeatmapScreen
-    from tui.screens.pipeline import PipelineScreen
-    from tui.screens.runs import RunsScreen
-    from tui.screens.task import TaskScreen
+    from taskspace_tui.app import TaskspaceApp
+    from taskspace_tui.screens.compare import CompareScreen
+    from taskspace_tui.screens.heatmap import HeatmapScreen
+    from taskspace_tui.screens.pipeline import PipelineScreen
+    from taskspace_tui.screens.runs import RunsScreen
+    from taskspace_tui.screens.task import TaskScreen
 
     lines = ["[b]taskspace[/b] — keys (ctrl+p opens the command palette; escape goes back)", ""]
     lines.append(help_line("everywhere", TaskspaceApp.KEYS))

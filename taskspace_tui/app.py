@@ -1,7 +1,7 @@
 """The taskspace TUI: a thin App that owns the index path and the screens (Harlequin-style layout).
 
 Every slow call (opening the index, queries, dvc subprocesses) runs in a Textual worker; screens read the index
-only through `taskspace.index.Index`. Keys are declared once per screen (`tui.keys`): bindings, the command
+only through `taskspace.index.Index`. Keys are declared once per screen (`taskspace_tui.keys`): bindings, the command
 palette and the help screen all come from them.
 """
 
@@ -14,11 +14,11 @@ from textual.message import Message
 from textual.screen import Screen
 
 from taskspace.index import Index, IndexUnavailable
-from tui.keys import Key, bindings
-from tui.screens.base import DataScreen
-from tui.screens.help import HelpScreen, TooSmallScreen
-from tui.screens.pipeline import PipelineScreen
-from tui.screens.runs import RunsScreen
+from taskspace_tui.keys import Key, bindings
+from taskspace_tui.screens.base import DataScreen
+from taskspace_tui.screens.help import HelpScreen, TooSmallScreen
+from taskspace_tui.screens.pipeline import PipelineScreen
+from taskspace_tui.screens.runs import RunsScreen
 
 MIN_SIZE = (60, 16)
 

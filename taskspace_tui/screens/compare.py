@@ -12,14 +12,14 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Static
 
-from taskspace import analysis, spaces
 from taskspace.config import AnalysisConfig
 from taskspace.errors import OutputError
-from taskspace.export import unit
-from taskspace.spaces import SpaceComparison
-from tui.keys import Key, bindings
-from tui.screens.base import DataScreen, message_box, trust_lines
-from tui.widgets.heatmap import Heatmap, Scale, legend
+from taskspace.report.export import unit
+from taskspace.stats import analysis, spaces
+from taskspace.stats.spaces import SpaceComparison
+from taskspace_tui.keys import Key, bindings
+from taskspace_tui.screens.base import DataScreen, message_box, trust_lines
+from taskspace_tui.widgets.heatmap import Heatmap, Scale, legend
 
 
 def stability_plot(title: str, revisions: list[str], values: list, width: int = 60) -> Text:

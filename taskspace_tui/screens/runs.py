@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Footer, Header, Input
 
-from taskspace.analysis import format_stat
 from taskspace.runs import revision_key
-from tui.keys import Key, bindings
-from tui.screens.base import DataScreen, message_box
+from taskspace.stats.analysis import format_stat
+from taskspace_tui.keys import Key, bindings
+from taskspace_tui.screens.base import DataScreen, message_box
 
 # The key metrics come before the long variant/params columns, so they stay visible at 80 columns.
 COLUMNS = [
@@ -113,14 +113,14 @@ class RunsScreen(DataScreen):
         self.action_open()
 
     def action_open(self) -> None:
-        from tui.screens.heatmap import HeatmapScreen
+        from taskspace_tui.screens.heatmap import HeatmapScreen
 
         run = self.current()
         if run:
             self.app.push_screen(HeatmapScreen(run))
 
     def action_task(self) -> None:
-        from tui.screens.task import TaskScreen
+        from taskspace_tui.screens.task import TaskScreen
 
         run = self.current()
         if run:
@@ -138,7 +138,7 @@ class RunsScreen(DataScreen):
                 table.update_cell(str(r["run_id"]), "mark", "●" if r["run_id"] in self.marked else " ")
 
     def action_compare(self) -> None:
-        from tui.screens.compare import CompareScreen
+        from taskspace_tui.screens.compare import CompareScreen
 
         picked = [r for m in self.marked for r in self.rows if r["run_id"] == m]
         if len(picked) < 2:

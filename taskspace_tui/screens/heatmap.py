@@ -12,13 +12,13 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Static
 
-from taskspace import analysis
 from taskspace.errors import OutputError
-from taskspace.export import unit
-from taskspace.spaces import KINDS
-from tui.keys import Key, bindings
-from tui.screens.base import DataScreen, message_box, trust_lines
-from tui.widgets.heatmap import Heatmap, legend
+from taskspace.report.export import unit
+from taskspace.stats import analysis
+from taskspace.stats.spaces import KINDS
+from taskspace_tui.keys import Key, bindings
+from taskspace_tui.screens.base import DataScreen, message_box, trust_lines
+from taskspace_tui.widgets.heatmap import Heatmap, legend
 
 
 @dataclass
@@ -216,13 +216,13 @@ class HeatmapScreen(DataScreen):
         self.redraw()
 
     def action_task(self) -> None:
-        from tui.screens.task import TaskScreen
+        from taskspace_tui.screens.task import TaskScreen
 
         if self.shown:
             self.app.push_screen(TaskScreen(self.run_row, self.tasks[self.shown[self.query_one(Heatmap).cursor[0]]]))
 
     def action_jump(self) -> None:
-        from tui.screens.jump import JumpScreen
+        from taskspace_tui.screens.jump import JumpScreen
 
         if self.shown:
             self.app.push_screen(JumpScreen([self.tasks[k] for k in self.shown]), self._jump_to)
@@ -239,8 +239,8 @@ class HeatmapScreen(DataScreen):
     @work(thread=True, exclusive=True, group="export", exit_on_error=False)
     def export_figure(self, key: str, kind: str, tasks: list[str], m: np.ndarray) -> None:
         """Rendering takes a second or two: in a thread, so the screen stays live."""
-        from taskspace import export
         from taskspace.io import atomic_write
+        from taskspace.report import export
 
         # names, not with_suffix: a model such as pythia-1.4b has a dot of its own
         stem = str(self.app.exports / f"{key.replace('@', '-').replace('#', '-')}-{kind}")

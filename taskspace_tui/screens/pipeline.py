@@ -20,8 +20,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, LoadingIndicator, RichLog, Static
 
-from tui.keys import Key, bindings
-from tui.screens.confirm import ConfirmScreen
+from taskspace_tui.keys import Key, bindings
+from taskspace_tui.screens.confirm import ConfirmScreen
 
 PROGRESS_SECONDS = 2.0
 
@@ -126,8 +126,8 @@ class PipelineScreen(Screen):
     @work(thread=True, exclusive=True, group="progress", exit_on_error=False)
     def load_progress(self) -> None:
         from taskspace.errors import TaskspaceError
-        from taskspace.params import load_params
-        from taskspace.progress import run_progress
+        from taskspace.pipeline.progress import run_progress
+        from taskspace.pipeline.settings import load_params
 
         try:
             p = load_params(Path(self.app.project) / "params.yaml")
@@ -169,7 +169,7 @@ class PipelineScreen(Screen):
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
     def preview(self, overrides: list[str]) -> None:
         """What the experiment would run; beyond the workspace's runs, ask first (it may be hours of GPU work)."""
-        from taskspace.params import preview_exp_run
+        from taskspace.pipeline.settings import preview_exp_run
 
         args = ["exp", "run", *(a for item in overrides for a in ("-S", item))]
         try:
@@ -232,7 +232,7 @@ class PipelineScreen(Screen):
         log.write(f"[exit {self.last_rc}]")
         self.load_status()
         if self.last_rc == 0:
-            from tui.app import IndexChanged
+            from taskspace_tui.app import IndexChanged
 
             self.app.post_message(IndexChanged())
 

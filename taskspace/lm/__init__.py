@@ -1,0 +1,1 @@
+"""Language models: loading, shapes, tiny models, scoring with packing. Knows no stage, no stats."""

@@ -1,0 +1,1 @@
+"""Statistics over task spaces: permutations, hypothesis tests, reliability, the spaces themselves."""
