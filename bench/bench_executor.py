@@ -21,6 +21,7 @@ from taskspace.blimp import data
 from taskspace.blimp.meta import PARADIGMS
 from taskspace.config import AnalysisConfig, DataConfig, FTGDConfig, ProbeConfig
 from taskspace.pipeline import stages as pipeline
+from taskspace.pipeline.settings import Settings
 from taskspace.runs import expand_runs
 from taskspace.stats.spaces import TaskSpaces
 
@@ -47,9 +48,10 @@ def project(root: Path, n_tasks: int, steps: int) -> dict:
     os.chdir(root)
     p["data_files"] = data.source_files(p["data"]["source"])
     quiet = lambda _: None  # noqa: E731
-    pipeline.stage_prepare(p, quiet)
-    pipeline.stage_tiny(p, "tiny", quiet)
-    pipeline.stage_eval(p, *RUN, quiet)
+    s = Settings.from_dict(p)
+    pipeline.stage_prepare(s, quiet)
+    pipeline.stage_tiny(s, "tiny", quiet)
+    pipeline.stage_eval(s, s.run(*RUN), quiet)
     return p
 
 
@@ -59,10 +61,10 @@ def leg(base: Path, p: dict, executor: dict, work: Path):
         shutil.rmtree(work)
     shutil.copytree(base, work)
     os.chdir(work)
-    q = {**p, "executor": executor}
+    s = Settings.from_dict({**p, "executor": executor})
     quiet = lambda _: None  # noqa: E731
-    pipeline.stage_ftgd(q, *RUN, quiet)
-    pipeline.stage_probe(q, *RUN, quiet)
+    pipeline.stage_ftgd(s, s.run(*RUN), quiet)
+    pipeline.stage_probe(s, s.run(*RUN), quiet)
     return TaskSpaces.load(work / "data" / "probe" / RUN[0] / RUN[1] / "matrices.npz").matrices
 
 

@@ -23,27 +23,27 @@ from taskspace.lm import tiny
 from taskspace.lm.models import load_model
 from taskspace.method.probing import run_eval1, run_eval2, run_ftgd
 from taskspace.pipeline import plan
-from taskspace.pipeline.settings import ftgd_config, probe_config
+from taskspace.pipeline.settings import Settings
 from taskspace.runs import Layout, expand_runs
 
 
-def params(spec: Path, tasks: list[str], n_train: int, n_eval: int, steps: int) -> dict:
+def settings(spec: Path, tasks: list[str], n_train: int, n_eval: int, steps: int) -> Settings:
     models = {"m": {"spec": str(spec), "revisions": ["step0"]}}
-    return {
+    return Settings.from_dict({
         "data": {"source": "auto", "tasks": tasks, "n_train": n_train, "n_eval": n_eval, "seed": 0},
         "models": models,
         "runs": expand_runs(models),
+        "data_files": data.source_files("auto"),
         "ftgd": {"steps": steps, "batch_size": 8},
         "probing": {},
         "analysis": {},
-    }
+    })
 
 
-def real_run(p: dict, spec: Path, out: Path) -> float:
-    d = p["data"]
-    src = data.default_source()
-    train, ev = data.split_pairs(data.load_blimp(src, d["tasks"]), d["n_train"], d["n_eval"], 0)
-    ftgd, probe = ftgd_config(p, "m"), probe_config(p)
+def real_run(s: Settings, spec: Path, out: Path) -> float:
+    d = s.data
+    train, ev = data.split_pairs(data.load_blimp(s.source, list(d.tasks)), d.n_train, d.n_eval, 0)
+    ftgd, probe = s.ftgd("m"), s.probe
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
     layout = Layout(out / "eval", out / "ftgd", out / "probe")
@@ -70,12 +70,12 @@ def main() -> None:
     for shape in args.shapes.split(","):
         spec = work / shape
         tiny.build_tiny(spec, pairs["good"].to_pylist() + pairs["bad"].to_pylist(), [], steps=0, shape=shape)
-        p = params(spec, tasks, args.n_train, args.n_eval, args.steps)
+        s = settings(spec, tasks, args.n_train, args.n_eval, args.steps)
         planned, measured = [], []
         for _ in range(args.rounds):  # plan, run, plan, run…
-            runs, _ = plan.plan(p, say=lambda _m: None)
+            runs, _ = plan.plan(s, say=lambda _m: None)
             planned.append(runs[0].seconds)
-            measured.append(real_run(p, spec, work / "out"))
+            measured.append(real_run(s, spec, work / "out"))
         ratio = np.array(measured) / np.array(planned)
         print(
             f"{shape:<13}{np.median(planned):>9.1f}s{np.median(measured):>9.1f}s{np.median(ratio):>8.2f}"

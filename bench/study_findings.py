@@ -15,11 +15,14 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 
+from taskspace.blimp.words import task_words
 from taskspace.method.probing import accuracy_and_margin
 from taskspace.method.similarity import transfer_matrix
-from taskspace.pipeline import settings as params
 from taskspace.pipeline import stages as pipeline
-from taskspace.report.export import stat_cell
+from taskspace.pipeline.replicates import Replicate, replicates, splits
+from taskspace.pipeline.settings import Settings
+from taskspace.report.labels import stat_cell
+from taskspace.runs import ANALYSIS_FILE
 from taskspace.stats import analysis as A
 from taskspace.stats.reliability import noise_floor, spearman_brown, split_half
 from taskspace.stats.spaces import TaskSpaces
@@ -27,7 +30,7 @@ from taskspace.stats.spaces import TaskSpaces
 COLUMNS = ("mantel_r", "mantel_p", "p_floor", "contrast", "contrast_p", "lexical_r", "partial_r", "partial_p")
 
 
-def unit_transfer(rep: pipeline.Replicate, layout, tasks: list[str]) -> dict[str, np.ndarray]:
+def unit_transfer(rep: Replicate, layout, tasks: list[str]) -> dict[str, np.ndarray]:
     """One unit's transfer space in accuracy and in margin (T, T): eval2 after each task's tuning minus eval1,
     from the kept scores, each file read once."""
     before = accuracy_and_margin(pq.read_table(rep.layout.eval1), tasks)
@@ -48,20 +51,20 @@ def main() -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--run", default=None, help="model@revision (default: the first run)")
     args = ap.parse_args()
-    p = params.load_params(args.params)
-    runs = params.runs_of(p)
+    s = Settings.load(args.params)
+    runs = s.runs
     run = next((r for r in runs if r.label == args.run), None) if args.run else runs[0]
     if run is None:
         raise SystemExit(f"--run {args.run}: not in {args.params} (runs: {', '.join(r.label for r in runs)})")
-    pcfg, cfg = params.probe_config(p), params.analysis_config(p)
-    analysis = json.loads((pipeline.DATA / "analyze" / "analysis.json").read_text())
+    pcfg, cfg = s.probe, s.analysis
+    analysis = json.loads(ANALYSIS_FILE.read_text())
     key = next(k for k in analysis["runs"] if k.split("#")[0] == run.label)
     fits = analysis["runs"][key]
     probe = json.loads(run.layout.summary.read_text())
     quality = probe.get("replicates") or {}
     tasks = TaskSpaces.load(run.layout.matrices).tasks
     groups = [pipeline.task_meta()[t]["phenomenon"] for t in tasks]
-    words = pipeline.task_words()
+    words = task_words(splits())
     lexical = A.lexical_overlap([words[t] for t in tasks])
 
     print(f"# {run.label}: {len(tasks)} tasks in {len(set(groups))} phenomena, "
@@ -74,8 +77,8 @@ def main() -> None:
                       (quality.get("reliability") or {}).get(kind)))  # fmt: skip
 
     other = "accuracy" if pcfg.metric == "margin" else "margin"
-    reps = pipeline.replicates(p, run)
-    units = [[unit_transfer(rep, lay, tasks) for lay, _ in pipeline._units(rep, pcfg.control)] for rep in reps]
+    reps = replicates(s, run)
+    units = [[unit_transfer(rep, lay, tasks) for lay, _ in rep.units(pcfg.control)] for rep in reps]
     real = {m: np.stack([u[0][m] for u in units]) for m in ("accuracy", "margin")}  # (R, T, T) per metric
     ctrl = {m: np.stack([u[1][m] for u in units]) for m in ("accuracy", "margin")} if pcfg.control else {}
     mean = real[other].mean(0)

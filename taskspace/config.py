@@ -41,18 +41,19 @@ def _choice(name: str, value, choices: tuple[str, ...]) -> str:
     return value
 
 
-def from_section(cls, section: dict | None, name: str):
-    """Build a config from a params.yaml section; an unknown key is named with the closest known one."""
+def from_section(cls, section: dict | None, where: str, **extra):
+    """Build a config from a params.yaml section; an unknown key is named with the closest known one. `extra`:
+    fields that are not in the file (a model's or tiny model's own name, for messages)."""
     section = section or {}
     if not isinstance(section, dict):
-        raise ConfigError(f"params.yaml: `{name}` must be a mapping of settings, got {type(section).__name__}")
-    known = [f.name for f in fields(cls)]
+        raise ConfigError(f"params.yaml: `{where}` must be a mapping of settings, got {type(section).__name__}")
+    known = [f.name for f in fields(cls) if f.name not in extra]
     for key in section:
         if key not in known:
             close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f" — did you mean '{name}.{close[0]}'?" if close else f" (known: {', '.join(known)})"
-            raise ConfigError(f"params.yaml: unknown key '{name}.{key}'{hint}")
-    return cls(**section)
+            hint = f" — did you mean '{where}.{close[0]}'?" if close else f" (known: {', '.join(known)})"
+            raise ConfigError(f"params.yaml: unknown key '{where}.{key}'{hint}")
+    return cls(**section, **extra)
 
 
 @dataclass
@@ -239,3 +240,63 @@ class ExecutorConfig:
         _float("executor.poll_seconds", self.poll_seconds, 0.0, math.inf, low_open=True)
         if not isinstance(self.slurm, SlurmConfig):
             self.slurm = from_section(SlurmConfig, self.slurm, "executor.slurm")
+
+
+@dataclass(frozen=True)
+class TinyConfig:
+    """A tiny (or Pythia-shaped) GPT-NeoX that the tiny stage trains on the train split (params.yaml
+    `tiny_models.<name>`); saved every `save_every` steps as revisions stepN."""
+
+    steps: int = 300
+    save_every: int = 100
+    seed: int = 0
+    shape: str = "tiny"  # tiny, or a published shape such as pythia-160m (random weights)
+    lr: float = 3e-3
+    batch_size: int = 64
+    hidden: int = 64
+    layers: int = 2
+    name: str = field(default="", compare=False)  # its key under tiny_models, for messages
+
+    def __post_init__(self):
+        where = f"tiny_models.{self.name}" if self.name else "tiny_models"
+        for key in ("steps", "save_every", "batch_size", "hidden", "layers"):
+            _int(f"{where}.{key}", getattr(self, key), 1)
+        _int(f"{where}.seed", self.seed)
+        _float(f"{where}.lr", self.lr, 0, math.inf, low_open=True)
+        if not isinstance(self.shape, str) or not self.shape:
+            _fail(f"{where}.shape", self.shape, "use tiny or a model shape such as pythia-160m")
+
+    def build_args(self) -> dict:
+        """The keyword arguments of `lm.tiny.build_tiny`."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "name"}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model of params.yaml `models`: where its weights are and which revisions are runs; `ftgd` holds its own
+    FTGD overrides (scales differ in a sensible lr)."""
+
+    spec: str  # hub id, local folder, GGUF file, data/tiny/<name> or smollm2 (bundled)
+    scale: str = ""
+    revisions: tuple[str, ...] = ()
+    prefix: str | None = None  # prepended to every sentence (e.g. a BOS text the tokenizer lacks)
+    compile: bool = False  # torch.compile the forward pass (speed only: no run depends on it)
+    ftgd: dict = field(default_factory=dict)
+    name: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        where = f"models.{self.name}" if self.name else "models"
+        if not isinstance(self.spec, str) or not self.spec:
+            _fail(f"{where}.spec", self.spec, "use a hub id, a folder, a GGUF file or smollm2")
+        object.__setattr__(self, "scale", str(self.scale))
+        revs = self.revisions or ()
+        if isinstance(revs, str) or not all(isinstance(r, str | int) for r in revs):
+            _fail(f"{where}.revisions", revs, "use a list of revision names, e.g. [step1000, step143000]")
+        object.__setattr__(self, "revisions", tuple(str(r) for r in revs))
+        if self.prefix is not None and not isinstance(self.prefix, str):
+            _fail(f"{where}.prefix", self.prefix, "use a string")
+        if not isinstance(self.compile, bool):
+            _fail(f"{where}.compile", self.compile, "use true or false")
+        if not isinstance(self.ftgd or {}, dict):
+            _fail(f"{where}.ftgd", self.ftgd, "use a mapping of ftgd settings, e.g. {lr: 0.001}")
+        object.__setattr__(self, "ftgd", dict(self.ftgd or {}))

@@ -80,3 +80,29 @@ def write_npz(path: str | Path, **arrays) -> Path:
     import numpy as np
 
     return atomic_write(path, _numpy_writer(np.savez, **arrays))
+
+
+# ---- stamps: which settings made a per-task output ---------------------------------------------------------
+
+
+def read_record(path: str | Path) -> dict | None:
+    """A per-task JSON record (e.g. ftgd.json), or None when it is missing or unreadable."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def record_stamp(path: str | Path) -> str | None:
+    """The settings stamp (`config`) a JSON record was written with; None when there is none."""
+    return (read_record(path) or {}).get("config")
+
+
+def parquet_stamp(path: str | Path) -> str:
+    """The settings stamp a Parquet output carries in its metadata; "" when missing, truncated or corrupt (such a
+    file is redone, never used)."""
+    try:
+        return ((pq.read_schema(path).metadata or {}).get(b"config") or b"").decode()
+    except (OSError, pa.ArrowException):
+        return ""

@@ -148,10 +148,39 @@ class Run:
         return cls(folder.parent.name, folder.name, folder.parents[2])
 
 
+# ---- the project's other outputs ------------------------------------------------------------------------
+
+
+def splits_root(data: Path = DATA) -> Path:
+    """The prepare stage's folder: the primary split's train.parquet and eval.parquet, and tasks.parquet."""
+    return data / "prepare" / "splits"
+
+
 def splits_dir(data: Path, seed: int, primary: int) -> Path:
     """Where the prepare stage writes the train/eval split made with `seed` (the primary one at the top)."""
-    root = data / "prepare" / "splits"
+    root = splits_root(data)
     return root if seed == primary else root / f"seed{seed}"
+
+
+def split_files(root: Path) -> tuple[Path, Path]:
+    """(train, eval) Parquet files of one split folder."""
+    return root / "train.parquet", root / "eval.parquet"
+
+
+def tasks_file(data: Path = DATA) -> Path:
+    """The selected tasks with their phenomenon, paper phenomenon and field."""
+    return splits_root(data) / "tasks.parquet"
+
+
+def tiny_dir(name: str, data: Path = DATA) -> Path:
+    """Where the tiny stage builds `tiny_models.<name>` (its revisions are sub-folders stepN)."""
+    return data / "tiny" / name
+
+
+ANALYZE = DATA / "analyze"  # analysis.json, metrics.json (the DVC metric) and plots/
+ANALYSIS_FILE = ANALYZE / "analysis.json"
+METRICS_FILE = ANALYZE / "metrics.json"
+INDEX_DB = DATA / "index" / "taskspace.duckdb"
 
 
 def finished_runs(data: Path = DATA) -> list[Run]:

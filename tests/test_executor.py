@@ -22,6 +22,7 @@ from taskspace.errors import ConfigError
 from taskspace.pipeline import stages as pipeline
 from taskspace.pipeline.executor import JobFailed, deal, run_jobs
 from taskspace.pipeline.progress import RunProgress, run_progress
+from taskspace.pipeline.settings import Settings
 
 RUN = ("tiny", "step30")
 
@@ -41,9 +42,10 @@ def base(tmp_path_factory, blimp) -> tuple[Path, dict]:
     os.chdir(root)
     try:
         p["data_files"] = source_files(p["data"]["source"])
-        pipeline.stage_prepare(p, _quiet)
-        pipeline.stage_tiny(p, "tiny", _quiet)
-        pipeline.stage_eval(p, *RUN, _quiet)
+        s = Settings.from_dict(p)
+        pipeline.stage_prepare(s, _quiet)
+        pipeline.stage_tiny(s, "tiny", _quiet)
+        pipeline.stage_eval(s, s.run(*RUN), _quiet)
     finally:
         os.chdir(cwd)
     return root, p
@@ -60,8 +62,9 @@ def _run(base, tmp_path, executor: dict | None, said: list | None = None) -> dic
         q = {**p, "executor": {"folder": str(work / "jobs"), "poll_seconds": 0.2, **(executor or {})},
              "data_files": source_files(p["data"]["source"])}  # fmt: skip
         say = said.append if said is not None else _quiet
-        pipeline.stage_ftgd(q, *RUN, say)
-        pipeline.stage_probe(q, *RUN, say)
+        s = Settings.from_dict(q)
+        pipeline.stage_ftgd(s, s.run(*RUN), say)
+        pipeline.stage_probe(s, s.run(*RUN), say)
     finally:
         os.chdir(cwd)
     out = {}
@@ -90,7 +93,8 @@ def test_two_local_cpu_workers_match_serial_bit_for_bit(base, serial, tmp_path):
     assert any(line.startswith("tiny@step30: ftgd") and "on 2 local worker(s)" in line for line in said)
     assert any("tiny@step30: probe 12/12 tasks" in line for line in said)  # 3 tasks × (2 replicates + their controls)
     assert len(list((tmp_path / "local" / "jobs" / "ftgd" / "tiny-step30").glob("job-*.log"))) == 2
-    step30 = [r for r in run_progress(base[1], tmp_path / "local" / "data") if r.label == "tiny@step30"]
+    progress = run_progress(Settings.from_dict(base[1], base[0] / "params.yaml"), tmp_path / "local" / "data")
+    step30 = [r for r in progress if r.label == "tiny@step30"]
     assert step30 == [RunProgress("tiny@step30", 12, 12, 12)]  # read from the folders, as the TUI does
 
 
@@ -102,13 +106,14 @@ def test_submitit_clusters_match_serial(base, serial, tmp_path, cluster):
 
 def test_serial_params_hash_ignores_the_executor(base):
     """Switching executor changes no stage's settings: DVC outputs stay valid."""
-    from taskspace.pipeline.settings import settings_hash, stamp
-
-    _, p = base
-    q = {**p, "executor": {"kind": "slurm", "slurm": {"jobs": 3}}}
+    root, p = base
+    a = Settings.from_dict(p, root / "params.yaml")
+    b = Settings.from_dict({**p, "executor": {"kind": "slurm", "slurm": {"jobs": 3}}}, root / "params.yaml")
+    assert b.executor.slurm.jobs == 3 and a.executor.kind == "serial"
+    run = a.run(*RUN)
     for stage in ("eval", "ftgd", "probe"):
-        assert stamp(stage, p, "tiny-step30") == stamp(stage, q, "tiny-step30")
-    assert settings_hash(p, "tiny-step30") == settings_hash(q, "tiny-step30")
+        assert a.stamp(stage, run) == b.stamp(stage, run)
+    assert a.settings_hash(run) == b.settings_hash(run)
 
 
 def _explode(job: int) -> None:

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import full
+from conftest import derived, full
 
 from taskspace.blimp import data
 from taskspace.cli import main
@@ -129,6 +129,7 @@ def test_an_older_index_is_rebuilt_with_a_notice(tmp_path):
 def test_the_tiny_model_survives_a_bad_unrelated_file(blimp, tmp_path, monkeypatch):
     from taskspace.config import DataConfig
     from taskspace.pipeline import stages as pipeline
+    from taskspace.pipeline.settings import Settings
 
     src = tmp_path / "blimp"
     src.mkdir()
@@ -138,7 +139,10 @@ def test_the_tiny_model_survives_a_bad_unrelated_file(blimp, tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     d = DataConfig(source=str(src), tasks=("anaphor_gender_agreement", "adjunct_island"), n_train=8, n_eval=4)
     p = {"data": {**vars(d), "tasks": list(d.tasks), "phenomena": [], "fields": []},
-         "probing": full(ProbeConfig()), "tiny_models": {"tiny": {"steps": 2, "save_every": 2}}}  # fmt: skip
-    pipeline.stage_prepare(p, say=lambda _: None)
-    pipeline.stage_tiny(p, "tiny", say=lambda _: None)
+         "probing": full(ProbeConfig()), "tiny_models": {"tiny": {"steps": 2, "save_every": 2}},
+         "models": {"tiny": {"spec": "data/tiny/tiny", "revisions": ["step2"]}},
+         "ftgd": {}, "analysis": {}}  # fmt: skip
+    s = Settings.from_dict(derived(p))
+    pipeline.stage_prepare(s, say=lambda _: None)
+    pipeline.stage_tiny(s, "tiny", say=lambda _: None)
     assert (tmp_path / "data" / "tiny" / "tiny" / "step2" / "config.json").exists()

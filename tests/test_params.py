@@ -4,8 +4,10 @@ import pytest
 import yaml
 
 from taskspace.errors import ConfigError
+from taskspace.pipeline import dvcfile
 from taskspace.pipeline import settings as P
-from taskspace.runs import Run, model_revisions
+from taskspace.pipeline.settings import Settings
+from taskspace.runs import Run, expand_runs, model_revisions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,15 +33,17 @@ def test_committed_params_yaml_is_the_composed_pythia_profile(tmp_path):
 
 def test_offline_profile_and_per_model_overrides(tmp_path):
     out = P.compose_params(["profile=offline", "ftgd.sparsity=0.05"], tmp_path / "p.yaml", str(ROOT / "conf"))
-    p = P.load_params(out)
-    assert set(p["models"]) == {"tiny", "smollm2"} and p["data"]["source"] == "auto"
-    assert P.ftgd_config(p, "tiny").lr == 0.001  # the model's own override
-    assert P.ftgd_config(p, "smollm2").lr == 3e-5  # the profile's (measured, README)
-    assert P.ftgd_config(p, "smollm2").sparsity == 0.05  # the -S override
-    assert model_revisions(p["models"]["smollm2"]) == ["main"]
-    assert P.settings_hash(p, "tiny-step300") != P.settings_hash(p, "smollm2-main")
+    s = Settings.load(out)
+    assert set(s.models) == {"tiny", "smollm2"} and s.data.source == "auto"
+    assert s.ftgd("tiny").lr == 0.001  # the model's own override
+    assert s.ftgd("smollm2").lr == 3e-5  # the profile's (measured, README)
+    assert s.ftgd("smollm2").sparsity == 0.05 and s.ftgd("tiny").sparsity == 0.05  # the -S override, under both
+    assert s.ftgd().batch_size == 8 == s.ftgd("tiny").batch_size  # the profile's shared value under the override
+    assert model_revisions(s.raw["models"]["smollm2"]) == ["main"]
+    assert s.tiny("tiny").steps == 300 and s.tiny("tiny").lr == 3e-3  # the file's value, and the default
+    assert s.settings_hash(Run("tiny", "step300")) != s.settings_hash(Run("smollm2", "main"))
     # checkpoints of one model share their settings hash; a variant does not
-    assert P.settings_hash(p, "tiny-step100") == P.settings_hash(p, "tiny-step300")
+    assert s.settings_hash(Run("tiny", "step100")) == s.settings_hash(Run("tiny", "step300"))
 
 
 def test_runs_are_derived_from_models_by_hydra(tmp_path):
@@ -56,27 +60,62 @@ def test_runs_are_derived_from_models_by_hydra(tmp_path):
         "weights": "data/tiny/tiny/step200",  # dvc.yaml's dep: this checkpoint's folder, built by tiny@tiny
     }
     assert p["runs"]["smollm2-main"]["weights"] == "taskspace/lm/models.py"  # bundled: the loading code
-    P.check_runs(p)
+    assert [r.label for r in Settings.from_dict(p).runs] == ["tiny@step200", "tiny@step300", "smollm2@main"]
     assert Run("pythia-1.4b", "step1000").stage_key == "pythia-1_4b-step1000"  # no dots in param paths
     p["models"]["tiny"]["revisions"] = ["step300"]
     with pytest.raises(P.ParamsError, match=r"`runs` does not match `models` \(extra tiny-step200\)"):
-        P.check_runs(p)
+        Settings.from_dict(p)
 
 
-def test_bad_params_are_named(tmp_path):
-    f = tmp_path / "params.yaml"
-    f.write_text(
-        yaml.safe_dump({"data": {}, "models": {"m": {}}, "ftgd": {"sparsty": 0.1}, "probing": {}, "analysis": {}})
-    )
-    p = P.load_params(f)
-    with pytest.raises(ConfigError, match="unknown key 'ftgd.sparsty' — did you mean 'ftgd.sparsity'"):
-        P.ftgd_config(p)
-    with pytest.raises(P.ParamsError, match="models.m needs a 'spec'"):
-        P.model_entry(p, "m")
+def _settings(tmp_path, **sections) -> Settings:
+    p = {"data": {}, "models": {"m": {"spec": "m"}}, "ftgd": {}, "probing": {}, "analysis": {}, **sections}
+    specs = all("spec" in m for m in p["models"].values())  # runs as Hydra derives them (none without a spec)
+    p = {**p, "runs": expand_runs(p["models"]) if specs else {}, "data_files": "taskspace/blimp/data.py"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    return Settings.load(tmp_path / "params.yaml")
+
+
+@pytest.mark.parametrize(
+    "sections, message",
+    [
+        ({"ftgd": {"sparsty": 0.1}}, "unknown key 'ftgd.sparsty' — did you mean 'ftgd.sparsity'"),
+        ({"models": {"m": {}}}, "models.m needs a 'spec'"),
+        ({"models": {"m": {"spec": "m", "revison": ["step1"]}}}, "unknown key 'models.m.revison' — did you mean"),
+        ({"models": {"m": {"spec": "m", "ftgd": {"lr": 0}}}}, r"ftgd.lr = 0 is invalid"),
+        ({"models": {"m": {"spec": "m", "compile": "yes"}}}, "models.m.compile = 'yes' is invalid"),
+        ({"tiny_models": {"t": {"stpes": 3}}}, "unknown key 'tiny_models.t.stpes' — did you mean 'tiny_models.t.st"),
+        ({"tiny_models": {"t": {"steps": 0}}}, "tiny_models.t.steps = 0 is invalid"),
+        ({"executor": {"kind": "gpu"}}, "executor.kind = 'gpu' is invalid"),
+        ({"models": {}}, "`models` needs at least one model"),
+    ],
+)
+def test_bad_params_are_named_when_settings_load(tmp_path, sections, message):
+    with pytest.raises(ConfigError, match=message):
+        _settings(tmp_path, **sections)
+
+
+def test_lookups_name_what_is_missing(tmp_path):
+    s = _settings(tmp_path)
     with pytest.raises(P.ParamsError, match="no model 'x'"):
-        P.model_entry(p, "x")
+        s.model("x")
+    with pytest.raises(P.ParamsError, match="models.m has no revision 'step9'"):
+        s.run("m", "step9")
+    with pytest.raises(P.ParamsError, match="no tiny model 't'"):
+        s.tiny("t")
     with pytest.raises(P.ParamsError, match="not found"):
-        P.load_params(tmp_path / "missing.yaml")
+        Settings.load(tmp_path / "missing.yaml")
+    with pytest.raises(P.ParamsError, match="missing section 'analysis'"):
+        Settings.from_dict({k: v for k, v in s.raw.items() if k != "analysis"})
+
+
+def test_settings_travel_to_workers_intact(tmp_path):
+    """Shard workers receive Settings (pickled by the local and SLURM executors), not the dict."""
+    import pickle
+
+    s = _settings(tmp_path, tiny_models={"t": {"steps": 3}})
+    back = pickle.loads(pickle.dumps(s))
+    assert back == s and back.stamp("ftgd", Run("m")) == s.stamp("ftgd", Run("m"))
+    assert back.tiny("t").build_args()["steps"] == 3
 
 
 def test_pythia_local_profile_points_at_revision_folders(tmp_path):
@@ -89,9 +128,9 @@ def test_pythia_local_profile_points_at_revision_folders(tmp_path):
 
 
 def test_committed_dvc_yaml_is_generated_from_the_stage_specs():
-    assert (ROOT / "dvc.yaml").read_text() == P.dvc_yaml_text()
-    stages = yaml.safe_load(P.dvc_yaml_text())["stages"]
-    assert stages["ftgd"]["do"]["params"] == list(P.STAGES["ftgd"].params)
+    assert (ROOT / "dvc.yaml").read_text() == dvcfile.dvc_yaml_text()
+    stages = yaml.safe_load(dvcfile.dvc_yaml_text())["stages"]
+    assert stages["ftgd"]["do"]["params"] == list(dvcfile.STAGES["ftgd"].params)
     assert "taskspace/method/ftgd.py" in stages["ftgd"]["do"]["deps"]  # editing the science reruns what it computes
     assert "probing.metric" not in stages["ftgd"]["do"]["params"]  # … and a metric change does not retune
 
@@ -99,13 +138,15 @@ def test_committed_dvc_yaml_is_generated_from_the_stage_specs():
 def test_stamps_hash_exactly_the_stage_params(tmp_path):
     p = P.load_params(P.compose_params(["profile=offline"], tmp_path / "p.yaml", str(ROOT / "conf")))
     key = "tiny-step300"
-    base = {stage: P.stamp(stage, p, key) for stage in ("eval", "ftgd", "probe")}
+    stamp = dvcfile.stamp
+    base = {stage: stamp(stage, p, key) for stage in ("eval", "ftgd", "probe")}
+    assert base == {stage: Settings.from_dict(p).stamp(stage, Run("tiny", "step300")) for stage in base}
     metric = {**p, "probing": {**p["probing"], "metric": "accuracy"}}
-    assert P.stamp("ftgd", metric, key) == base["ftgd"] and P.stamp("probe", metric, key) != base["probe"]
+    assert stamp("ftgd", metric, key) == base["ftgd"] and stamp("probe", metric, key) != base["probe"]
     lr = {**p, "ftgd": {**p["ftgd"], "lr": 0.5}}
-    assert P.stamp("eval", lr, key) == base["eval"] and P.stamp("ftgd", lr, key) != base["ftgd"]
+    assert stamp("eval", lr, key) == base["eval"] and stamp("ftgd", lr, key) != base["ftgd"]
     batch = {**p, "probing": {**p["probing"], "eval_batch_size": 7}}  # speed only: nothing is stale
-    assert all(P.stamp(s, batch, key) == base[s] for s in base)
+    assert all(stamp(s, batch, key) == base[s] for s in base)
 
 
 @pytest.mark.parametrize(
@@ -124,16 +165,14 @@ def test_params_are_validated_up_front(tmp_path, section, key, value, message):
     p = P.load_params(P.compose_params(["profile=offline"], tmp_path / "p.yaml", str(ROOT / "conf")))
     p[section][key] = value
     with pytest.raises(ConfigError, match=message):
-        P.check(p)
+        Settings.from_dict(p)
 
 
 def test_study_profile_covers_every_phenomenon_twice_with_replicates_and_control(tmp_path):
     from taskspace.blimp.meta import PARADIGMS
 
-    p = P.load_params(P.compose_params(["profile=study"], tmp_path / "p.yaml", str(ROOT / "conf")))
-    P.check(p)
-    phenomena = [PARADIGMS[t][0] for t in p["data"]["tasks"]]
-    assert len(p["data"]["tasks"]) == 26 and all(phenomena.count(ph) == 2 for ph in set(phenomena))
-    assert len(set(phenomena)) == 13 and list(p["runs"]) == ["smollm2-main"]
-    probe = P.probe_config(p)
-    assert probe.control and len(probe.replicates(0, 0)) == 2
+    s = Settings.load(P.compose_params(["profile=study"], tmp_path / "p.yaml", str(ROOT / "conf")))
+    phenomena = [PARADIGMS[t][0] for t in s.data.tasks]
+    assert len(s.data.tasks) == 26 and all(phenomena.count(ph) == 2 for ph in set(phenomena))
+    assert len(set(phenomena)) == 13 and [r.label for r in s.runs] == ["smollm2@main"]
+    assert s.probe.control and len(s.replicate_seeds("smollm2")) == 2

@@ -7,6 +7,7 @@ from synthetic import write_run, write_splits
 
 from taskspace.index import Index, build_index
 from taskspace.pipeline import stages as pipeline
+from taskspace.pipeline.settings import Settings
 from taskspace.runs import expand_runs, order_revisions, revision_step
 
 SCRAMBLED = ["step16000", "step0", "step143000", "step1000"]  # text order: step0, step1000, step143000, step16000
@@ -36,7 +37,7 @@ def test_runs_stability_metrics_plots_and_index_follow_training_order(tmp_path, 
     p["runs"] = expand_runs(p["models"])
     p["data_files"] = "taskspace/blimp/data.py"  # what data.source (hub, the default) derives
     assert [r["revision"] for r in p["runs"].values()] == TRAINING
-    res = pipeline.stage_analyze(p, say=lambda _: None)
+    res = pipeline.stage_analyze(Settings.from_dict(p), say=lambda _: None)
     assert res["stability"]["m"]["transfer"]["revisions"] == TRAINING
     assert [c["a"].split("#")[0] for c in res["comparisons"] if c["kind"] == "transfer"] == [
         f"m@{r}" for r in TRAINING[:-1]

@@ -19,10 +19,11 @@ PARAMS = click.option("--params", default="params.yaml", show_default=True, type
 def check(params):
     """Check params.yaml before any work: settings, runs, tasks and pair counts, models, writable outputs."""
     from taskspace.io import write_json
-    from taskspace.pipeline import settings as P
+    from taskspace.pipeline.dvcfile import CHECKED
+    from taskspace.pipeline.settings import Settings, preflight
 
-    summary = P.preflight(P.load_params(params))
-    write_json({"checked": True}, P.CHECKED)  # constant: the stages after it depend on it, not on its content
+    summary = preflight(Settings.load(params))
+    write_json({"checked": True}, CHECKED)  # constant: the stages after it depend on it, not on its content
     say(f"{params}: {summary}")
 
 
@@ -42,12 +43,11 @@ def _timed(name: str, fn) -> None:
 @friendly_errors
 def stage_prepare(params):
     """Seeded train/eval splits of the selected tasks."""
-    from taskspace.pipeline import settings as P
     from taskspace.pipeline import stages as pipeline
+    from taskspace.pipeline.settings import Settings
 
-    p = P.load_params(params)
-    P.check(p)
-    _timed("prepare", lambda: pipeline.stage_prepare(p, say=say))
+    s = Settings.load(params)
+    _timed("prepare", lambda: pipeline.stage_prepare(s, say=say))
 
 
 @stage.command("tiny")
@@ -56,11 +56,11 @@ def stage_prepare(params):
 @friendly_errors
 def stage_tiny(params, name):
     """Build a tiny (or Pythia-shaped) model with its checkpoint series."""
-    from taskspace.pipeline import settings as P
     from taskspace.pipeline import stages as pipeline
+    from taskspace.pipeline.settings import Settings
 
-    p = P.load_params(params)
-    _timed(f"tiny@{name}", lambda: pipeline.stage_tiny(p, name, say=say))
+    s = Settings.load(params)
+    _timed(f"tiny@{name}", lambda: pipeline.stage_tiny(s, name, say=say))
 
 
 def _run_stage(name: str):
@@ -69,13 +69,13 @@ def _run_stage(name: str):
     @click.option("--revision", required=True, help="one of its revisions")
     @friendly_errors
     def run(params, model, revision):
-        from taskspace.pipeline import settings as P
         from taskspace.pipeline import stages as pipeline
-        from taskspace.runs import Run
+        from taskspace.pipeline.settings import Settings
 
-        p = P.load_params(params)
+        s = Settings.load(params)  # every setting checked before any model is loaded or output touched
+        run = s.run(model, revision)
         body = getattr(pipeline, f"stage_{name}")
-        _timed(f"{name}@{Run(model, revision).stage_key}", lambda: body(p, model, revision, say=say))
+        _timed(f"{name}@{run.stage_key}", lambda: body(s, run, say=say))
 
     return stage.command(name, help=f"The {name} stage of one run (model × revision).")(run)
 
@@ -89,11 +89,11 @@ for _name in ("eval", "ftgd", "probe"):
 @friendly_errors
 def stage_analyze(params):
     """Fit, compare and follow every run's spaces: analysis.json, metrics.json, plots."""
-    from taskspace.pipeline import settings as P
     from taskspace.pipeline import stages as pipeline
+    from taskspace.pipeline.settings import Settings
 
-    p = P.load_params(params)
-    _timed("analyze", lambda: pipeline.stage_analyze(p, say=say))
+    s = Settings.load(params)
+    _timed("analyze", lambda: pipeline.stage_analyze(s, say=say))
 
 
 @stage.command("runs")
@@ -101,9 +101,9 @@ def stage_analyze(params):
 @friendly_errors
 def stage_runs(params):
     """Rewrite `runs` (one entry per model × revision) from `models`, after editing params.yaml by hand."""
-    from taskspace.pipeline import settings as P
+    from taskspace.pipeline.settings import write_runs
 
-    runs = P.write_runs(params)
+    runs = write_runs(params)
     say(f"{params}: {len(runs)} runs: {', '.join(runs)}")
 
 
@@ -111,11 +111,11 @@ def stage_runs(params):
 @click.option("--out", default="dvc.yaml", show_default=True, type=click.Path(path_type=Path))
 @friendly_errors
 def stage_dvc_yaml(out):
-    """Write dvc.yaml from the stage definitions (taskspace/pipeline/settings.py: STAGES)."""
+    """Write dvc.yaml from the stage definitions (taskspace/pipeline/dvcfile.py: STAGES)."""
     from taskspace.io import write_text
-    from taskspace.pipeline import settings as P
+    from taskspace.pipeline.dvcfile import dvc_yaml_text
 
-    write_text(out, P.dvc_yaml_text())
+    write_text(out, dvc_yaml_text())
     say(f"wrote {out}")
 
 
@@ -132,10 +132,9 @@ def plan(params, calibrate, device, dtype, as_json):
     import json
 
     from taskspace.pipeline import plan as plan_
-    from taskspace.pipeline import settings as P
+    from taskspace.pipeline.settings import Settings
 
-    p = P.load_params(params)
-    runs, warnings = plan_.plan(p, calibrate, device, dtype, say=say)
+    runs, warnings = plan_.plan(Settings.load(params), calibrate, device, dtype, say=say)
     if as_json:
         click.echo(json.dumps({"runs": [dataclasses.asdict(r) for r in runs], "warnings": warnings}, indent=1))
         return

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from taskspace.config import FTGDConfig, ProbeConfig
 from taskspace.errors import ConfigError, OutputError
-from taskspace.io import file_hash, write_json, write_npy, write_parquet
+from taskspace.io import file_hash, parquet_stamp, read_record, write_json, write_npy, write_parquet
 from taskspace.lm.models import LM
 from taskspace.lm.scoring import encode, score_pairs
 from taskspace.method import resume
@@ -68,23 +68,17 @@ def _lm_loss_other(scores: pa.Table, good_tokens: np.ndarray, task: str) -> floa
 
 
 def config_hash(*cfgs) -> str:
-    """A stamp from config objects (the CLI's); the pipeline stamps with params.stamp, over dvc.yaml's keys."""
+    """A stamp from config objects (the CLI's); the pipeline stamps with `Settings.stamp`, over dvc.yaml's keys."""
     return hashlib.sha1(json.dumps([asdict(c) for c in cfgs], sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _stamped(path: Path, h: str) -> bool:
     """A Parquet output exists, is readable and was made with stamp h (otherwise it is stale and redone)."""
-    try:
-        return path.exists() and (pq.read_schema(path).metadata or {}).get(b"config") == h.encode()
-    except (OSError, pa.ArrowException):  # truncated or corrupt: redone, never used
-        return False
+    return parquet_stamp(path) == h
 
 
 def _record(layout: Layout, task: str) -> dict | None:
-    try:
-        return json.loads(layout.ftgd_info(task).read_text())
-    except (OSError, ValueError):
-        return None
+    return read_record(layout.ftgd_info(task))
 
 
 def _files_match(layout: Layout, task: str, info: dict) -> bool:

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import math
 import re
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-
-from taskspace.config import FTGDConfig, ProbeConfig
+from taskspace.config import FTGDConfig, ProbeConfig, TinyConfig
 from taskspace.lm.shapes import PYTHIA_SHAPES
 from taskspace.method.ftgd import PARAM_GROUPS
 from taskspace.method.similarity import EXACT_GRADIENT_MAX, exact_gradient_refusal
+from taskspace.pipeline.calibrate import Calibration, calibrate, packed_positions, tokenizer_for
+from taskspace.pipeline.settings import Settings
+from taskspace.runs import tiny_dir
 
 ROW_BYTES = 26  # a score row in Parquet (task dictionary, pair id, three float64, bool), measured
 GiB = 2**30
@@ -58,7 +57,7 @@ def shape_of_config(config, source: str) -> Shape:
     )
 
 
-def model_config(spec: str, revision: str | None = None, tiny: dict | None = None):
+def model_config(spec: str, revision: str | None = None, tiny: TinyConfig | None = None):
     """(transformers config, where it came from) for a model spec, without downloading weights.
 
     `tiny` is the spec's `tiny_models` entry when its tiny stage builds it (its folder may not exist yet)."""
@@ -70,9 +69,9 @@ def model_config(spec: str, revision: str | None = None, tiny: dict | None = Non
     if tiny is not None and not Path(spec).exists():
         from taskspace.lm.tiny import tiny_config
 
-        shape = tiny.get("shape", "tiny")
+        shape = tiny.shape
         if shape == "tiny":
-            return tiny_config(2500, tiny.get("hidden", 64), tiny.get("layers", 2)), "tiny_models (to be built)"
+            return tiny_config(2500, tiny.hidden, tiny.layers), "tiny_models (to be built)"
         return pythia_config(shape), f"{shape} dimensions (to be built)"
     try:
         target, hub_rev, local = resolve(spec, revision)
@@ -179,125 +178,6 @@ def memory(w: Workload, s: Shape, ftgd: FTGDConfig, probe: ProbeConfig, dtype_by
     return {"tuning": tuning, "reduce": reduce}
 
 
-@dataclass
-class Calibration:
-    """Seconds per unit of work on this device, measured with the run's settings and a same-shape model."""
-
-    device: str
-    dtype: str
-    tokenizer: str  # the model's own, or a word-level stand-in trained on the sentences
-    positions: float  # computed positions per sentence after packing
-    s_load: float  # building the model (stands for each stage's load)
-    s_sentence: float  # scoring, per sentence
-    s_grad_pair: float  # gradient differential, per pair
-    s_mask: float  # top-k footprint selection
-    s_sketch: float  # gradient vector (sketch or exact copy)
-    s_step: float  # one FTGD step
-    peak_device: int | None  # measured peak bytes while tuning (CUDA only)
-
-
-def _tokenizer(spec: str, revision: str | None, sentences: list[str], tiny: dict | None):
-    """The model's own tokenizer when it can be had offline, else a word-level stand-in (token counts of a
-    BPE tokenizer on BLiMP's short, common words are close to word counts)."""
-    from transformers import AutoTokenizer
-
-    from taskspace.lm.models import ModelError, resolve
-
-    if tiny is None or Path(spec).exists():
-        try:
-            target, hub_rev, _ = resolve(spec, revision)
-            if target.endswith(".gguf"):
-                return AutoTokenizer.from_pretrained(Path(target).parent, gguf_file=Path(target).name), "own"
-            return AutoTokenizer.from_pretrained(target, revision=hub_rev), "own"
-        except (OSError, ValueError, ModelError):
-            pass
-    from taskspace.lm.tiny import train_tokenizer
-
-    return train_tokenizer(sentences), "word-level stand-in"
-
-
-def packed_positions(tokenizer, sentences: list[str]) -> float:
-    """Positions per sentence that prefix-tree packing computes for these sentences."""
-    from taskspace.lm.packing import ROW_TOKENS, pack_rows
-    from taskspace.lm.scoring import encode
-
-    rows = pack_rows(encode(tokenizer, sentences), 0, ROW_TOKENS)
-    return sum(len(r) for r in rows) / max(len(sentences), 1)
-
-
-def calibrate(
-    config,
-    tok,
-    tok_kind: str,
-    train: pa.Table,
-    ev: pa.Table,
-    ftgd: FTGDConfig,
-    probe: ProbeConfig,
-    device: str | None = None,
-    dtype: str | None = None,
-) -> Calibration:
-    """Time each kind of work once (after a warm-up) with a random-weight model of this config."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from taskspace.lm.models import LM, default_prefix, pick_device, pick_dtype, quiet_transformers
-    from taskspace.lm.scoring import sentence_logprobs
-    from taskspace.method.ftgd import EncodedPairs, finetune, gradient_differential, param_group, topk_mask
-    from taskspace.method.similarity import gradient_vector
-
-    quiet_transformers()
-    dev = pick_device(device)
-    dt = pick_dtype(dev, dtype)
-    t0 = time.perf_counter()
-    model = AutoModelForCausalLM.from_config(config, dtype=dt).to(dev).eval()
-    s_load = time.perf_counter() - t0
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token or default_prefix(tok)
-    prefix = default_prefix(tok)
-    lm = LM(model, tok, "calibration", None, prefix, int(tok.convert_tokens_to_ids(prefix)), dev, dt)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-
-    def timed(fn):
-        sync()
-        t = time.perf_counter()
-        out = fn()
-        sync()
-        return out, time.perf_counter() - t
-
-    sentences = (ev.column("good").to_pylist() + ev.column("bad").to_pylist())[: probe.eval_batch_size * 2]
-    # The fastest of two timings each: on a shared machine the least disturbed one is the machine's speed.
-    sentence_logprobs(lm, sentences[:8], probe.eval_batch_size)  # warm-up (and the packing check)
-    s_score = min(timed(lambda: sentence_logprobs(lm, sentences, probe.eval_batch_size))[1] for _ in range(2))
-    first = train.column("task")[0].as_py()
-    rows = train.filter(pa.array(np.asarray(train.column("task").to_pylist()) == first))
-    n = min(ftgd.batch_size, rows.num_rows)
-    pairs = EncodedPairs.of(lm, rows.column("good").to_pylist()[:n], rows.column("bad").to_pylist()[:n])
-    params = param_group(lm.model, ftgd.params)
-    gradient_differential(lm, pairs, params, ftgd.batch_size)  # warm-up
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
-    runs = [timed(lambda: gradient_differential(lm, pairs, params, ftgd.batch_size)) for _ in range(2)]
-    grads, s_grad = runs[-1][0], min(t for _, t in runs)
-    _, s_mask = timed(lambda: topk_mask(grads, ftgd.sparsity))
-    _, s_sketch = timed(lambda: gradient_vector(grads, probe.grad_projection, probe.projection_seed))
-    steps = 4
-    res = finetune(lm, pairs, FTGDConfig(**{**asdict(ftgd), "steps": steps, "early_stop": False}), grads=grads)
-    peak = int(torch.cuda.max_memory_allocated(dev)) if dev.type == "cuda" else None
-    return Calibration(
-        device=str(dev),
-        dtype=str(dt).removeprefix("torch."),
-        tokenizer=tok_kind,
-        positions=packed_positions(tok, sentences),
-        s_load=s_load,
-        s_sentence=s_score / len(sentences),
-        s_grad_pair=s_grad / n,
-        s_mask=s_mask,
-        s_sketch=s_sketch,
-        s_step=float(np.median([h["seconds"] for h in res.history[1:]])),  # the first step warms up
-        peak_device=peak,
-    )
-
-
 def run_seconds(w: Workload, c: Calibration, n_train: int, ftgd: FTGDConfig) -> float:
     """eval, ftgd and probe each load the model; then scoring, and per tuning (task × replicate, and its control)
     a differential, a mask, a gradient vector and the FTGD steps."""
@@ -318,19 +198,15 @@ class RunPlan:
     calibration: Calibration | None
 
 
-def plan(p: dict, calibrate_on: bool = True, device: str | None = None, dtype: str | None = None, say=print):
-    """Per run (model × revision) of a params dict: its RunPlan; and the warnings of what will not fit."""
+def plan(s: Settings, calibrate_on: bool = True, device: str | None = None, dtype: str | None = None, say=print):
+    """Per run (model × revision) of the settings: its RunPlan; and the warnings of what will not fit."""
     import shutil
 
     import torch
 
     from taskspace.blimp import data
     from taskspace.lm.models import pick_device, pick_dtype
-    from taskspace.pipeline.settings import data_config, ftgd_config, probe_config, source
-    from taskspace.runs import expand_runs
-
-    d = data_config(p)
-    src = source(p)
+    d, src = s.data, s.source
     names = data.select_tasks(src, d.tasks, d.phenomena, d.fields)
     try:
         pairs = data.load_blimp(src, names)
@@ -339,19 +215,19 @@ def plan(p: dict, calibrate_on: bool = True, device: str | None = None, dtype: s
     n_train, n_eval = d.n_train, d.n_eval
     train, ev = data.split_pairs(pairs, n_train, n_eval, d.seed)
     sentences = ev.column("good").to_pylist() + ev.column("bad").to_pylist()
-    probe = probe_config(p)
+    probe = s.probe
     dev = pick_device(device)
     dt_bytes = torch.empty(0, dtype=pick_dtype(dev, dtype)).element_size()
     plans, cache = [], {}
-    for key, run in (p.get("runs") or expand_runs(p["models"])).items():
-        model, rev = run["model"], run["revision"]
-        spec = str(run["spec"])
-        built = {f"data/tiny/{name}": cfg for name, cfg in (p.get("tiny_models") or {}).items()}
+    built = {str(tiny_dir(name)): cfg for name, cfg in s.tiny_models.items()}
+    for run in s.runs:
+        model, rev = run.model, run.revision
+        spec = s.model(model).spec
         tiny = built.get(spec)  # a model the tiny stage will build
-        ftgd = ftgd_config(p, model)
+        ftgd = s.ftgd(model)
         if model not in cache:  # one shape, tokenizer and calibration per model, whatever its revision
             config, where = model_config(spec, None if rev == "main" else rev, tiny)
-            tok, kind = _tokenizer(spec, None if rev == "main" else rev, sentences, tiny)
+            tok, kind = tokenizer_for(spec, None if rev == "main" else rev, sentences, tiny)
             cal = None
             if calibrate_on:
                 say(f"calibrating {model} ({where}) on {dev}…")
@@ -362,7 +238,7 @@ def plan(p: dict, calibrate_on: bool = True, device: str | None = None, dtype: s
         w = workload(len(names), n_train, n_eval, ftgd, probe, positions, reps, probe.control)
         plans.append(
             RunPlan(
-                run=key,
+                run=run.stage_key,
                 model=model,
                 shape=shape,
                 workload=w,

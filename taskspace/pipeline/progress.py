@@ -7,14 +7,14 @@ a rerun uses to skip it — so stale files from other settings are not counted.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from taskspace.pipeline import settings as params
-from taskspace.runs import DATA, Run
+from taskspace.io import parquet_stamp, record_stamp
+from taskspace.pipeline.settings import Settings
+from taskspace.runs import DATA, Run, tasks_file
 
 
 @dataclass(frozen=True)
@@ -28,33 +28,18 @@ class RunProgress:
         return f"ftgd {self.ftgd}/{self.total} · eval2 {self.eval2}/{self.total}"
 
 
-def _stamp_of_json(path: Path) -> str | None:
-    try:
-        return json.loads(path.read_text()).get("config")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def _stamp_of_parquet(path: Path) -> str:
-    try:
-        return ((pq.read_schema(path).metadata or {}).get(b"config") or b"").decode()
-    except Exception:  # being written, truncated: not done yet
-        return ""
-
-
-def run_progress(p: dict, data: Path = DATA) -> list[RunProgress]:
-    """Every run of the params: its tasks tuned and evaluated so far, over all replicates and the control."""
-    probe = params.probe_config(p)
-    units = len(probe.replicates(0, 0)) * (1 + probe.control)
-    tasks_file = data / "prepare" / "splits" / "tasks.parquet"
-    n_tasks = pq.read_metadata(tasks_file).num_rows if tasks_file.exists() else 0
+def run_progress(s: Settings, data: Path = DATA) -> list[RunProgress]:
+    """Every run of the settings: its tasks tuned and evaluated so far, over all replicates and the control."""
+    units = len(s.probe.replicates(0, 0)) * (1 + s.probe.control)
+    tasks = tasks_file(data)
+    n_tasks = pq.read_metadata(tasks).num_rows if tasks.exists() else 0
     out = []
-    for run in params.runs_of(p):
+    for run in s.runs:
         run = Run(run.model, run.revision, data)
-        ftgd_stamp, probe_stamp = params.stamp("ftgd", p, run.stage_key), params.stamp("probe", p, run.stage_key)
-        tuned = sum(_stamp_of_json(f) == ftgd_stamp for f in run.dir("ftgd").rglob("ftgd.json"))
+        ftgd_stamp, probe_stamp = s.stamp("ftgd", run), s.stamp("probe", run)
+        tuned = sum(record_stamp(f) == ftgd_stamp for f in run.dir("ftgd").rglob("ftgd.json"))
         evaluated = sum(
-            _stamp_of_parquet(f).startswith(probe_stamp + ":") for f in run.dir("probe").rglob("eval2.parquet")
+            parquet_stamp(f).startswith(probe_stamp + ":") for f in run.dir("probe").rglob("eval2.parquet")
         )
         out.append(RunProgress(run.label, n_tasks * units, tuned, evaluated))
     return out

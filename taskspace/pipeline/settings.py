@@ -1,26 +1,32 @@
-"""params.yaml: loading and checking it, the settings each stage depends on, and dvc.yaml made from them.
-
-Each stage's params are declared once, in `STAGES`: dvc.yaml's `params:` lists are generated from it
-(`taskspace stage dvc-yaml`; a test keeps the committed file in step), and the resume stamps that let a killed
-stage skip finished tasks hash exactly the same keys, so DVC and the stamps agree on what is stale.
-"""
+"""params.yaml, parsed once: `Settings.load` reads it and runs every check, and every stage body, shard worker and
+CLI command takes the result — the typed sections, the validated model and tiny-model entries, and the raw dict
+only for the stamps (`dvcfile`). Parsing at the door, as DVC's example-get-started `main()` and
+lm-evaluation-harness's `EvaluatorConfig` do, keeps validation in one place."""
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import os
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from taskspace.blimp import data
-from taskspace.config import AnalysisConfig, DataConfig, ExecutorConfig, FTGDConfig, ProbeConfig, from_section
+from taskspace.config import (
+    AnalysisConfig,
+    DataConfig,
+    ExecutorConfig,
+    FTGDConfig,
+    ModelEntry,
+    ProbeConfig,
+    TinyConfig,
+    from_section,
+)
 from taskspace.errors import ConfigError
 from taskspace.io import write_text
+from taskspace.pipeline import dvcfile
 from taskspace.runs import MODEL_CODE, Run, expand_runs, model_revisions, weights
 
 SECTIONS = ("data", "models", "ftgd", "probing", "analysis")
@@ -30,43 +36,8 @@ class ParamsError(ConfigError):
     """params.yaml is missing, malformed or inconsistent; the message names the key and the fix."""
 
 
-@dataclass(frozen=True)
-class StageSpec:
-    """What a stage's results depend on: params.yaml keys (`runs.${key}`: the run's own entry) and code."""
-
-    params: tuple[str, ...]
-    code: tuple[str, ...]
-
-
-SCORING = ("taskspace/lm/scoring.py", "taskspace/lm/packing.py", MODEL_CODE)
-TUNING = ("taskspace/method/ftgd.py", "taskspace/method/similarity.py", "taskspace/method/probing.py", *SCORING)
-GRADIENT_KEYS = ("probing.grad_params", "probing.grad_projection", "probing.projection_seed")
-REPLICATE_KEYS = ("probing.ftgd_seeds", "probing.split_seeds")
-STAGES: dict[str, StageSpec] = {
-    # first, on any params change: a bad setting stops `dvc repro` before any stage deletes its outputs
-    "check": StageSpec(
-        ("data", "data_files", "tiny_models", "models", "runs", "ftgd", "probing", "analysis"),
-        ("taskspace/config.py", "taskspace/pipeline/settings.py"),
-    ),
-    "prepare": StageSpec(("data", "probing.split_seeds"), ("taskspace/blimp/data.py",)),
-    "tiny": StageSpec(("tiny_models.${key}",), ("taskspace/lm/tiny.py",)),
-    "eval": StageSpec(("data", "runs.${key}", *REPLICATE_KEYS), SCORING),
-    "ftgd": StageSpec(("data", "runs.${key}", "ftgd", *GRADIENT_KEYS, *REPLICATE_KEYS, "probing.control"), TUNING),
-    "probe": StageSpec(
-        ("data", "runs.${key}", "ftgd", *GRADIENT_KEYS, *REPLICATE_KEYS, "probing.control", "probing.metric"),
-        (*TUNING, "taskspace/stats/reliability.py"),
-    ),
-    "analyze": StageSpec(
-        ("runs", "ftgd.sparsity", "analysis"), ("taskspace/stats/analysis.py", "taskspace/stats/spaces.py", "taskspace/report/export.py")
-    ),
-    "index": StageSpec((), ("taskspace/index",)),
-}
-
-
-# ---- loading and checking -------------------------------------------------------------------------------
-
-
 def load_params(path: str | Path = "params.yaml") -> dict:
+    """params.yaml as a plain dict (unchecked: `Settings.load` checks it)."""
     path = Path(path)
     if not path.exists():
         raise ParamsError(f"{path} not found; run from the project root (where dvc.yaml is)")
@@ -74,93 +45,144 @@ def load_params(path: str | Path = "params.yaml") -> dict:
         p = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ParamsError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    for key in SECTIONS:
-        if key not in p:
-            raise ParamsError(f"{path}: missing section '{key}' (see conf/config.yaml)")
+    if not isinstance(p, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections (see conf/config.yaml)")
     return p
 
 
-def data_config(p: dict) -> DataConfig:
-    return from_section(DataConfig, p["data"], "data")
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of params.yaml, checked: what a stage knows before it loads anything or touches an output."""
 
+    data: DataConfig
+    probe: ProbeConfig
+    analysis: AnalysisConfig
+    executor: ExecutorConfig
+    models: dict[str, ModelEntry]
+    tiny_models: dict[str, TinyConfig]
+    ftgds: dict[str, FTGDConfig]  # per model: the `ftgd` section with the model's own overrides on top
+    base_ftgd: FTGDConfig
+    raw: dict = field(repr=False)  # only for the stamps and the settings hash (dvcfile), which hash the file's keys
+    path: Path = Path("params.yaml")
 
-def ftgd_config(p: dict, model: str | None = None) -> FTGDConfig:
-    """The `ftgd` section, with a model's own `ftgd` overrides on top (scales differ in a sensible lr)."""
-    own = (p["models"].get(model) or {}).get("ftgd") or {} if model else {}
-    return from_section(FTGDConfig, {**(p["ftgd"] or {}), **own}, f"models.{model}.ftgd" if own else "ftgd")
+    @classmethod
+    def load(cls, path: str | Path = "params.yaml") -> Settings:
+        return cls.from_dict(load_params(path), path)
 
-
-def probe_config(p: dict) -> ProbeConfig:
-    return from_section(ProbeConfig, p["probing"], "probing")
-
-
-def analysis_config(p: dict) -> AnalysisConfig:
-    return from_section(AnalysisConfig, p["analysis"], "analysis")
-
-
-def executor_config(p: dict) -> ExecutorConfig:
-    """Where tasks run (`executor`, optional: serial). No stage lists it, so switching it invalidates nothing."""
-    return from_section(ExecutorConfig, p.get("executor"), "executor")
-
-
-def model_entry(p: dict, name: str) -> dict:
-    if name not in p["models"]:
-        raise ParamsError(f"params.yaml: no model '{name}' under models (have: {', '.join(p['models'])})")
-    entry = p["models"][name]
-    if not isinstance(entry, dict) or "spec" not in entry:
-        raise ParamsError(f"params.yaml: models.{name} needs a 'spec' (hub id, folder, GGUF file or smollm2)")
-    return entry
-
-
-def runs_of(p: dict) -> list[Run]:
-    """Every run the params describe, each model's revisions in training order."""
-    return [Run(m, rev) for m in p["models"] for rev in model_revisions(model_entry(p, m))]
-
-
-def check_runs(p: dict) -> None:
-    """`runs` must be what `models` implies (a hand-edited params.yaml can leave it behind)."""
-    for m in p["models"]:
-        model_entry(p, m)
-    files = data.source_files(str(p["data"].get("source", "hub")))
-    if p.get("data_files") != files:
-        raise ParamsError(
-            f"params.yaml: `data_files` is {p.get('data_files')!r}, data.source reads {files!r}; `dvc exp run` "
-            "derives it, or after editing params.yaml by hand run `taskspace stage runs`"
+    @classmethod
+    def from_dict(cls, raw: dict, path: str | Path = "params.yaml") -> Settings:
+        """Check every section, model and run of a params dict; the first problem is raised as one line."""
+        path = Path(path)
+        for key in SECTIONS:
+            if key not in raw:
+                raise ParamsError(f"{path}: missing section '{key}' (see conf/config.yaml)")
+        if not isinstance(raw["models"], dict) or not raw["models"]:
+            raise ParamsError(f"{path}: `models` needs at least one model (a name with its spec)")
+        models = {}
+        for name, entry in raw["models"].items():
+            if not isinstance(entry, dict) or "spec" not in entry:
+                raise ParamsError(f"{path}: models.{name} needs a 'spec' (hub id, folder, GGUF file or smollm2)")
+            models[name] = from_section(ModelEntry, entry, f"models.{name}", name=name)
+        tiny = raw.get("tiny_models") or {}
+        if not isinstance(tiny, dict):
+            raise ParamsError(f"{path}: `tiny_models` must be a mapping of names to settings")
+        base = from_section(FTGDConfig, raw["ftgd"], "ftgd")
+        s = cls(
+            data=from_section(DataConfig, raw["data"], "data").require_train(),
+            probe=from_section(ProbeConfig, raw["probing"], "probing"),
+            analysis=from_section(AnalysisConfig, raw["analysis"], "analysis"),
+            executor=from_section(ExecutorConfig, raw.get("executor"), "executor"),  # optional: serial
+            models=models,
+            tiny_models={n: from_section(TinyConfig, c, f"tiny_models.{n}", name=n) for n, c in tiny.items()},
+            ftgds={
+                n: from_section(FTGDConfig, {**(raw["ftgd"] or {}), **m.ftgd}, f"models.{n}.ftgd") if m.ftgd else base
+                for n, m in models.items()
+            },
+            base_ftgd=base,
+            raw=raw,
+            path=path,
         )
-    want, have = expand_runs(p["models"]), p.get("runs") or {}
-    if have == want:
-        return
-    missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
-    if missing:
-        what = f"missing {', '.join(missing)}"
-    elif extra:
-        what = f"extra {', '.join(extra)}"
-    else:
-        what = f"stale {', '.join(k for k in want if want[k] != have[k])}"
-    raise ParamsError(
-        f"params.yaml: `runs` does not match `models` ({what}); `dvc exp run` derives it, or after editing "
-        "params.yaml by hand run `taskspace stage runs`"
-    )
+        s._check_derived()
+        return s
+
+    def _check_derived(self) -> None:
+        """`runs` and `data_files` must be what `models` and `data.source` imply (a hand-edited params.yaml can
+        leave them behind)."""
+        raw = self.raw
+        files = data.source_files(self.data.source, self.path.parent)  # relative to the project, wherever we are
+        if raw.get("data_files") != files:
+            raise ParamsError(
+                f"{self.path}: `data_files` is {raw.get('data_files')!r}, data.source reads {files!r}; `dvc exp run` "
+                "derives it, or after editing params.yaml by hand run `taskspace stage runs`"
+            )
+        want, have = expand_runs(raw["models"]), raw.get("runs") or {}
+        if have == want:
+            return
+        missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
+        if missing:
+            what = f"missing {', '.join(missing)}"
+        elif extra:
+            what = f"extra {', '.join(extra)}"
+        else:
+            what = f"stale {', '.join(k for k in want if want[k] != have[k])}"
+        raise ParamsError(
+            f"{self.path}: `runs` does not match `models` ({what}); `dvc exp run` derives it, or after editing "
+            "params.yaml by hand run `taskspace stage runs`"
+        )
+
+    # ---- lookups -----------------------------------------------------------------------------------------
+
+    def model(self, name: str) -> ModelEntry:
+        if name not in self.models:
+            raise ParamsError(f"{self.path}: no model '{name}' under models (have: {', '.join(self.models)})")
+        return self.models[name]
+
+    def ftgd(self, model: str | None = None) -> FTGDConfig:
+        """The FTGD settings a model is tuned with (the shared section for None)."""
+        return self.base_ftgd if model is None else self.ftgds[self.model(model).name]
+
+    def tiny(self, name: str) -> TinyConfig:
+        if name not in self.tiny_models:
+            raise ParamsError(f"{self.path}: no tiny model '{name}' under tiny_models")
+        return self.tiny_models[name]
+
+    @property
+    def runs(self) -> list[Run]:
+        """Every run, each model's revisions in training order."""
+        return [Run(m, rev) for m, entry in self.raw["models"].items() for rev in model_revisions(entry)]
+
+    def run(self, model: str, revision: str) -> Run:
+        run = Run(model, revision)
+        if run not in self.runs:
+            self.model(model)
+            raise ParamsError(f"{self.path}: models.{model} has no revision '{revision}'")
+        return run
+
+    @property
+    def source(self) -> str:
+        """Where BLiMP is read from (`auto` resolved)."""
+        return data.default_source() if self.data.source == "auto" else self.data.source
+
+    def replicate_seeds(self, model: str) -> list[tuple[int, int]]:
+        """(FTGD seed, split seed) of each replicate of a model's runs."""
+        return self.probe.replicates(self.ftgd(model).seed, self.data.seed)
+
+    # ---- identity ----------------------------------------------------------------------------------------
+
+    def stamp(self, stage: str, run: Run | None = None) -> str:
+        """Hash of what a stage's results depend on for one run (dvcfile.STAGES): finished work carrying it is
+        not redone."""
+        return dvcfile.stamp(stage, self.raw, run.stage_key if run else None)
+
+    def settings_hash(self, run: Run) -> str:
+        return dvcfile.settings_hash(self.raw, run.stage_key)
 
 
-def check(p: dict) -> None:
-    """Every section valid and every run's settings buildable: what a stage checks before it loads anything."""
-    data_config(p).require_train()
-    probe_config(p)
-    analysis_config(p)
-    executor_config(p)
-    check_runs(p)
-    for m in p["models"]:
-        ftgd_config(p, m)
-
-
-def preflight(p: dict) -> str:
+def preflight(s: Settings) -> str:
     """Everything that can be known wrong before any work: all settings, the runs, the tasks and their pair
     counts, each model's folder and revision, a writable data folder. Returns a one-line summary; raises the
     first problem found as one line."""
-    check(p)
-    d = data_config(p)
-    src = source(p)
+    d, src = s.data, s.source
     names = data.select_tasks(src, d.tasks, d.phenomena, d.fields)
     if src != data.HUB:
         for name in names:
@@ -171,9 +193,9 @@ def preflight(p: dict) -> str:
                     f"task '{name}' has {n} pairs but data.n_train + data.n_eval = {d.n_train + d.n_eval}; "
                     "lower data.n_train or data.n_eval"
                 )
-    tiny = {f"data/tiny/{name}" for name in p.get("tiny_models") or {}}
-    for run in runs_of(p):
-        spec = str(model_entry(p, run.model)["spec"])
+    tiny = {f"data/tiny/{name}" for name in s.tiny_models}
+    for run in s.runs:
+        spec = s.model(run.model).spec
         if spec in tiny:
             continue  # built by its tiny stage
         where = weights(spec, run.revision)
@@ -184,39 +206,7 @@ def preflight(p: dict) -> str:
     out = Path("data") if Path("data").exists() else Path(".")
     if not os.access(out, os.W_OK):
         raise ConfigError(f"{out.resolve()} is not writable: the stages write their outputs under data/")
-    return f"{len(names)} tasks, {len(runs_of(p))} runs: ok"
-
-
-def source(p: dict) -> str:
-    src = str(p["data"].get("source", "hub"))
-    return data.default_source() if src == "auto" else src
-
-
-# ---- stamps and identity --------------------------------------------------------------------------------
-
-
-def _value(p: dict, key: str, stage_key: str | None):
-    node = p
-    for part in key.replace("${key}", str(stage_key)).split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
-
-
-def _digest(obj) -> str:
-    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def stamp(stage: str, p: dict, stage_key: str | None = None) -> str:
-    """Hash of the params a stage depends on (STAGES), for one run: finished work carrying it is not redone."""
-    return _digest({k: _value(p, k, stage_key) for k in STAGES[stage].params})
-
-
-def settings_hash(p: dict, stage_key: str) -> str:
-    """What determines a run's results besides its revision: the index keeps variants apart by it, and a
-    model's checkpoints under the same settings share it (adding a checkpoint changes no other run's)."""
-    keyed = {k: _value(p, k, stage_key) for k in STAGES["probe"].params}
-    keyed["runs.${key}"] = {k: v for k, v in (keyed["runs.${key}"] or {}).items() if k not in ("revision", "weights")}
-    return _digest(keyed)
+    return f"{len(names)} tasks, {len(s.runs)} runs: ok"
 
 
 def git_rev() -> str:
@@ -228,7 +218,7 @@ def git_rev() -> str:
         return ""
 
 
-# ---- writing params.yaml and dvc.yaml -------------------------------------------------------------------
+# ---- writing params.yaml --------------------------------------------------------------------------------
 
 
 def write_runs(path: str | Path = "params.yaml") -> dict:
@@ -264,79 +254,3 @@ def preview_exp_run(project: str | Path, overrides: list[str]) -> tuple[list[str
     with tempfile.TemporaryDirectory() as tmp:
         composed = compose_params(overrides, Path(tmp) / "params.yaml", str(project / "conf"))
         return list(load_params(composed).get("runs") or {}), now
-
-
-def _stage(cmd: str, spec: StageSpec, deps: list[str], outs: list, **extra) -> dict:
-    body = {"cmd": cmd, "deps": [*deps, *spec.code]}
-    if spec.params:
-        body["params"] = list(spec.params)
-    return {**body, "outs": outs, **extra}
-
-
-RUN_OUT = "data/{stage}/${{item.model}}/${{item.revision}}"
-
-
-CHECKED = "data/check.json"  # the check stage's output: constant content, so downstream never reruns for it
-
-
-def dvc_yaml() -> dict:
-    """dvc.yaml as generated from STAGES: one entry per tiny model and per run (model × revision)."""
-    out = {stage: RUN_OUT.format(stage=stage) for stage in ("eval", "ftgd", "probe")}
-    per_run = [CHECKED, "data/prepare", "${item.weights}"]
-    stages = {
-        "check": _stage("./scripts/ts check", STAGES["check"], [], [{CHECKED: {"cache": False}}]),
-        # persist: a stage that fails keeps its last outputs (each file is replaced atomically when rewritten)
-        "prepare": _stage(
-            "./scripts/ts stage prepare",
-            STAGES["prepare"],
-            [CHECKED, "${data_files}"],
-            [{"data/prepare": {"persist": True}}],
-        ),
-        "tiny": {
-            "foreach": "${tiny_models}",
-            "do": _stage(
-                "./scripts/ts stage tiny --name ${key}", STAGES["tiny"], [CHECKED, "data/prepare"], ["data/tiny/${key}"]
-            ),
-        },
-    }
-    for stage in ("eval", "ftgd", "probe"):
-        deps = per_run + ([out["eval"], out["ftgd"]] if stage == "probe" else [])
-        # outputs survive a kill or a failure (per-task ones let a rerun resume, see the stamps)
-        outs = [{out[stage]: {"persist": True}}]
-        cmd = f"./scripts/ts stage {stage} --model ${{item.model}} --revision ${{item.revision}}"
-        stages[stage] = {"foreach": "${runs}", "do": _stage(cmd, STAGES[stage], deps, outs)}
-    stages["analyze"] = _stage(
-        "./scripts/ts stage analyze",
-        STAGES["analyze"],
-        [CHECKED, "data/prepare", "data/probe"],
-        # cached, so `dvc pull` (or `dvc checkout`) brings them back with everything else
-        ["data/analyze/analysis.json", "data/analyze/plots"],
-        metrics=["data/analyze/metrics.json"],
-    )
-    stages["index"] = _stage(
-        "./scripts/ts index --db data/index/taskspace.duckdb",
-        STAGES["index"],
-        ["data/prepare", "data/eval", "data/probe", "data/analyze/analysis.json"],
-        # cached, so a `dvc pull` elsewhere brings the index too; persist: it is updated in place, new runs only
-        [{"data/index/taskspace.duckdb": {"persist": True}}],
-    )
-    heatmap = {"template": ".dvc/plots/taskspace_heatmap.json", "x": "task_b", "y": "task_a"}
-    plots = [
-        {"data/analyze/plots/transfer": heatmap},
-        # one file per model: DVC draws each as its own line, against real training steps
-        {"data/analyze/plots/stability": {"x": "step", "y": "with_last"}},
-        "data/analyze/plots/images",  # static PNGs: `dvc plots show` renders them without vega or a CDN
-    ]
-    return {"stages": stages, "plots": plots}
-
-
-DVC_HEADER = """\
-# Generated from taskspace/pipeline/settings.py (STAGES) by `taskspace stage dvc-yaml`; edit there, not here.
-# check → prepare → tiny@<model> → eval@<run> → ftgd@<run> → probe@<run> → analyze → index. A run is a model × revision
-# (`runs`, derived from `models` at every `dvc exp run`): DVC caches and skips each on its own. Each stage depends
-# on exactly the params its results depend on (the resume stamps hash the same keys) and on its code.
-"""
-
-
-def dvc_yaml_text() -> str:
-    return DVC_HEADER + yaml.safe_dump(dvc_yaml(), sort_keys=False, width=120)

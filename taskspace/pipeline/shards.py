@@ -15,9 +15,10 @@ from itertools import groupby
 from pathlib import Path
 
 from taskspace.pipeline import executor
-from taskspace.pipeline import settings as params
+from taskspace.pipeline.replicates import Say, load_run_model, progress_line, replicates, unit_name
+from taskspace.pipeline.settings import Settings
+from taskspace.runs import Run
 
-Say = Callable[[str], None]
 Unit = tuple[int, bool]  # (replicate, control)
 
 
@@ -26,7 +27,7 @@ class Shard:
     """What one worker does: a stage's tasks of one run, as (replicate, control, task) items."""
 
     stage: str  # ftgd | probe
-    params: dict
+    settings: Settings
     model: str
     revision: str
     items: tuple[tuple[int, bool, str], ...]
@@ -43,18 +44,17 @@ def work(shard: Shard) -> int:
     """A worker's body (local process or SLURM job): load the model once, run the shard's tasks."""
     os.chdir(shard.root)
     device = executor.pin(shard.device, shard.threads) if shard.device else None
-    from taskspace.method.probing import run_eval2_tasks, run_ftgd
-    from taskspace.pipeline import stages as pipeline
+    from taskspace.method.probing import run_eval2_tasks, run_ftgd  # after pin: torch sees only its device
 
-    p = shard.params
-    run = pipeline.Run(shard.model, shard.revision)
-    lm = pipeline.load_run_model(p, run, print, device)
-    reps, pcfg = pipeline.replicates(p, run), params.probe_config(p)
-    stamps = params.stamp("probe", p, run.stage_key), params.stamp("ftgd", p, run.stage_key)
+    s = shard.settings
+    run = Run(shard.model, shard.revision)
+    lm = load_run_model(s, run, print, device)
+    reps, pcfg = replicates(s, run), s.probe
+    stamps = s.stamp("probe", run), s.stamp("ftgd", run)
     for (r, control), items in groupby(shard.items, key=lambda it: it[:2]):
         rep, tasks = reps[r], [t for _, _, t in items]
         layout = rep.layout.control if control else rep.layout
-        say = pipeline.progress_line(f"{pipeline.unit_name(run, r, reps, control)} {shard.stage}", print)
+        say = progress_line(f"{unit_name(run, r, reps, control)} {shard.stage}", print)
         if shard.stage == "ftgd":
             run_ftgd(lm, rep.train, layout, rep.ftgd, pcfg, stamps[1], say, keep=True, control=control, only=tasks)
         else:
@@ -62,9 +62,11 @@ def work(shard: Shard) -> int:
     return len(shard.items)
 
 
-def spread(p: dict, run, stage: str, pending: dict[Unit, list[str]], done: Callable[[], int], say: Say) -> None:
+def spread(
+    s: Settings, run: Run, stage: str, pending: dict[Unit, list[str]], done: Callable[[], int], say: Say
+) -> None:
     """Run the pending tasks on the executor's workers, saying tasks done / total as the output folders fill."""
-    cfg = params.executor_config(p)
+    cfg = s.executor
     items = [(r, c, t) for (r, c), tasks in pending.items() for t in tasks]
     if not items:
         return
@@ -72,7 +74,7 @@ def spread(p: dict, run, stage: str, pending: dict[Unit, list[str]], done: Calla
     dealt = executor.deal(items, len(devices))
     root = str(Path.cwd().resolve())
     jobs = [
-        Shard(stage, p, run.model, run.revision, tuple(sorted(d)), root, dev, cfg.threads if dev == "cpu" else 0)
+        Shard(stage, s, run.model, run.revision, tuple(sorted(d)), root, dev, cfg.threads if dev == "cpu" else 0)
         for d, dev in zip(dealt, devices)
     ]
     total, start, last = len(items), done(), [-1]
