@@ -20,6 +20,12 @@ def committed(path: str) -> str:
     return res.stdout if res.returncode == 0 else (ROOT / path).read_text()
 
 
+def in_project(composed: Path) -> Settings:
+    """Settings of a params file composed elsewhere as if it were the project's (`data_files`, derived by Hydra,
+    is relative to the project folder)."""
+    return Settings.from_dict(P.load_params(composed), ROOT / "params.yaml")
+
+
 def test_committed_params_yaml_is_the_composed_pythia_profile(tmp_path):
     out = P.compose_params([], tmp_path / "params.yaml", conf=str(ROOT / "conf"))
     assert yaml.safe_load(out.read_text()) == yaml.safe_load(committed("params.yaml"))
@@ -33,7 +39,7 @@ def test_committed_params_yaml_is_the_composed_pythia_profile(tmp_path):
 
 def test_offline_profile_and_per_model_overrides(tmp_path):
     out = P.compose_params(["profile=offline", "ftgd.sparsity=0.05"], tmp_path / "p.yaml", str(ROOT / "conf"))
-    s = Settings.load(out)
+    s = in_project(out)
     assert set(s.models) == {"tiny", "smollm2"} and s.data.source == "auto"
     assert s.ftgd("tiny").lr == 0.001  # the model's own override
     assert s.ftgd("smollm2").lr == 3e-5  # the profile's (measured, README)
@@ -171,7 +177,7 @@ def test_params_are_validated_up_front(tmp_path, section, key, value, message):
 def test_study_profile_covers_every_phenomenon_twice_with_replicates_and_control(tmp_path):
     from taskspace.blimp.meta import PARADIGMS
 
-    s = Settings.load(P.compose_params(["profile=study"], tmp_path / "p.yaml", str(ROOT / "conf")))
+    s = in_project(P.compose_params(["profile=study"], tmp_path / "p.yaml", str(ROOT / "conf")))
     phenomena = [PARADIGMS[t][0] for t in s.data.tasks]
     assert len(s.data.tasks) == 26 and all(phenomena.count(ph) == 2 for ph in set(phenomena))
     assert len(set(phenomena)) == 13 and [r.label for r in s.runs] == ["smollm2@main"]

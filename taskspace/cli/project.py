@@ -9,6 +9,7 @@ import click
 
 from taskspace.cli.common import console, emit, format_option, friendly_errors, out_console, say
 from taskspace.cli.tables import calibration_line, counts_table, exps_table, metrics_table, plan_table
+from taskspace.runs import ANALYSIS_FILE, INDEX_DB, METRICS_FILE
 
 PARAMS = click.option("--params", default="params.yaml", show_default=True, type=click.Path(path_type=Path))
 
@@ -146,9 +147,9 @@ def plan(params, calibrate, device, dtype, as_json):
 
 
 @click.command()
-@click.option("--db", default="data/index/taskspace.duckdb", show_default=True, type=click.Path(path_type=Path))
+@click.option("--db", default=str(INDEX_DB), show_default=True, type=click.Path(path_type=Path))
 @click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))
-@click.option("--analysis", "analysis_file", default="data/analyze/analysis.json", show_default=True)
+@click.option("--analysis", "analysis_file", default=str(ANALYSIS_FILE), show_default=True)
 @click.option("--counts", "counts_only", is_flag=True, help="only report the row counts (read-only, writes nothing)")
 @format_option
 @friendly_errors
@@ -171,7 +172,7 @@ def index(db, data_dir, analysis_file, counts_only, fmt):
 
 
 @click.command()
-@click.option("--file", "path", default="data/analyze/metrics.json", show_default=True, type=click.Path(path_type=Path))
+@click.option("--file", "path", default=str(METRICS_FILE), show_default=True, type=click.Path(path_type=Path))
 @format_option
 @friendly_errors
 def metrics(path, fmt):
@@ -187,7 +188,7 @@ def metrics(path, fmt):
 
 
 @click.command()
-@click.option("--db", default="data/index/taskspace.duckdb", show_default=True)
+@click.option("--db", default=str(INDEX_DB), show_default=True)
 @click.option("--project", default=".", show_default=True, help="the DVC project (for the pipeline screen)")
 def tui(db, project):
     """Open the Textual TUI over the index and the DVC project."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from taskspace.runs import MODEL_CODE
+from taskspace.runs import ANALYSIS_FILE, INDEX_DB, METRICS_FILE, MODEL_CODE
 
 
 @dataclass(frozen=True)
@@ -118,15 +118,15 @@ def dvc_yaml() -> dict:
         STAGES["analyze"],
         [CHECKED, "data/prepare", "data/probe"],
         # cached, so `dvc pull` (or `dvc checkout`) brings them back with everything else
-        ["data/analyze/analysis.json", "data/analyze/plots"],
-        metrics=["data/analyze/metrics.json"],
+        [str(ANALYSIS_FILE), "data/analyze/plots"],
+        metrics=[str(METRICS_FILE)],
     )
     stages["index"] = _stage(
-        "./scripts/ts index --db data/index/taskspace.duckdb",
+        f"./scripts/ts index --db {INDEX_DB}",
         STAGES["index"],
-        ["data/prepare", "data/eval", "data/probe", "data/analyze/analysis.json"],
+        ["data/prepare", "data/eval", "data/probe", str(ANALYSIS_FILE)],
         # cached, so a `dvc pull` elsewhere brings the index too; persist: it is updated in place, new runs only
-        [{"data/index/taskspace.duckdb": {"persist": True}}],
+        [{str(INDEX_DB): {"persist": True}}],
     )
     heatmap = {"template": ".dvc/plots/taskspace_heatmap.json", "x": "task_b", "y": "task_a"}
     plots = [

@@ -8,9 +8,10 @@ import json
 import subprocess
 from collections.abc import Iterator
 
+from taskspace import runs
 from taskspace.errors import TaskspaceError
 
-METRICS_FILE = "data/analyze/metrics.json"
+METRICS_FILE = str(runs.METRICS_FILE)  # as DVC names it in `dvc exp show`
 HEADLINE = ("transfer_mantel_r", "transfer_mantel_p", "transfer_contrast", "transfer_reliability", "self_transfer",
             "lm_loss_rise")  # fmt: skip
 # not settings a user chose (runs, data_files), not what is computed (executor), or already in the run label

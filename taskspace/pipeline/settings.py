@@ -27,7 +27,7 @@ from taskspace.config import (
 from taskspace.errors import ConfigError
 from taskspace.io import write_text
 from taskspace.pipeline import dvcfile
-from taskspace.runs import MODEL_CODE, Run, expand_runs, model_revisions, weights
+from taskspace.runs import MODEL_CODE, Run, expand_runs, model_revisions, tiny_dir, weights
 
 SECTIONS = ("data", "models", "ftgd", "probing", "analysis")
 
@@ -193,7 +193,7 @@ def preflight(s: Settings) -> str:
                     f"task '{name}' has {n} pairs but data.n_train + data.n_eval = {d.n_train + d.n_eval}; "
                     "lower data.n_train or data.n_eval"
                 )
-    tiny = {f"data/tiny/{name}" for name in s.tiny_models}
+    tiny = {str(tiny_dir(name)) for name in s.tiny_models}
     for run in s.runs:
         spec = s.model(run.model).spec
         if spec in tiny:
