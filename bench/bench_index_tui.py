@@ -16,7 +16,9 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 
+from taskspace.blimp.data import task_table
 from taskspace.blimp.meta import PARADIGMS
 from taskspace.index import SCHEMA, SCHEMA_VERSION, Index, insert, similarity_rows
 from taskspace.method.probing import KINDS
@@ -29,10 +31,8 @@ def synthetic_index(path: Path, runs: int, seed: int = 0) -> float:
     con = duckdb.connect(str(path))
     con.execute(SCHEMA)
     con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
-    con.executemany(
-        "INSERT INTO tasks VALUES (?, ?, ?, ?, ?)",
-        [(i, t, *PARADIGMS[t][:1], PARADIGMS[t][0], PARADIGMS[t][1]) for i, t in enumerate(tasks)],
-    )
+    meta = task_table({t: PARADIGMS[t] for t in tasks})
+    insert(con, "tasks", meta.add_column(0, "task_id", pa.array(range(len(tasks)), pa.int32())))
     ids = {t: i for i, t in enumerate(tasks)}
     rows, t0 = 0, time.perf_counter()
     for r in range(runs):

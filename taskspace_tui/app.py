@@ -10,21 +10,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from textual.app import App, SystemCommand
-from textual.message import Message
 from textual.screen import Screen
 
 from taskspace.index import Index, IndexUnavailable
+from taskspace.runs import INDEX_DB
 from taskspace_tui.keys import Key, bindings
+from taskspace_tui.messages import IndexChanged
 from taskspace_tui.screens.base import DataScreen
+from taskspace_tui.screens.compare import CompareScreen
+from taskspace_tui.screens.heatmap import HeatmapScreen
 from taskspace_tui.screens.help import HelpScreen, TooSmallScreen
 from taskspace_tui.screens.pipeline import PipelineScreen
 from taskspace_tui.screens.runs import RunsScreen
+from taskspace_tui.screens.task import TaskScreen
 
 MIN_SIZE = (60, 16)
-
-
-class IndexChanged(Message):
-    """A pipeline run finished: the index may hold new runs."""
 
 
 class TaskspaceApp(App):
@@ -39,8 +39,9 @@ class TaskspaceApp(App):
         Key("q", "quit", "quit", "Leave taskspace", palette=False),
     ]
     BINDINGS = bindings(KEYS)
+    KEYED_SCREENS = (RunsScreen, HeatmapScreen, CompareScreen, TaskScreen, PipelineScreen)  # in the help's order
 
-    def __init__(self, db: str | Path = "data/index/taskspace.duckdb", project: str | Path = ".") -> None:
+    def __init__(self, db: str | Path = INDEX_DB, project: str | Path = ".") -> None:
         super().__init__()
         self.db = Path(db)
         self.project = Path(project)
@@ -68,7 +69,12 @@ class TaskspaceApp(App):
             self.push_screen(PipelineScreen())
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        self.push_screen(HelpScreen(self.key_sections()))
+
+    @classmethod
+    def key_sections(cls) -> list[tuple[str, list[Key]]]:
+        """Every screen's keys, titled, for the help screen (which imports no screen)."""
+        return [("everywhere", cls.KEYS)] + [(screen.NAME, screen.KEYS) for screen in cls.KEYED_SCREENS]
 
     def on_index_changed(self, _: IndexChanged) -> None:
         for screen in self.screen_stack:

@@ -1,5 +1,6 @@
 """Keys, declared once per screen: each `Key` makes its binding (footer), its command-palette entry and its line
-in the help screen; a test checks the README's key table against them."""
+in the help screen; a test checks the README's key table against them. `BACK` is declared here once for every
+screen above the first (`screens.base.KeyedScreen` adds it)."""
 
 from __future__ import annotations
 
@@ -23,9 +24,14 @@ class Key:
         return self.shown or self.keys
 
 
+BACK = Key("escape", "app.pop_screen", "back", "Back to the previous screen", palette=False)
+
+
 def bindings(keys: list[Key]) -> list[Binding]:
     return [Binding(k.keys, k.action, k.label, priority=k.priority) for k in keys]
 
 
 def help_line(title: str, keys: list[Key]) -> str:
+    """One help line; escape keys are left out (the help's title says once that escape goes back)."""
+    keys = [k for k in keys if k.keys != "escape"]
     return f"[b]{title:<10}[/b] " + " · ".join(f"{k.spelled} {k.label}" for k in keys)

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from taskspace.blimp.data import task_table
 from taskspace.blimp.meta import PARADIGMS
 from taskspace.io import write_json, write_parquet
 from taskspace.runs import Run
-from taskspace.stats.analysis import paper_phenomenon
 from taskspace.stats.spaces import KINDS, TaskSpaces
 
 
@@ -23,18 +23,7 @@ def write_splits(data_dir: Path, tasks: list[str], n: int = 4) -> None:
     split = data_dir / "prepare" / "splits"
     write_parquet(table, split / "train.parquet")
     write_parquet(table, split / "eval.parquet")
-    meta = [(t, *PARADIGMS[t]) for t in tasks]
-    write_parquet(
-        pa.table(
-            {
-                "task": [t for t, _, _ in meta],
-                "phenomenon": [p for _, p, _ in meta],
-                "paper_phenomenon": [paper_phenomenon(p) for _, p, _ in meta],
-                "field": [f for _, _, f in meta],
-            }
-        ),
-        split / "tasks.parquet",
-    )
+    write_parquet(task_table({t: PARADIGMS[t] for t in tasks}), split / "tasks.parquet")
 
 
 def scores(tasks: list[str], n: int, rng) -> pa.Table:
@@ -91,6 +80,7 @@ def build_synthetic_index(root: Path, runs: dict[str, list[str]], tasks: list[st
 
     from taskspace.index import build_index
     from taskspace.pipeline import stages as pipeline
+    from taskspace.pipeline.settings import Settings
     from taskspace.runs import expand_runs
 
     data_dir = root / "data"
@@ -104,7 +94,7 @@ def build_synthetic_index(root: Path, runs: dict[str, list[str]], tasks: list[st
     cwd = os.getcwd()
     os.chdir(root)  # the stages read and write data/ under the project folder
     try:
-        pipeline.stage_analyze(p, say=lambda _: None)
+        pipeline.stage_analyze(Settings.from_dict(p), say=lambda _: None)
         build_index(Path("data/index/taskspace.duckdb"), Path("data"), Path("data/analyze/analysis.json"))
     finally:
         os.chdir(cwd)

@@ -2,21 +2,22 @@ import itertools
 import json
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from scipy.stats import pearsonr, spearmanr
 
+from taskspace.blimp.words import sentence_words, task_words
 from taskspace.stats import analysis as A
+from taskspace.stats.grouping import groups_for, load_grouping
 from taskspace.stats.permutations import group_relabellings
 
 GROUPS9 = ["a"] * 3 + ["b"] * 3 + ["c"] * 3
 GROUPS12 = GROUPS9 + ["d"] * 3
 
 
-def test_hypothesis_space_and_paper_grouping():
+def test_hypothesis_space():
     h = A.hypothesis_space(["x", "y", "x"])
     np.testing.assert_array_equal(h, [[1, 0, 1], [0, 1, 0], [1, 0, 1]])
-    assert A.paper_phenomenon("s-selection") == "argument_structure"
-    assert A.paper_phenomenon("binding") == "binding"
 
 
 def test_symmetrize_and_offdiag():
@@ -157,8 +158,11 @@ def test_partial_hypothesis_test_by_brute_force():
 
 
 def test_lexical_overlap_and_chance_jaccard():
-    words = [A.sentence_words(["The cat sleeps."]), A.sentence_words(["The dog, sleeps?"]), {"x"}]
+    words = [sentence_words(["The cat sleeps."]), sentence_words(["The dog, sleeps?"]), {"x"}]
     assert words[0] == {"the", "cat", "sleeps"} and words[1] == {"the", "dog", "sleeps"}
+    pairs = pa.table({"task": ["a", "a", "b"], "good": ["The cat sleeps.", "A dog", "It is."],
+                      "bad": ["The cat sleep.", "A dogs", "Is it?"]})  # fmt: skip
+    assert task_words([pairs]) == {"a": {"the", "cat", "sleeps", "sleep", "a", "dog", "dogs"}, "b": {"it", "is"}}
     lex = A.lexical_overlap(words)
     assert lex[0, 1] == pytest.approx(2 / 4) and lex[0, 2] == 0 and lex[1, 1] == 1
     assert A.jaccard_chance(0.5) == 1 / 3
@@ -207,16 +211,16 @@ def test_stability():
 def test_grouping_files(tmp_path):
     j = tmp_path / "g.json"
     j.write_text(json.dumps({"t1": "x", "t2": "y"}))
-    assert A.load_grouping(j) == {"t1": "x", "t2": "y"}
+    assert load_grouping(j) == {"t1": "x", "t2": "y"}
     c = tmp_path / "g.csv"
     c.write_text("task,group\nt1,x\nt2,y\n")
-    assert A.load_grouping(c) == {"t1": "x", "t2": "y"}
+    assert load_grouping(c) == {"t1": "x", "t2": "y"}
     headerless = tmp_path / "g.tsv"
     headerless.write_text("t1\tx\n\nt2\ty\n")
-    assert A.load_grouping(headerless) == {"t1": "x", "t2": "y"}
-    assert A.groups_for(["t2", "t1"], A.load_grouping(c)) == ["y", "x"]
+    assert load_grouping(headerless) == {"t1": "x", "t2": "y"}
+    assert groups_for(["t2", "t1"], load_grouping(c)) == ["y", "x"]
     with pytest.raises(ValueError, match="no group for task"):
-        A.groups_for(["t3"], {"t1": "x"})
+        groups_for(["t3"], {"t1": "x"})
 
 
 @pytest.mark.parametrize(
@@ -234,9 +238,9 @@ def test_malformed_grouping_files_name_the_file(tmp_path, name, text, message):
     f = tmp_path / name
     f.write_text(text)
     with pytest.raises(ValueError, match=message):
-        A.load_grouping(f)
+        load_grouping(f)
     with pytest.raises(ValueError, match="missing.csv not found"):
-        A.load_grouping(tmp_path / "missing.csv")
+        load_grouping(tmp_path / "missing.csv")
 
 
 def test_summarize_is_json_ready():

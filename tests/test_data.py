@@ -1,9 +1,11 @@
 import json
 
+import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
 from taskspace.blimp import data
+from taskspace.blimp.meta import PARADIGMS, paper_phenomenon
 from taskspace.cli import main
 
 
@@ -96,3 +98,34 @@ def test_cli_reports_bad_input_in_one_line(blimp):
     assert "did you mean adjunct_island" in res.output and "Traceback" not in res.output
     res = CliRunner().invoke(main, ["score", "--blimp", "/nonexistent/blimp", "--tasks", "x"])
     assert res.exit_code == 2 and "BLiMP folder /nonexistent/blimp does not exist" in res.output
+
+
+def test_paper_phenomenon_counts_s_selection_under_argument_structure():
+    assert paper_phenomenon("s-selection") == "argument_structure"
+    assert paper_phenomenon("binding") == "binding"
+
+
+def test_task_table_from_a_mapping_adds_the_paper_phenomenon():
+    t = data.task_table({t: PARADIGMS[t] for t in ("wh_island", "animate_subject_trans")})
+    assert t.schema == data.TASK_SCHEMA
+    assert [tuple(r.values()) for r in t.to_pylist()] == [
+        ("wh_island", "island_effects", "island_effects", "syntax"),
+        ("animate_subject_trans", "s-selection", "argument_structure", "syntax"),
+    ]
+    assert data.task_table({}).num_rows == 0 and data.task_table({}).schema == data.TASK_SCHEMA
+
+
+def test_task_table_from_pairs_has_one_row_per_task_in_order_of_first_appearance():
+    pairs = pa.table({"task": ["b", "a", "b"], "phenomenon": ["s-selection", "binding", "other"],
+                      "field": ["syntax", "syntax_semantics", "x"], "pair_id": [0, 0, 1]})  # fmt: skip
+    assert [tuple(r.values()) for r in data.task_table(pairs).to_pylist()] == [
+        ("b", "s-selection", "argument_structure", "syntax"),
+        ("a", "binding", "binding", "syntax_semantics"),
+    ]
+
+
+def test_task_table_of_read_pairs_matches_the_paradigm_metadata(blimp):
+    names = ["principle_A_case_2", "animate_subject_passive"]
+    read = data.task_table(data.load_blimp(blimp, names))
+    assert read.equals(data.task_table({t: PARADIGMS[t] for t in names}))
+    assert read.column("field").to_pylist() == ["syntax_semantics", "syntax"]

@@ -80,3 +80,56 @@ def test_export_writes_figures_csv_and_reports(db, tmp_path):
     assert cells[names[0], names[1]] == pytest.approx(m[0, 1])
     assert "no run matches 'zeta@main'" in export("zeta@main", "--out", str(tmp_path / "x.png"))
     assert "--out" in export("tiny@step60", "--out", str(tmp_path / "x.txt")) and not (tmp_path / "x.txt").exists()
+
+
+def test_the_spaces_view_gives_each_kind_the_unit_the_labels_show():
+    """The index's `unit` column (SQL) and the figures' and TUI's unit (Python) come from the same data."""
+    import json
+
+    import duckdb
+
+    from taskspace.index.schema import SCHEMA, VIEWS
+    from taskspace.report.labels import unit
+    from taskspace.stats.spaces import KINDS
+
+    con = duckdb.connect()
+    con.execute(SCHEMA)
+    con.execute(VIEWS)
+    con.execute("INSERT INTO tasks VALUES (0, 't', 'p', 'p', 'f')")
+    metrics = {0: "margin", 1: "accuracy", 2: None}  # None: a run that did not record its metric
+    for run_id, metric in metrics.items():
+        probe = json.dumps({"probing": {"metric": metric}} if metric else {})
+        con.execute("INSERT INTO runs (run_id, index_key, probe) VALUES (?, ?, ?)", [run_id, f"r{run_id}", probe])
+        for kind in (*KINDS, "transfer_ci"):
+            con.execute("INSERT INTO similarities VALUES (?, ?, 0, 0, 0.5)", [run_id, kind])
+    rows = con.execute("SELECT run_id, kind, unit FROM spaces").fetchall()
+    assert len(rows) == 3 * (len(KINDS) + 1)
+    for run_id, kind, shown in rows:
+        assert shown == unit(kind, metrics[run_id] or "accuracy"), (run_id, kind)
+    assert {u for r, k, u in rows if k == "transfer"} == {"mean margin (nats)", "accuracy (fraction of pairs)"}
+
+
+def test_index_tasks_come_from_the_tasks_table_else_from_blimp(tmp_path):
+    """Tasks the prepare stage listed keep its metadata; others get BLiMP's; the paper phenomenon is derived."""
+    import pyarrow as pa
+
+    from taskspace.blimp.data import task_table
+    from taskspace.index import build_index
+    from taskspace.io import write_parquet
+
+    splits = tmp_path / "data" / "prepare" / "splits"
+    write_parquet(task_table({"my_task": ("custom", "syntax")}), splits / "tasks.parquet")
+    names = ["my_task", "animate_subject_trans", "unknown_task"]
+    pairs = pa.table({"task": names, "pair_id": [0, 0, 0], "good": ["a ."] * 3, "bad": ["b ."] * 3})
+    write_parquet(pairs, splits / "eval.parquet")
+    db = tmp_path / "index.duckdb"
+    build_index(db, tmp_path / "data")
+    idx = Index(db)
+    try:
+        assert [tuple(r.values()) for r in idx.tasks()] == [
+            (0, "my_task", "custom", "custom", "syntax"),
+            (1, "animate_subject_trans", "s-selection", "argument_structure", "syntax"),
+            (2, "unknown_task", "", "", ""),
+        ]
+    finally:
+        idx.close()

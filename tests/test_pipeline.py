@@ -17,7 +17,7 @@ from conftest import PIPELINE_TASKS as TASKS
 from conftest import sh
 
 from taskspace.index import Index
-from taskspace.pipeline.settings import stamp
+from taskspace.pipeline.dvcfile import stamp
 
 
 @pytest.fixture(scope="module")

@@ -127,6 +127,121 @@ async def test_compare_stability_pairs_each_kind_with_its_own_contrast(index_db)
         assert "gradient: within−between, cosine" in str(screen.query_one("#stability").render())
 
 
+def _copy_with_a_nan_task(index_db, tmp_path, run_label: str, task: str) -> Path:
+    """A copy of the index where one run's transfer row of `task` has no values (as when its FTGD failed)."""
+    db = tmp_path / "nan.duckdb"
+    shutil.copy(index_db, db)
+    con = duckdb.connect(str(db))
+    con.execute(
+        """UPDATE similarities SET value = 'NaN'::DOUBLE WHERE kind = 'transfer' AND task_a <> task_b
+           AND run_id = (SELECT run_id FROM runs WHERE model || '@' || revision = ?)
+           AND task_a = (SELECT task_id FROM tasks WHERE task = ?)""",
+        [run_label, task],
+    )
+    con.close()
+    return db
+
+
+async def test_compare_shows_the_stored_comparison_over_the_defined_tasks(index_db, tmp_path):
+    """A pair the analyze stage compared: its stored r and p are shown and said to be so (not a test run here),
+    over the tasks the stage used (a task with NaN cells is left out, not counted as zeros)."""
+    db = _copy_with_a_nan_task(index_db, tmp_path, "tiny@step30", TASKS[2])
+    con = duckdb.connect(str(db))
+    con.execute(  # recognisable stored values: the screen must show these, not numbers of its own
+        """UPDATE comparisons SET r = 0.4321, p = 0.0123, p_exact = false, p_floor = 0.001 WHERE kind = 'transfer'
+           AND 2 = (SELECT count(*) FROM runs WHERE run_id IN (run_a, run_b) AND model = 'tiny'
+                    AND revision IN ('step30', 'step60'))"""
+    )
+    assert con.execute("SELECT count(*) FROM comparisons WHERE r = 0.4321").fetchone()[0] == 1
+    con.close()
+    app = TaskspaceApp(db=db)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("space", "down", "space", "c")  # tiny@step30 and tiny@step60
+        await settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, CompareScreen) and screen.data.stored
+        assert (screen.result.r, screen.result.p) == (0.4321, 0.0123)
+        text = str(screen.query_one("#compare-stats").render())
+        assert "+0.432" in text and "0.012" in text and "(from the analysis)" in text
+        assert "999 random relabellings" in text  # the stored test's, not this screen's (720 exact ones)
+        assert TASKS[2] not in screen.result.tasks and len(screen.result.tasks) == len(TASKS) - 1
+        assert screen.data.a.shape == (len(TASKS) - 1,) * 2 and not np.isnan(screen.data.a).any()
+
+
+async def test_compare_computes_a_pair_the_analysis_did_not_and_says_so(index_db, tmp_path):
+    """tiny@step30 against zeta@main was not compared by the analyze stage (only consecutive checkpoints and the
+    last checkpoints of two models are): computed here by the stage's own function, which leaves NaN tasks out."""
+    from taskspace.config import AnalysisConfig
+    from taskspace.stats import spaces
+
+    db = _copy_with_a_nan_task(index_db, tmp_path, "tiny@step30", TASKS[0])
+    app = TaskspaceApp(db=db)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("space", "down", "down", "down", "space", "c")
+        await settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, CompareScreen) and (screen.a["label"], screen.b["label"]) == (
+            "tiny@step30",
+            "zeta@main",
+        )
+        idx = Index(db)
+        assert idx.comparison(screen.a["run_id"], screen.b["run_id"], "transfer") is None
+
+        def space(run: dict) -> spaces.TaskSpaces:
+            tasks, m = idx.matrix(run["run_id"], "transfer")
+            return spaces.TaskSpaces(tasks, {"transfer": m}, run["label"])
+
+        want = spaces.compare(
+            space(screen.a), space(screen.b), "transfer", AnalysisConfig(**idx.analysis_settings(screen.a["run_id"]))
+        )
+        idx.close()
+        assert not screen.data.stored and TASKS[0] not in want.tasks and screen.result.tasks == want.tasks
+        assert (screen.result.r, screen.result.p) == pytest.approx((want.r, want.p))
+        text = str(screen.query_one("#compare-stats").render())
+        assert "computed here" in text and "from the analysis" not in text
+
+
+async def test_escape_goes_back_from_every_screen_above_the_first(index_db):
+    """The back key is declared once (keys.BACK); each screen above the first has it, last in its footer."""
+    from taskspace_tui.keys import BACK
+
+    for screen in (HeatmapScreen, CompareScreen, TaskScreen, PipelineScreen):
+        assert BACK not in screen.KEYS and [b.key for b in screen.BINDINGS][-1] == "escape"
+        assert [b.action for b in screen._merged_bindings.key_to_bindings["escape"]] == ["app.pop_screen"]
+    assert [b.action for b in RunsScreen._merged_bindings.key_to_bindings["escape"]] == ["leave_filter"]
+    app = TaskspaceApp(db=index_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        for keys, shown in ((("enter",), HeatmapScreen), (("t",), TaskScreen), (("p",), PipelineScreen)):
+            await pilot.press(*keys)
+            await settle(app, pilot)
+            assert isinstance(app.screen, shown)
+            await pilot.press("escape")
+            await settle(app, pilot)
+            assert isinstance(app.screen, RunsScreen)
+
+
+async def test_index_changed_reloads_the_data_screens(index_db, tmp_path):
+    """What a finished pipeline run posts (taskspace_tui.messages): every data screen re-reads the index."""
+    from taskspace_tui.messages import IndexChanged
+
+    db = tmp_path / "changing.duckdb"
+    shutil.copy(index_db, db)
+    app = TaskspaceApp(db=db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        screen = app.screen
+        assert [r["experiment"] for r in screen.rows if r["model"] == "zeta"] == [""]
+        con = duckdb.connect(str(db))  # as the pipeline's index stage would (the TUI holds no connection now)
+        con.execute("UPDATE runs SET experiment = 'new-variant' WHERE model = 'zeta'")
+        con.close()
+        app.post_message(IndexChanged())
+        await settle(app, pilot)
+        assert [r["experiment"] for r in screen.rows if r["model"] == "zeta"] == ["new-variant"]
+
+
 @pytest.mark.slow
 async def test_pipeline_screen_runs_dvc_repro_to_the_end(pipeline_repo):
     app = TaskspaceApp(db=pipeline_repo.parent / "baseline.duckdb", project=pipeline_repo)
@@ -139,11 +254,11 @@ async def test_pipeline_screen_runs_dvc_repro_to_the_end(pipeline_repo):
         assert screen.query_one("#stages").row_count >= 5
         await pilot.press("ctrl+r")
         for _ in range(600):  # the dvc subprocess streams in an async worker; the UI stays live meanwhile
-            if screen.last_rc is not None:
+            if screen.runner.returncode is not None:
                 break
             await pilot.pause(0.1)
         await settle(app, pilot)
-        assert screen.last_rc == 0
+        assert screen.runner.returncode == 0
         log = "\n".join(line.text for line in screen.query_one("#log").lines)
         assert "dvc repro" in log and "[exit 0]" in log
         progress = screen.query_one("#progress")
@@ -212,7 +327,7 @@ async def test_an_index_of_an_older_schema_says_how_to_rebuild(tmp_path, index_d
 def test_help_and_palette_come_from_the_declared_keys(index_db):
     from taskspace_tui.screens.help import help_text
 
-    text = help_text()
+    text = help_text(TaskspaceApp.key_sections())
     for screen in (TaskspaceApp, RunsScreen, HeatmapScreen, CompareScreen, TaskScreen, PipelineScreen):
         for k in screen.KEYS:
             if k.keys != "escape":
@@ -313,7 +428,7 @@ async def test_exp_run_beyond_the_workspace_asks_first(offline_project, index_db
         assert isinstance(app.screen, ConfirmScreen) and "pythia-70m-step1000" in app.screen.question
         await pilot.press("n")
         await settle(app, pilot)
-        assert app.screen is screen and screen.last_rc is None and screen.proc is None  # nothing launched
+        assert app.screen is screen and not screen.runner.busy and screen.runner.returncode is None  # not launched
 
 
 async def test_escape_leaves_the_filter_box_and_keeps_the_filter(index_db):
@@ -374,7 +489,7 @@ async def test_a_space_that_duplicates_transfer_is_not_offered(index_db, tmp_pat
 
 def test_pipeline_states_tell_busy_from_up_to_date():
     """A failed `dvc status` (DVC's lock held by a running pipeline) never reads as "up to date"."""
-    from taskspace_tui.screens.pipeline import DvcResult, stage_states
+    from taskspace_tui.runner import DvcResult, stage_states
 
     lock = DvcResult(1, "", "ERROR: Unable to acquire lock. Most likely another DVC process is running")
     assert stage_states(["prepare"], lock, running=False) == [("prepare", "DVC is busy (a pipeline is running)")]

@@ -10,13 +10,13 @@ import difflib
 import json
 import os
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from taskspace.blimp.meta import PARADIGMS
+from taskspace.blimp.meta import PARADIGMS, paper_phenomenon
 from taskspace.errors import TaskspaceError
 
 HUB = "hub"
@@ -32,6 +32,9 @@ SCHEMA = pa.schema(
         ("bad", pa.string()),
     ]
 )
+TASK_SCHEMA = pa.schema(
+    [("task", pa.string()), ("phenomenon", pa.string()), ("paper_phenomenon", pa.string()), ("field", pa.string())]
+)
 
 
 def default_source() -> str:
@@ -39,18 +42,18 @@ def default_source() -> str:
     env = os.environ.get("TASKSPACE_BLIMP")
     if env:
         return env
-    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "blimp"
+    shared = Path(__file__).resolve().parents[3] / "shared" / "data" / "blimp"
     return str(shared) if shared.is_dir() else HUB
 
 
-def source_files(source: str) -> str:
-    """What the prepare stage reads, as a DVC dependency: the local BLiMP folder (relative to the project when
-    it can be, so the path is the same on every machine with the usual layout); for the hub, the loading code
-    (the dataset's own revision is recorded with the splits)."""
+def source_files(source: str, project: str | Path = ".") -> str:
+    """What the prepare stage reads, as a DVC dependency: the local BLiMP folder (relative to the project folder
+    when it can be, so the path is the same on every machine with the usual layout); for the hub, the loading
+    code (the dataset's own revision is recorded with the splits)."""
     src = default_source() if str(source) == "auto" else str(source)
     if src == HUB:
         return "taskspace/blimp/data.py"
-    return os.path.relpath(Path(src).resolve()) if Path(src).is_absolute() else src
+    return os.path.relpath(Path(src).resolve(), Path(project).resolve()) if Path(src).is_absolute() else src
 
 
 class DataError(TaskspaceError, ValueError):
@@ -217,7 +220,14 @@ def split_pairs(pairs: pa.Table, n_train: int, n_eval: int, seed: int = 0) -> tu
     return pairs.take(pa.array(train_idx, pa.int64())), pairs.take(pa.array(eval_idx, pa.int64()))
 
 
-def task_table(pairs: pa.Table) -> list[tuple[str, str, str]]:
-    """(task, phenomenon, field) in order of first appearance."""
-    out = dict.fromkeys(zip(*(pairs.column(c).to_pylist() for c in ("task", "phenomenon", "field")), strict=True))
-    return list(out)
+def task_table(tasks: pa.Table | Mapping[str, tuple[str, str]]) -> pa.Table:
+    """The tasks table (`TASK_SCHEMA`: task, phenomenon, paper phenomenon, field), one row per task: from pairs
+    (their own metadata, in order of first appearance) or from a mapping task → (phenomenon, field) such as
+    `PARADIGMS` or `available_tasks(source)`."""
+    if isinstance(tasks, pa.Table):
+        meta: dict[str, tuple[str, str]] = {}
+        for t, ph, f in zip(*(tasks.column(c).to_pylist() for c in ("task", "phenomenon", "field")), strict=True):
+            meta.setdefault(t, (ph, f))
+        tasks = meta
+    rows = [(t, ph, paper_phenomenon(ph), f) for t, (ph, f) in tasks.items()]
+    return pa.table({c: [r[k] for r in rows] for k, c in enumerate(TASK_SCHEMA.names)}, schema=TASK_SCHEMA)

@@ -72,3 +72,8 @@ PARADIGMS: dict[str, tuple[str, str]] = {
     "wh_vs_that_with_gap": ("filler_gap_dependency", "syntax"),
     "wh_vs_that_with_gap_long_distance": ("filler_gap_dependency", "syntax"),
 }
+
+
+def paper_phenomenon(phenomenon: str) -> str:
+    """The paper's 12 phenomena: the two `s-selection` paradigms count under argument structure."""
+    return "argument_structure" if phenomenon == "s-selection" else phenomenon

@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from taskspace.cli.common import friendly_errors, say
+from taskspace.runs import INDEX_DB
 
-DB = "data/index/taskspace.duckdb"
+DB = str(INDEX_DB)
 OUT_HELP = "file to write; its suffix picks the format: .png .svg .pdf (figure), .csv (cells), .md .html (report)"
 
 
@@ -67,12 +68,13 @@ def _report(idx, run: dict, tasks, m, groups, kind: str, metric: str, out: Path)
     import numpy as np
 
     from taskspace.report import export as ex
+    from taskspace.report.labels import unit
 
     off = [(tasks[i], tasks[j], float(m[i, j])) for i in range(len(tasks)) for j in range(len(tasks)) if i != j]
     top = sorted((t for t in off if np.isfinite(t[2])), key=lambda t: -t[2])[:10]
     figure = out.with_suffix(".png")
     ex.save_figure(ex.space_figure(tasks, m, groups, kind, metric, run["index_key"]), figure)
-    text = ex.report_markdown(run, idx.analysis(run["run_id"]), top, ex.unit(kind, metric), figure.name)
+    text = ex.report_markdown(run, idx.analysis(run["run_id"]), top, unit(kind, metric), figure.name)
     if out.suffix.lower() == ".html":
         _write(out, ex.report_html(text, figure.read_bytes()))
         figure.unlink()  # inlined

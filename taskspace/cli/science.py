@@ -193,17 +193,17 @@ def analyze(probes, blimp, grouping, permutations, seed, both_directions, out):
     """Fit task spaces to the hypothesis space: Mantel test, within−between contrast, lexical control."""
     import json
 
+    from taskspace.blimp.words import task_words
     from taskspace.config import AnalysisConfig
     from taskspace.errors import OutputError
     from taskspace.io import write_json
+    from taskspace.report.labels import comparison_summary
     from taskspace.runs import Layout
     from taskspace.stats import spaces
-    from taskspace.stats.analysis import format_stat, paper_phenomenon, sentence_words
 
     cfg = AnalysisConfig(grouping=grouping, permutations=permutations, seed=seed, symmetric=not both_directions)
     source = blimp or data.default_source()
-    known = data.available_tasks(source)
-    meta = {t: {"phenomenon": p, "paper_phenomenon": paper_phenomenon(p), "field": f} for t, (p, f) in known.items()}
+    meta = {r["task"]: r for r in data.task_table(data.available_tasks(source)).to_pylist()}
     runs, sparsity = [], {}
     for d in probes:
         layout = Layout.single(d)
@@ -212,10 +212,7 @@ def analyze(probes, blimp, grouping, permutations, seed, both_directions, out):
         runs.append((str(d), spaces.TaskSpaces.load(layout.matrices, str(d))))
         sparsity[str(d)] = float(json.loads(layout.summary.read_text())["ftgd"]["sparsity"])
     tasks = sorted({t for _, s in runs for t in s.tasks})
-    pairs = data.load_blimp(source, tasks)
-    words: dict[str, set[str]] = {}
-    for t, g, b in zip(*(pairs.column(c).to_pylist() for c in ("task", "good", "bad"))):
-        words.setdefault(t, set()).update(sentence_words([g, b]))
+    words = task_words([data.load_blimp(source, tasks)])
 
     def report(s: spaces.TaskSpaces, fits: dict) -> None:
         out_console.print(matrix_table(s.tasks, s.matrices["transfer"], f"{s.key}: transfer"))
@@ -231,7 +228,7 @@ def analyze(probes, blimp, grouping, permutations, seed, both_directions, out):
         report,
     )
     for c in result.comparisons:
-        out_console.print(f"{c.kind}: {c.a} vs {c.b}: r={format_stat(c.r)} p={format_stat(c.p, 'p')}")
+        out_console.print(comparison_summary(c))
     if out:
         write_json(result.as_json(), Path(out) / "analysis.json")
         console.print(f"wrote {out}/analysis.json")

@@ -1,35 +1,17 @@
-"""Rich tables and number formats for results (each fits 80 columns where it can)."""
+"""Rich tables for results, each fitting 80 columns where it can (statistics named and written by
+`taskspace.report.labels`)."""
 
 from __future__ import annotations
 
 from rich import box
 from rich.table import Table
 
-from taskspace.stats.analysis import format_stat
+from taskspace.report import labels
 
-FIT_ROWS = {
-    "mantel_r": "Spearman r vs hypothesis",
-    "mantel_p": "Mantel p",
-    "within": "mean within phenomenon",
-    "between": "mean between",
-    "contrast": "within − between",
-    "contrast_p": "p (within − between)",
-    "p_floor": "smallest attainable p",
-    "reliability_sb": "reliability (replicates)",
-    "lexical_r": "r vs lexical overlap",
-    "partial_r": "partial r (lexical out)",
-    "partial_p": "p (partial r)",
-}
-METRIC_COLUMNS = {  # the transfer space's figures; metrics.json has gradient and sharing too
-    "transfer_mantel_r": "r",
-    "transfer_mantel_p": "p",
-    "transfer_p_floor": "floor",
-    "transfer_contrast": "w−b",
-    "transfer_reliability": "rel.",
-    "transfer_above_noise": ">noise",
-    "self_transfer": "gain",
-    "lm_loss_rise": "Δloss",
-}
+# the transfer space's figures (metrics.json has gradient and sharing too); "r" for Mantel r, so nine columns fit 80
+METRIC = ("transfer_mantel_r", "transfer_mantel_p", "transfer_p_floor", "transfer_contrast", "transfer_reliability",
+          "transfer_above_noise", "self_transfer", "lm_loss_rise")  # fmt: skip
+METRIC_COLUMNS = {k: labels.short(k) for k in METRIC} | {"transfer_mantel_r": "r"}
 
 
 def count(n: int) -> str:
@@ -78,16 +60,11 @@ def fit_table(fits: dict, title: str) -> Table:
     t.add_column("", no_wrap=True)
     for kind in fits:
         t.add_column(kind, justify="right")
-    for key, label in FIT_ROWS.items():
-        t.add_row(label, *(format_stat(getattr(f, key), key) for f in fits.values()))
-    t.add_row("p from", *(_how(f) for f in fits.values()))
+    for key, label in labels.NAMES.items():
+        t.add_row(label, *(labels.format_stat(getattr(f, key), key) for f in fits.values()))
+    t.add_row("p from", *(labels.p_source(f.p_exact, f.relabellings) for f in fits.values()))
     t.add_row("tasks left out (NaN)", *(str(len(f.excluded)) for f in fits.values()))
     return t
-
-
-def _how(f) -> str:
-    """exact (N relabellings of the grouping) or random (m permutations)."""
-    return "—" if f.p_exact is None else f"{'exact' if f.p_exact else 'random'} ({f.relabellings:,})"
 
 
 def impact_table(task: str, outcomes) -> Table:
@@ -112,21 +89,14 @@ def metrics_table(runs: dict, title: str) -> Table:
         title=title,
         box=box.SIMPLE_HEAD,  # no cell borders, one space between cells: nine columns fit 80 characters uncut
         padding=0,
-        caption="the transfer space — r: Spearman with the hypothesis, p: Mantel p, floor: the smallest p the task "
-        "set allows, w−b: within − between, rel.: split-half reliability over replicates (Spearman–Brown), "
-        ">noise: off-diagonal cells above the control's noise floor, gain: mean own-task gain, Δloss: mean LM-loss "
-        "rise on other tasks (nats/token)",
+        caption=labels.caption(METRIC_COLUMNS),
     )
     t.add_column("run", no_wrap=True)
     for label in METRIC_COLUMNS.values():
         t.add_column(label, justify="right", no_wrap=True)
     for run, m in runs.items():
-        t.add_row(run, *(_metric(m.get(k), k) for k in METRIC_COLUMNS))
+        t.add_row(run, *(labels.format_metric(m.get(k), k) for k in METRIC_COLUMNS))
     return t
-
-
-def _metric(value: float | None, key: str) -> str:
-    return f"{value:.0%}" if key == "transfer_above_noise" and value is not None else format_stat(value, key)
 
 
 def counts_table(counts: dict, title: str, caption: str) -> Table:
@@ -192,12 +162,10 @@ def exps_table(rows: list[dict], differ: list[str]) -> Table:
     """Experiments × runs: the settings that differ, then the headline metrics (blank where absent)."""
     from taskspace.pipeline.experiments import HEADLINE, short
 
-    header = dict(zip(HEADLINE, ("Mantel r", "p", "w−b", "rel.", "gain", "Δloss")))
-    FORMATS = ("+.2f", ".3f", "+.2f", ".2f", "+.2f", "+.3f")  # noqa: N806
+    header = {m: labels.short(m) for m in HEADLINE}
     t = Table(title="experiments: settings that differ, metrics per run", title_justify="left", box=box.SIMPLE_HEAD,
               pad_edge=False, collapse_padding=True,
-              caption="transfer space: Mantel r and p vs the hypothesis, w−b within − between, rel. split-half "
-                      "reliability; gain: own-task gain; Δloss: LM-loss rise (nats/token)")  # fmt: skip
+              caption=labels.caption(header))  # fmt: skip
     last = [k.rsplit(".", 1)[-1] for k in differ]  # `sparsity` for ftgd.sparsity, unless two keys share it
     names = [n if last.count(n) == 1 else k for n, k in zip(last, differ)]
     for col in ("experiment", *names):  # names give way first (…): the numbers are what is compared
@@ -207,6 +175,6 @@ def exps_table(rows: list[dict], differ: list[str]) -> Table:
         t.add_column(header[m], justify="right", no_wrap=True, min_width=max(len(header[m]), 6))
     for r in rows:
         cells = [str(r.get("experiment", "")), *(short(r.get(k)) for k in differ), str(r.get("run", ""))]
-        cells += ["" if r.get(m) is None else format(r[m], fmt) for m, fmt in zip(HEADLINE, FORMATS)]
+        cells += [labels.compact(r.get(m), m) for m in HEADLINE]
         t.add_row(*cells)
     return t

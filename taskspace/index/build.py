@@ -20,27 +20,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from taskspace.blimp.data import task_table
+from taskspace.blimp.meta import PARADIGMS
 from taskspace.index.schema import SCHEMA, SCHEMA_VERSION, TABLES, VIEWS, IndexUnavailable, schema_version
-from taskspace.runs import Run, finished_runs, revision_step
+from taskspace.runs import Run, finished_runs, revision_step, split_files, splits_root, tasks_file
 
 
 def _task_ids(con, tasks_file: Path | None, names: Iterable[str]) -> dict[str, int]:
-    """Insert unseen tasks (metadata from the prepare stage when available) and return name → id."""
+    """Insert unseen tasks (metadata from the prepare stage's tasks table, else BLiMP's) and return name → id."""
     meta = {}
     if tasks_file and tasks_file.exists():
-        meta = {r["task"]: r for r in pq.read_table(tasks_file).to_pylist()}
+        meta = {r["task"]: (r["phenomenon"], r["field"]) for r in pq.read_table(tasks_file).to_pylist()}
     known = dict(con.execute("SELECT task, task_id FROM tasks").fetchall())
     new = [n for n in dict.fromkeys(list(meta) + list(names)) if n not in known]
     if new:
-        from taskspace.blimp.meta import PARADIGMS
-        from taskspace.stats.analysis import paper_phenomenon
-
         start = max(known.values(), default=-1) + 1
-        rows = []
-        for i, n in enumerate(new):
-            ph, field = (meta[n]["phenomenon"], meta[n]["field"]) if n in meta else PARADIGMS.get(n, ("", ""))
-            rows.append((start + i, n, ph, paper_phenomenon(ph), field))
-        con.executemany("INSERT INTO tasks VALUES (?, ?, ?, ?, ?)", rows)  # a few dozen rows, once
+        rows = task_table({n: meta.get(n) or PARADIGMS.get(n, ("", "")) for n in new})
+        insert(con, "tasks", rows.add_column(0, "task_id", pa.array(range(start, start + len(new)), pa.int32())))
         known.update({n: start + i for i, n in enumerate(new)})
     return known
 
@@ -132,7 +128,7 @@ def _drop_run(con, run_id: int) -> None:
 
 
 def _fill(con, data_dir: Path, analysis_file: Path | None) -> tuple[int, int]:
-    tasks_file = data_dir / "prepare" / "splits" / "tasks.parquet"
+    tasks = tasks_file(data_dir)
     added = replaced = 0
     for run in finished_runs(data_dir):
         info = json.loads(run.layout.info.read_text())
@@ -144,11 +140,11 @@ def _fill(con, data_dir: Path, analysis_file: Path | None) -> tuple[int, int]:
             _drop_run(con, have[0])
         replaced, added = (replaced + 1, added) if have else (replaced, added + 1)
         run_id = have[0] if have else con.execute("SELECT coalesce(max(run_id), -1) + 1 FROM runs").fetchone()[0]
-        _load_run(con, run, info, lambda names: _task_ids(con, tasks_file, names), run_id)
-    eval_file = data_dir / "prepare" / "splits" / "eval.parquet"
+        _load_run(con, run, info, lambda names: _task_ids(con, tasks, names), run_id)
+    eval_file = split_files(splits_root(data_dir))[1]
     if eval_file.exists():  # the sentences behind the scores, for example pairs in the TUI
         ev = pq.read_table(eval_file)
-        ids = _task_ids(con, tasks_file, ev.column("task").to_pylist())
+        ids = _task_ids(con, tasks, ev.column("task").to_pylist())
         con.execute("DELETE FROM pairs")
         task_ids = pa.array([ids[t] for t in ev.column("task").to_pylist()], pa.int32())
         insert(con, "pairs", pa.table({"task_id": task_ids, **{c: ev.column(c) for c in ("pair_id", "good", "bad")}}))

@@ -7,6 +7,7 @@ from pathlib import Path
 import duckdb
 
 from taskspace.errors import TaskspaceError
+from taskspace.stats.spaces import METRIC_UNITS, OWN_UNITS
 
 SCHEMA_VERSION = 3  # bumped whenever a table changes; an index of another version is rebuilt by `taskspace index`
 SCHEMA = """
@@ -29,20 +30,27 @@ CREATE TABLE IF NOT EXISTS comparisons (
 CREATE TABLE IF NOT EXISTS stability (
     run_id INTEGER, kind VARCHAR, position INTEGER, with_next DOUBLE, with_last DOUBLE, contrast DOUBLE);
 """
+
+
+def _sql(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# A space's unit (`taskspace.stats.spaces`): its own, else the run's probing metric (accuracy when unrecorded).
+UNIT = (
+    "CASE s.kind " + " ".join(f"WHEN {_sql(k)} THEN {_sql(u)}" for k, u in OWN_UNITS.items())
+    + " ELSE CASE json_extract_string(r.probe, '$.probing.metric') "
+    + " ".join(f"WHEN {_sql(m)} THEN {_sql(u)}" for m, u in METRIC_UNITS.items())
+    + f" ELSE {_sql(METRIC_UNITS['accuracy'])} END END"
+)  # fmt: skip
 # Views for notebooks and SQL: task names instead of ids, the run's identity on every row (a query by model
 # alone would mix `dvc exp` variants: filter or group by params_hash / experiment), the direction spelled out.
-VIEWS = """
+VIEWS = f"""
 CREATE OR REPLACE VIEW spaces AS
 SELECT r.run_id, r.label AS run, r.model, r.revision, r.step, r.experiment, r.params_hash, s.kind,
        ta.task AS task_a, ta.phenomenon AS phenomenon_a, tb.task AS task_b, tb.phenomenon AS phenomenon_b,
        s.value,
-       CASE WHEN s.kind IN ('transfer', 'transfer_control', 'transfer_minus_control', 'transfer_ci')
-                 THEN CASE json_extract_string(r.probe, '$.probing.metric') WHEN 'margin' THEN 'nats of margin'
-                      ELSE 'accuracy (fraction of pairs)' END
-            WHEN s.kind = 'transfer_margin' THEN 'nats of margin'
-            WHEN s.kind = 'transfer_norm' THEN 'fraction of own-task gain'
-            WHEN s.kind = 'gradient' THEN 'cosine'
-            WHEN s.kind = 'sharing' THEN 'Jaccard' END AS unit
+       {UNIT} AS unit
 FROM similarities s JOIN runs r USING (run_id)
 JOIN tasks ta ON ta.task_id = s.task_a JOIN tasks tb ON tb.task_id = s.task_b;
 CREATE OR REPLACE VIEW transfer AS

@@ -16,6 +16,7 @@ from taskspace.config import FTGDConfig
 from taskspace.lm.models import LM
 from taskspace.lm.scoring import score_pairs, task_accuracy
 from taskspace.method.ftgd import Delta, EncodedPairs, finetune, lm_loss
+from taskspace.stats.spaces import LOSS_UNIT
 
 
 @dataclass
@@ -125,7 +126,7 @@ def collapse(
         delta.remove(lm.model)
     if not math.isfinite(loss_after) or loss_after - loss_before > cfg.max_lm_loss_rise:
         return (
-            f"LM loss on other tasks' sentences {loss_before:.2f} → {loss_after:.2f} nats/token "
+            f"LM loss on other tasks' sentences {loss_before:.2f} → {loss_after:.2f} {LOSS_UNIT} "
             f"(more than ftgd.max_lm_loss_rise = {cfg.max_lm_loss_rise})"
         )
     if ties >= 0.5:

@@ -25,7 +25,8 @@ class StageSpec:
 
 
 SCORING = ("taskspace/lm/scoring.py", "taskspace/lm/packing.py", MODEL_CODE)
-TUNING = ("taskspace/method/ftgd.py", "taskspace/method/similarity.py", "taskspace/method/probing.py", *SCORING)
+TUNING = ("taskspace/method/ftgd.py", "taskspace/method/similarity.py", "taskspace/method/impact.py",
+          "taskspace/method/probing.py", *SCORING)  # fmt: skip
 GRADIENT_KEYS = ("probing.grad_params", "probing.grad_projection", "probing.projection_seed")
 REPLICATE_KEYS = ("probing.ftgd_seeds", "probing.split_seeds")
 STAGES: dict[str, StageSpec] = {
@@ -44,7 +45,8 @@ STAGES: dict[str, StageSpec] = {
     ),
     "analyze": StageSpec(
         ("runs", "ftgd.sparsity", "analysis"),
-        ("taskspace/stats/analysis.py", "taskspace/stats/spaces.py", "taskspace/report/export.py"),
+        ("taskspace/stats/analysis.py", "taskspace/stats/grouping.py", "taskspace/stats/spaces.py",
+         "taskspace/blimp/words.py", "taskspace/report/export.py", "taskspace/report/labels.py"),  # fmt: skip
     ),
     "index": StageSpec((), ("taskspace/index",)),
 }

@@ -35,7 +35,7 @@ from taskspace.pipeline.replicates import (
     unit_name,
 )
 from taskspace.pipeline.settings import Settings, git_rev
-from taskspace.report.labels import format_stat
+from taskspace.report.labels import fit_summary
 from taskspace.runs import ANALYZE, DATA, Run, revision_step, splits_dir, tasks_file, tiny_dir
 
 
@@ -203,11 +203,7 @@ def stage_analyze(s: Settings, out: Path = ANALYZE, say: Say = print) -> dict:
         summaries[key] = json.loads(layout.summary.read_text()) if layout.summary.exists() else {}
 
     def report(s: spaces.TaskSpaces, fits: dict) -> None:
-        t = fits["transfer"]
-        say(
-            f"{s.key.split('#')[0]}: transfer Mantel r={format_stat(t.mantel_r)} "
-            f"p={format_stat(t.mantel_p, 'p')}, within−between={format_stat(t.contrast)}"
-        )
+        say(f"{s.key.split('#')[0]}: transfer {fit_summary(fits['transfer'])}")
 
     result = spaces.analyze(
         series,

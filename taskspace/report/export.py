@@ -15,22 +15,9 @@ import numpy as np
 
 from taskspace.errors import ConfigError
 from taskspace.io import atomic_write
-from taskspace.stats.spaces import DESCRIPTIONS
+from taskspace.report.labels import CONTRAST, DESCRIPTIONS, LOSS_UNIT, NOISE_FLOOR, REPORT_COLUMNS, stat_cell, unit
 
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
-UNITS = {
-    "accuracy": "accuracy (fraction of pairs)",
-    "margin": "mean margin (nats)",
-    "transfer_margin": "mean margin (nats)",
-    "transfer_norm": "fraction of the tuned task's own gain",
-    "gradient": "cosine",
-    "sharing": "Jaccard",
-}
-
-
-def unit(kind: str, metric: str = "accuracy") -> str:
-    """What a space's values measure: transfer kinds in the probing metric, the others their own."""
-    return UNITS.get(kind) or UNITS[metric]
 
 
 def _pyplot():
@@ -134,7 +121,7 @@ def stability_figure(series: dict[str, list[dict]], kind: str, metric: str):
     bottom.minorticks_off()
     top.minorticks_off()
     top.set_ylabel("Spearman r with\nthe last checkpoint", fontsize=9)
-    bottom.set_ylabel(f"within − between\n{unit(kind, metric)}", fontsize=9)
+    bottom.set_ylabel(f"{CONTRAST}\n{unit(kind, metric)}", fontsize=9)
     bottom.set_xlabel("training step")
     bottom.axhline(0, color="grey", lw=0.6)
     top.legend(fontsize=8)
@@ -163,37 +150,18 @@ def space_csv(tasks, m) -> str:
     return "\n".join(lines) + "\n"
 
 
-REPORT_COLUMNS = {  # fit statistic → its column in the report
-    "mantel_r": "Mantel r",
-    "mantel_p": "p",
-    "p_floor": "p floor",
-    "contrast": "within − between",
-    "contrast_p": "p",
-    "partial_r": "r, lexical overlap out",
-    "partial_p": "p",
-    "reliability_sb": "reliability (S–B)",
-}
-
-
-def stat_cell(value: float | None, key: str) -> str:
-    """A fit statistic in a Markdown table: p-values and floors to 3 significant digits, the rest signed."""
-    if value is None:
-        return "—"
-    return f"{value:.3g}" if key.endswith(("_p", "floor")) else f"{value:+.3f}"
-
-
 def trust_markdown(transfer: dict[str, float]) -> list[str]:
     """The transfer space's noise floor (from the label-swapped control) and low impact, or what would measure them."""
-    lines = ["## Noise floor and low impact", ""]
+    lines = [f"## {NOISE_FLOOR.capitalize()} and low impact", ""]
     floor, above, cells = (transfer.get(k) for k in ("noise_floor", "cells_above_noise", "cells"))
     if floor is None:
-        lines.append("- **noise floor**: not measured (the run has no control; set `probing.control: true`)")
+        lines.append(f"- **{NOISE_FLOOR}**: not measured (the run has no control; set `probing.control: true`)")
     else:
         share = f" ({above / cells:.0%})" if cells else ""
-        lines.append(f"- **noise floor** (95th percentile of |control transfer| off the diagonal): {floor:.4g}; "
+        lines.append(f"- **{NOISE_FLOOR}** (95th percentile of |control transfer| off the diagonal): {floor:.4g}; "
                      f"{int(above)} of {int(cells)} off-diagonal cells above it{share}")  # fmt: skip
     for key, what in (("self_transfer", "own-task gain (mean diagonal)"),
-                      ("lm_loss_rise", "LM-loss rise on the other tasks' sentences (nats/token)")):  # fmt: skip
+                      ("lm_loss_rise", f"LM-loss rise on the other tasks' sentences ({LOSS_UNIT})")):  # fmt: skip
         if transfer.get(key) is not None:
             lines.append(f"- **{what}**: {transfer[key]:+.4g}")
     return lines + [""]

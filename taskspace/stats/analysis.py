@@ -7,11 +7,8 @@ all relabellings are one (N, T) index array, gathered with fancy indexing and co
 
 from __future__ import annotations
 
-import csv
-import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from scipy.cluster.hierarchy import leaves_list, linkage
@@ -24,78 +21,10 @@ from taskspace.stats.permutations import EXACT_LIMIT, Relabellings, group_relabe
 # ---- hypothesis spaces ---------------------------------------------------------------------------------
 
 
-def format_stat(value: float | None, key: str = "") -> str:
-    """How a statistic is shown (CLI tables, TUI): 3 decimals (4 for p-values below 0.001), signed except p-values,
-    "—" when missing."""
-    if value is None:
-        return "—"
-    if key == "p" or key.endswith(("_p", "p_floor")):
-        return f"{value:.4f}" if value < 0.001 else f"{value:.3f}"
-    return f"{value:+.3f}"
-
-
-def p_method(exact: bool | None, relabellings: int | None, floor: float | None) -> str:
-    """How a p-value was computed, and the smallest it could be: `exact over 15 relabellings, p ≥ 0.067`."""
-    if exact is None or floor is None:
-        return "—"
-    how = f"exact over {relabellings:,} relabellings" if exact else f"{relabellings:,} random relabellings"
-    return f"{how}, p ≥ {format_stat(floor, 'p')}"
-
-
 def hypothesis_space(groups: Sequence[str]) -> np.ndarray:
     """H[i, j] = 1 if tasks i and j share a group (phenomenon, field, …), else 0; the diagonal is 1."""
     g = np.asarray(groups)
     return (g[:, None] == g[None, :]).astype(np.float64)
-
-
-def paper_phenomenon(phenomenon: str) -> str:
-    """The paper's 12 phenomena: the two `s-selection` paradigms count under argument structure."""
-    return "argument_structure" if phenomenon == "s-selection" else phenomenon
-
-
-def load_grouping(path: str | Path) -> dict[str, str]:
-    """A user grouping: JSON {task: group}, or CSV/TSV rows `task,group` (header optional)."""
-    path = Path(path)
-    if not path.is_file():
-        raise AnalysisError(f"grouping file {path} not found; use phenomenon, paper, field or a task→group file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise AnalysisError(f"{path}: not UTF-8 text ({e.reason})") from None
-    if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise AnalysisError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
-        if not isinstance(obj, dict) or not all(isinstance(v, str) for v in obj.values()):
-            raise AnalysisError(f"{path}: expected a JSON object mapping task names to group names")
-        return {str(k): v for k, v in obj.items()}
-    lines = text.splitlines()
-    tab = path.suffix.lower() == ".tsv" or (bool(lines) and "\t" in lines[0])
-    out: dict[str, str] = {}
-    for lineno, row in enumerate(csv.reader(lines, dialect="excel-tab" if tab else "excel"), 1):
-        row = [c.strip() for c in row]
-        if not any(row) or row[0].startswith("#"):
-            continue
-        if len(row) != 2 or not all(row):
-            raise AnalysisError(f"{path}:{lineno}: expected two non-empty columns task,group; got {row!r}")
-        if not out and [c.lower() for c in row] == ["task", "group"]:
-            continue
-        if out.get(row[0], row[1]) != row[1]:
-            raise AnalysisError(f"{path}:{lineno}: task {row[0]} is given two groups ({out[row[0]]}, {row[1]})")
-        out[row[0]] = row[1]
-    if not out:
-        raise AnalysisError(f"{path}: no task,group rows")
-    return out
-
-
-def groups_for(tasks: Sequence[str], grouping: dict[str, str]) -> list[str]:
-    """The group of each task, in task order; every task must be covered (a silent default would bias H)."""
-    missing = [t for t in tasks if t not in grouping]
-    if missing:
-        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise AnalysisError(f"grouping has no group for task(s) {', '.join(missing[:5])}{more}; add them")
-    return [grouping[t] for t in tasks]
 
 
 # ---- off-diagonal vectors and correlations ------------------------------------------------------------
@@ -318,11 +247,6 @@ def partial_hypothesis_test(
 # ---- lexical control, comparison, stability, ordering --------------------------------------------------
 
 
-def sentence_words(sentences: Iterable[str]) -> set[str]:
-    """Lower-cased words with `.,?!` stripped: the vocabulary a lexical-overlap control compares."""
-    return {w for s in sentences for tok in s.lower().split() if (w := tok.strip(".,?!"))}
-
-
 def lexical_overlap(word_sets: Sequence[set[str]]) -> np.ndarray:
     """Jaccard of the tasks' vocabularies (diagonal 1): the control a task space should beat."""
     t = len(word_sets)
@@ -345,10 +269,20 @@ class Comparison:
 
 
 def compare_spaces(
-    a: np.ndarray, b: np.ndarray, tasks: Sequence[str], permutations: int = 1000, seed: int = 0, top: int = 5
+    a: np.ndarray,
+    b: np.ndarray,
+    tasks: Sequence[str],
+    permutations: int = 1000,
+    seed: int = 0,
+    top: int = 5,
+    test: bool = True,
 ) -> Comparison:
-    """Two spaces over the same tasks: Spearman + Mantel p, A − B, and the tasks whose rows changed most."""
-    res = mantel_test(a, b, permutations, seed)
+    """Two spaces over the same tasks: Spearman + Mantel p, A − B, and the tasks whose rows changed most.
+    `test=False` skips the permutation test (p is NaN): for a comparison whose p is already stored."""
+    if test:
+        res = mantel_test(a, b, permutations, seed)
+    else:
+        res = MantelResult(spearman_offdiag(a, b), float("nan"), 0)
     diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
     if len(tasks) != len(diff):
         raise AnalysisError(f"{len(tasks)} task names for a {len(diff)}-task space")

@@ -15,21 +15,23 @@ import numpy as np
 from taskspace.config import AnalysisConfig
 from taskspace.errors import AnalysisError, OutputError
 from taskspace.stats import analysis as A
+from taskspace.stats.grouping import groups_for, load_grouping
 
 # stored per run (the last two with a label-swapped control; transfer_ci, the interval half-width, with replicates)
 KINDS = ("transfer", "transfer_norm", "transfer_margin", "gradient", "sharing", "transfer_control",
          "transfer_minus_control")  # fmt: skip
 FITTED = ("transfer", "transfer_norm", "gradient", "sharing", "transfer_minus_control")  # those a run has
 COMPARED = ("transfer", "gradient", "sharing")  # compared between runs and followed over checkpoints
-DESCRIPTIONS = {
-    "transfer": "eval2 − eval1 on the column task after tuning on the row task (in the probing metric)",
-    "transfer_norm": "transfer divided by the row task's own gain (its diagonal)",
-    "transfer_margin": "transfer in mean margin (nats), whatever the probing metric",
-    "gradient": "cosine of the two tasks' gradient differentials at the untuned model",
-    "sharing": "Jaccard overlap of the two tasks' FTGD parameter footprints",
-    "transfer_control": "transfer after tuning on label-swapped pairs: what tuning moves by chance",
-    "transfer_minus_control": "transfer minus its label-swapped control",
+# what each kind's values measure (data: the index's views carry it; `taskspace.report.labels` shows it): transfer
+# and its control in the probing metric, the other kinds in a unit of their own
+METRIC_UNITS = {"accuracy": "accuracy (fraction of pairs)", "margin": "mean margin (nats)"}
+OWN_UNITS = {
+    "transfer_margin": METRIC_UNITS["margin"],
+    "transfer_norm": "fraction of the tuned task's own gain",
+    "gradient": "cosine",
+    "sharing": "Jaccard",
 }
+LOSS_UNIT = "nats/token"  # the LM loss (`lm_loss_rise`): mean negative log-likelihood per token
 
 
 @dataclass
@@ -103,7 +105,7 @@ def groups_of(tasks: Sequence[str], how: str, meta: dict[str, dict]) -> list[str
         if missing:
             raise AnalysisError(f"no {how} known for task {missing[0]}; pass a grouping file")
         return [meta[t][col] for t in tasks]
-    return A.groups_for(tasks, A.load_grouping(how))
+    return groups_for(tasks, load_grouping(how))
 
 
 def fit(
@@ -191,7 +193,11 @@ class SpaceComparison:
         return out
 
 
-def compare(a: TaskSpaces, b: TaskSpaces, kind: str, cfg: AnalysisConfig, relation: str = "") -> SpaceComparison:
+def compare(
+    a: TaskSpaces, b: TaskSpaces, kind: str, cfg: AnalysisConfig, relation: str = "", test: bool = True
+) -> SpaceComparison:
+    """A and B over their shared defined tasks; `test=False` leaves out the permutation test (p is NaN), for a
+    comparison whose r and p the analyze stage stored."""
     common = [t for t in a.tasks if t in b.tasks]
     ma, mb = (s.restricted(common).matrices[kind] for s in (a, b))
     keep = sorted(set(defined(ma)) & set(defined(mb)))  # tasks with a NaN in either space are left out
@@ -199,7 +205,7 @@ def compare(a: TaskSpaces, b: TaskSpaces, kind: str, cfg: AnalysisConfig, relati
     if len(common) < 3:
         raise AnalysisError(f"{a.key} and {b.key} share {len(common)} defined tasks; comparing needs at least 3")
     ma, mb = ma[np.ix_(keep, keep)], mb[np.ix_(keep, keep)]
-    c = A.compare_spaces(ma, mb, common, permutations=cfg.permutations, seed=cfg.seed)
+    c = A.compare_spaces(ma, mb, common, permutations=cfg.permutations, seed=cfg.seed, test=test)
     return SpaceComparison(
         kind, a.key, b.key, relation, _num(c.r), _num(c.p), common, c.most_changed, c.difference, c.exact, c.min_p
     )

@@ -1,15 +1,33 @@
-"""What every data screen shares: loading from the index in a worker and showing failures as a message."""
+"""What the screens share: their keys (each screen's own, plus the back key) and, for data screens, loading from
+the index in a worker and showing failures as a message."""
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 from textual.screen import Screen
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
 from taskspace.errors import TaskspaceError
+from taskspace_tui.keys import BACK, Key, bindings
 
 
-class DataScreen(Screen):
+class KeyedScreen(Screen):
+    """A screen that declares its keys once, in `KEYS` (`NAME` titles them in help and the palette); its bindings
+    are made from them, followed by the back key (escape) unless `BACK` is false (the first screen)."""
+
+    NAME: ClassVar[str] = ""
+    KEYS: ClassVar[list[Key]] = []
+    BACK: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        if "KEYS" in cls.__dict__:  # before Textual merges the class's BINDINGS
+            cls.BINDINGS = bindings(cls.KEYS + ([BACK] if cls.BACK else []))
+        super().__init_subclass__(**kwargs)
+
+
+class DataScreen(KeyedScreen):
     """Subclasses implement `fetch(index)` (runs in a thread, returns the screen's data as one dataclass) and
     `show(data)` (on the UI thread). A TaskspaceError from fetch (missing index, locked, no matrices…) is shown
     as its one-line message; anything else with its type."""
@@ -56,22 +74,3 @@ def message_box(id: str = "message") -> Static:
     box = Static("", id=id, classes="message")
     box.display = False
     return box
-
-
-def trust_lines(kind: str, s: dict[str, float], transfer: dict[str, float], brief: bool = False) -> list[str]:
-    """How far a space can be trusted: its reliability over replicates and, for transfer, the control's noise
-    floor and the low-impact figures; or which setting would measure them (brief: n/a, and no low impact)."""
-    if s.get("reliability_sb") is not None:
-        lines = [f"reliability: {s['reliability_sb']:.2f} (split-half {s.get('reliability', float('nan')):.2f})"]
-    else:
-        lines = ["reliability: n/a" + ("" if brief else " (one replicate; set probing.ftgd_seeds)")]
-    if kind != "transfer":
-        return lines
-    if transfer.get("noise_floor") is not None:
-        above, cells = int(transfer.get("cells_above_noise") or 0), int(transfer.get("cells") or 0)
-        lines.append(f"noise floor: {transfer['noise_floor']:.4f}; {above} of {cells} cells above")
-    else:
-        lines.append("noise floor: n/a" + ("" if brief else " (no control; set probing.control)"))
-    if not brief and transfer.get("self_transfer") is not None and transfer.get("lm_loss_rise") is not None:
-        lines.append(f"own-task gain {transfer['self_transfer']:+.3f}, LM-loss rise {transfer['lm_loss_rise']:+.3f}")
-    return lines

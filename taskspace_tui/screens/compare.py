@@ -14,11 +14,11 @@ from textual.widgets import Footer, Header, Static
 
 from taskspace.config import AnalysisConfig
 from taskspace.errors import OutputError
-from taskspace.report.export import unit
+from taskspace.report.labels import CONTRAST_TIGHT, NAMES, format_stat, p_method, trust_lines, unit, unit_name
 from taskspace.stats import analysis, spaces
 from taskspace.stats.spaces import SpaceComparison
-from taskspace_tui.keys import Key, bindings
-from taskspace_tui.screens.base import DataScreen, message_box, trust_lines
+from taskspace_tui.keys import Key
+from taskspace_tui.screens.base import DataScreen, message_box
 from taskspace_tui.widgets.heatmap import Heatmap, Scale, legend
 
 
@@ -40,6 +40,10 @@ def stability_plot(title: str, revisions: list[str], values: list, width: int = 
     return Text.from_ansi(str(f.build()))
 
 
+STORED = ("r", "p", "relation", "p_floor", "p_exact")  # what the analyze stage stores of a comparison
+STORED_BY = {True: "  (from the analysis)", False: "  (computed here: the analysis did not compare this pair)"}
+
+
 def _relabellings(cmp: SpaceComparison) -> int:
     """How many relabellings the comparison's p is over (exact: all T!; random: from its floor)."""
     return round(1 / cmp.p_floor) - (0 if cmp.p_exact else 1) if cmp.p_floor else 0
@@ -51,7 +55,7 @@ class CompareData:
     a: np.ndarray  # A's and B's spaces over the common tasks
     b: np.ndarray
     meta: dict[str, dict]
-    stored: bool  # r and p as the analyze stage computed them (else computed here, with A's settings)
+    stored: bool  # r and p as the analyze stage stored them (else computed here, with A's analysis settings)
     stability: list[dict]  # A's checkpoint series for this kind (empty: none)
     metric: str = "accuracy"  # A's probing metric: the unit of transfer
     trust: tuple[str, str] = ("", "")  # A's and B's reliability and noise floor for this kind
@@ -61,9 +65,7 @@ class CompareScreen(DataScreen):
     NAME = "compare"
     KEYS = [
         Key("k", "next_kind", "next space", "Compare the next kind of space: transfer → gradient → sharing"),
-        Key("escape", "app.pop_screen", "back", "Back to the previous screen", palette=False),
     ]
-    BINDINGS = bindings(KEYS)
 
     def __init__(self, a: dict, b: dict, kind: str = "transfer") -> None:
         super().__init__()
@@ -91,10 +93,12 @@ class CompareScreen(DataScreen):
         sa, sb = (self._spaces(index, run) for run in (self.a, self.b))
         settings = index.analysis_settings(self.a["run_id"])
         cfg = AnalysisConfig(**settings) if settings else AnalysisConfig()
-        cmp = spaces.compare(sa, sb, self.kind, cfg)
         stored = index.comparison(self.a["run_id"], self.b["run_id"], self.kind)
-        if stored:  # the analyze stage's own r and p (same settings, the same numbers)
-            cmp = dataclasses.replace(cmp, **{k: stored[k] for k in ("r", "p", "relation", "p_floor", "p_exact")})
+        if stored:  # the analyze stage's r and p; compare gives the tasks it used (NaN ones left out) and A − B
+            cmp = spaces.compare(sa, sb, self.kind, cfg, test=False)
+            cmp = dataclasses.replace(cmp, **{k: stored[k] for k in STORED})
+        else:  # a pair the analysis did not compare: the same function, with A's analysis settings
+            cmp = spaces.compare(sa, sb, self.kind, cfg)
         series = []
         if self.a["model"] == self.b["model"] and self.a["params_hash"] == self.b["params_hash"]:
             series = index.stability(self.a["run_id"], self.kind)
@@ -115,10 +119,12 @@ class CompareScreen(DataScreen):
         return " · ".join(trust_lines(self.kind, stats.get(self.kind, {}), stats.get("transfer", {}), brief=True))
 
     def _spaces(self, index, run: dict) -> spaces.TaskSpaces:
+        """The run's space as stored, NaN cells included: `spaces.compare` leaves their tasks out, as the
+        analyze stage did."""
         tasks, m = index.matrix(run["run_id"], self.kind)
         if not tasks:
             raise OutputError(f"run {run['label']} has no {self.kind} matrix in the index")
-        return spaces.TaskSpaces(tasks, {self.kind: np.nan_to_num(m)}, run["label"])
+        return spaces.TaskSpaces(tasks, {self.kind: m}, run["label"])
 
     def show(self, data: CompareData) -> None:
         cmp = data.comparison
@@ -141,11 +147,11 @@ class CompareScreen(DataScreen):
                 (self.kind, "bold cyan"),
                 "\n",
                 ("Spearman r ", "dim"),
-                (analysis.format_stat(cmp.r), "bold"),
-                ("   Mantel p ", "dim"),
-                (analysis.format_stat(cmp.p, "p"), "bold"),
-                ("  (from the analysis)" if data.stored else "", "dim"),
-                ("\n" + analysis.p_method(cmp.p_exact, _relabellings(cmp), cmp.p_floor), "dim"),
+                (format_stat(cmp.r), "bold"),
+                (f"   {NAMES['mantel_p']} ", "dim"),
+                (format_stat(cmp.p, "p"), "bold"),
+                (STORED_BY[data.stored], "dim"),
+                ("\n" + p_method(cmp.p_exact, _relabellings(cmp), cmp.p_floor), "dim"),
                 ("\nA ", "dim"),
                 data.trust[0],
                 ("\nB ", "dim"),
@@ -164,7 +170,7 @@ class CompareScreen(DataScreen):
                     [
                         stability_plot(f"{self.kind}: r with last (Spearman)", revisions,
                                        [r["with_last"] for r in st], width),
-                        stability_plot(f"{self.kind}: within−between, {u.split(' (')[0]}", revisions,
+                        stability_plot(f"{self.kind}: {CONTRAST_TIGHT}, {unit_name(self.kind, data.metric)}", revisions,
                                        [r["contrast"] for r in st], width),
                     ]
                 )

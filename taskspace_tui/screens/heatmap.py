@@ -13,11 +13,11 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Static
 
 from taskspace.errors import OutputError
-from taskspace.report.export import unit
+from taskspace.report.labels import NOISE_FLOOR, format_stat, p_method, trust_lines, unit
 from taskspace.stats import analysis
 from taskspace.stats.spaces import KINDS
-from taskspace_tui.keys import Key, bindings
-from taskspace_tui.screens.base import DataScreen, message_box, trust_lines
+from taskspace_tui.keys import Key
+from taskspace_tui.screens.base import DataScreen, message_box
 from taskspace_tui.widgets.heatmap import Heatmap, legend
 
 
@@ -59,9 +59,7 @@ class HeatmapScreen(DataScreen):
         Key("enter", "task", "task view", "Task view of the cursor's row task"),
         Key("g", "jump", "go to task", "Move the cursor to a task typed by name (its own cell: row and column)"),
         Key("e", "export", "export", "Write this space as a paper figure (PNG) and its cells (CSV) into exports/"),
-        Key("escape", "app.pop_screen", "back", "Back to the previous screen", palette=False),
     ]
-    BINDINGS = bindings(KEYS)
 
     def __init__(self, run: dict, kind: str = "transfer") -> None:
         super().__init__()
@@ -147,9 +145,9 @@ class HeatmapScreen(DataScreen):
         self.query_one("#legend", Static).update(Text.assemble(*[(s.text, s.style) for s in legend(hm.scale)]))
         s = self.stats.get(self.kind, {})
         keys = ("mantel_r", "mantel_p", "within", "between", "contrast")
-        lines = [f"{k}: {analysis.format_stat(s[k], k)}" for k in keys if k in s]
+        lines = [f"{k}: {format_stat(s[k], k)}" for k in keys if k in s]
         if "p_floor" in s:
-            lines.append(analysis.p_method(bool(s.get("p_exact")), int(s.get("relabellings") or 0), s["p_floor"]))
+            lines.append(p_method(bool(s.get("p_exact")), int(s.get("relabellings") or 0), s["p_floor"]))
         if s.get("n_excluded"):
             lines.append(f"{int(s['n_excluded'])} task(s) left out: no value (NaN) in their row or column")
         lines += trust_lines(self.kind, s, self.stats.get("transfer", {}))
@@ -193,7 +191,7 @@ class HeatmapScreen(DataScreen):
         floor = self.stats.get("transfer", {}).get("noise_floor")
         if self.kind != "transfer" or floor is None or row == col or not np.isfinite(v):
             return ""
-        return f"\n{'above' if abs(v) > floor else 'within'} the noise floor (|value| vs {floor:.4f})"
+        return f"\n{'above' if abs(v) > floor else 'within'} the {NOISE_FLOOR} (|value| vs {floor:.4f})"
 
     def on_heatmap_cursor_moved(self, event: Heatmap.CursorMoved) -> None:
         self.show_cell(event.row, event.col)

@@ -1,4 +1,4 @@
-"""Help (every screen's keys, and what the numbers mean) and the too-small-terminal notice."""
+"""Help (every screen's keys, handed over by the App, and what the numbers mean) and the too-small-terminal notice."""
 
 from __future__ import annotations
 
@@ -8,42 +8,33 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from taskspace.stats.spaces import DESCRIPTIONS
-from taskspace_tui.keys import help_line
-
-STATISTICS = {
-    "Mantel r": "Spearman correlation of a space's off-diagonal with the hypothesis (1 = same phenomenon)",
-    "p": "Mantel permutation p: how often relabelled tasks fit as well (small = structure beyond chance)",
-    "w−b": "mean value within a phenomenon minus between phenomena (> 0: related tasks are closer)",
-    "lexical r": "correlation with vocabulary overlap: structure that shared words alone would give",
-}
+from taskspace.report.labels import DESCRIPTIONS, GLOSSARY
+from taskspace_tui.keys import Key, help_line
 
 
-def help_text() -> str:
-    from taskspace_tui.app import TaskspaceApp
-    from taskspace_tui.screens.compare import CompareScreen
-    from taskspace_tui.screens.heatmap import HeatmapScreen
-    from taskspace_tui.screens.pipeline import PipelineScreen
-    from taskspace_tui.screens.runs import RunsScreen
-    from taskspace_tui.screens.task import TaskScreen
-
+def help_text(sections: list[tuple[str, list[Key]]]) -> str:
+    """`sections`: (title, keys) of the app and of each screen, as the App hands them over."""
     lines = ["[b]taskspace[/b] — keys (ctrl+p opens the command palette; escape goes back)", ""]
-    lines.append(help_line("everywhere", TaskspaceApp.KEYS))
-    for screen in (RunsScreen, HeatmapScreen, CompareScreen, TaskScreen, PipelineScreen):
-        lines.append(help_line(screen.NAME, [k for k in screen.KEYS if k.keys != "escape"]))
+    lines += [help_line(title, keys) for title, keys in sections]
     lines += ["", "[b]spaces[/b] (rows: the task tuned on, columns: the task evaluated)"]
     lines += [f"  {kind:<16}{text}" for kind, text in DESCRIPTIONS.items()]
     lines += ["", "[b]statistics[/b]"]
-    lines += [f"  {name:<16}{text}" for name, text in STATISTICS.items()]
+    lines += [f"  {name:<16}{text}" for name, text in GLOSSARY.items()]
     return "\n".join(lines)
 
 
 class HelpScreen(ModalScreen):
+    """Knows no screen: the App gives it every screen's keys."""
+
     BINDINGS = [Binding("escape,question_mark,q", "app.pop_screen", "close")]
+
+    def __init__(self, sections: list[tuple[str, list[Key]]]) -> None:
+        super().__init__()
+        self.sections = sections
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help"):
-            yield Static(help_text())
+            yield Static(help_text(self.sections))
 
 
 class TooSmallScreen(ModalScreen):

@@ -1,78 +1,39 @@
 """Pipeline screen: dvc status and stages, launch `dvc repro` / `dvc exp run -S …` with a live log, cancel.
 
-DVC allows one pipeline command per repo at a time, so launches are serialised here: a second launch while one
-runs is refused with a message rather than failing on DVC's lock."""
+A shell over a `DvcRunner` (taskspace_tui.runner), which runs the process: DVC allows one pipeline command per
+repo at a time, so a second launch while one runs is refused with a message rather than failing on DVC's lock."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
 import shlex
-import signal
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, LoadingIndicator, RichLog, Static
 
-from taskspace_tui.keys import Key, bindings
+from taskspace_tui.keys import Key
+from taskspace_tui.messages import IndexChanged
+from taskspace_tui.runner import BUSY, DvcRunner, stage_states
+from taskspace_tui.screens.base import KeyedScreen
 from taskspace_tui.screens.confirm import ConfirmScreen
 
 PROGRESS_SECONDS = 2.0
 
 
-def dvc_command() -> list[str]:
-    """`dvc` from the same environment as this app (works in the project's .venv without activating it)."""
-    exe = Path(sys.executable).parent / "dvc"
-    return [str(exe)] if exe.exists() else ["dvc"]
-
-
-@dataclass(frozen=True)
-class DvcResult:
-    rc: int
-    out: str
-    err: str
-
-
-def stage_states(names: list[str], status: DvcResult, running: bool) -> list[tuple[str, str]]:
-    """Each stage's state from `dvc status --json`; when that fails, say why instead of "up to date" (DVC holds
-    its lock while a pipeline runs, here or in another terminal)."""
-    if status.rc != 0:
-        busy = running or "lock" in status.err.lower()
-        why = "DVC is busy (a pipeline is running)" if busy else f"unknown: {first_line(status.err)}"
-        return [(name, why) for name in names]
-    try:
-        changed = json.loads(status.out or "{}")
-    except json.JSONDecodeError:
-        return [(name, "unknown: unreadable dvc status") for name in names]
-    return [(name, "changed" if name in changed else "up to date") for name in names]
-
-
-def first_line(text: str) -> str:
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[0][:80] if lines else "dvc status failed"
-
-
-class PipelineScreen(Screen):
+class PipelineScreen(KeyedScreen):
     NAME = "pipeline"
     KEYS = [
         Key("ctrl+r", "repro", "dvc repro", "Reproduce the pipeline (dvc repro)", priority=True),
         Key("ctrl+e", "exp_run", "dvc exp run", "Run an experiment with the overrides in the form", priority=True),
         Key("ctrl+c", "cancel", "cancel", "Stop the running dvc command (it resumes next time)", priority=True),
         Key("ctrl+s", "status", "status", "Re-read dvc status", priority=True),
-        Key("escape", "app.pop_screen", "back", "Back to the previous screen", palette=False),
     ]
-    BINDINGS = bindings(KEYS)
+    runner: DvcRunner  # made on mount, in the app's project
 
     def __init__(self) -> None:
         super().__init__()
-        self.proc: asyncio.subprocess.Process | None = None
-        self.last_rc: int | None = None
         self.last_preview: list[str] = []
 
     def compose(self) -> ComposeResult:
@@ -94,6 +55,7 @@ class PipelineScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.runner = DvcRunner(self.app.project)
         self.query_one("#running").display = False
         self.query_one("#stages", DataTable).add_columns("stage", "state")
         self.query_one("#progress", DataTable).add_columns("run", "ftgd", "eval2")
@@ -108,30 +70,30 @@ class PipelineScreen(Screen):
 
     @work(exclusive=True, group="status", exit_on_error=False)
     async def load_status(self) -> None:
-        names = await self._dvc_output("stage", "list", "--name-only")
-        status = await self._dvc_output("status", "--json")
+        names = await self.runner.output("stage", "list", "--name-only")
+        status = await self.runner.output("status", "--json")
         table = self.query_one("#stages", DataTable)
         table.clear()
         if names.rc != 0:
             table.add_row("(no DVC project here)", str(self.app.project))
             return
-        for name, state in stage_states(names.out.split(), status, self.proc is not None):
+        for name, state in stage_states(names.out.split(), status, self.runner.busy):
             table.add_row(name, state)
         self.load_progress()
 
     def _progress_while_running(self) -> None:
-        if self.proc is not None:
+        if self.runner.busy:
             self.load_progress()
 
     @work(thread=True, exclusive=True, group="progress", exit_on_error=False)
     def load_progress(self) -> None:
         from taskspace.errors import TaskspaceError
         from taskspace.pipeline.progress import run_progress
-        from taskspace.pipeline.settings import load_params
+        from taskspace.pipeline.settings import Settings
 
         try:
-            p = load_params(Path(self.app.project) / "params.yaml")
-            rows = run_progress(p, Path(self.app.project) / "data")
+            settings = Settings.load(Path(self.app.project) / "params.yaml")
+            rows = run_progress(settings, Path(self.app.project) / "data")
         except (TaskspaceError, OSError, KeyError, ValueError):
             rows = []  # no project, or params being edited: nothing to show, never an error on screen
         self.app.call_from_thread(self._show_progress, rows)
@@ -141,18 +103,6 @@ class PipelineScreen(Screen):
         table.clear()
         for r in rows:
             table.add_row(r.label, f"{r.ftgd}/{r.total}", f"{r.eval2}/{r.total}")
-
-    async def _dvc_output(self, *args: str) -> DvcResult:
-        proc = await asyncio.create_subprocess_exec(
-            *dvc_command(),
-            *args,
-            cwd=self.app.project,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "DVC_NO_ANALYTICS": "1"},
-        )
-        out, err = await proc.communicate()
-        return DvcResult(proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))
 
     # ---- launching -----------------------------------------------------------------------------------------
 
@@ -196,44 +146,30 @@ class PipelineScreen(Screen):
         self.app.push_screen(ConfirmScreen(question), lambda yes: self.launch(args) if yes else None)
 
     def launch(self, args: list[str]) -> None:
-        if self.proc is not None:
-            self.notify(
-                "a dvc command is already running (DVC runs one per project); cancel it first", severity="warning"
-            )
+        if self.runner.busy:
+            self.notify(BUSY, severity="warning")
             return
         self.stream(args)
 
     @work(exclusive=True, group="run", exit_on_error=False)
     async def stream(self, args: list[str]) -> None:
         log = self.query_one("#log", RichLog)
-        cmd = dvc_command() + args
         log.write("$ dvc " + " ".join(args))
         self._show_running(True, " ".join(["dvc", *args]))
-        env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+        rc = -1
         try:
-            self.proc = await asyncio.create_subprocess_exec(
-                *cmd,
-                cwd=self.app.project,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
+            await self.runner.start(args)
             self.load_status()  # DVC now holds its lock: the stages show "busy", not a stale "up to date"
-            async for raw in self.proc.stdout:
-                log.write(raw.decode(errors="replace").rstrip("\n").split("\r")[-1])
-            self.last_rc = await self.proc.wait()
+            async for line in self.runner.lines():
+                log.write(line)
+            rc = self.runner.returncode
         except Exception as e:  # shown in the log, never a traceback on screen
             log.write(f"[error: {type(e).__name__}: {e}]")
-            self.last_rc = -1
         finally:
-            self.proc = None
-            self._show_running(False, f"finished with exit code {self.last_rc}")
-        log.write(f"[exit {self.last_rc}]")
+            self._show_running(False, f"finished with exit code {rc}")
+        log.write(f"[exit {rc}]")
         self.load_status()
-        if self.last_rc == 0:
-            from taskspace_tui.app import IndexChanged
-
+        if rc == 0:
             self.app.post_message(IndexChanged())
 
     def _show_running(self, on: bool, text: str) -> None:
@@ -242,6 +178,5 @@ class PipelineScreen(Screen):
         self.query_one("#run-state", Static).update(("running: " if on else "") + text)
 
     def action_cancel(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            os.killpg(self.proc.pid, signal.SIGINT)  # DVC stops cleanly on SIGINT; stages resume next time
+        if self.runner.cancel():  # DVC stops cleanly on SIGINT; stages resume next time
             self.query_one("#log", RichLog).write("[cancel requested]")

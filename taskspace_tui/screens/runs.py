@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Footer, Header, Input
 
+from taskspace.report.labels import SHORT, format_stat
 from taskspace.runs import revision_key
-from taskspace.stats.analysis import format_stat
-from taskspace_tui.keys import Key, bindings
+from taskspace_tui.keys import Key
 from taskspace_tui.screens.base import DataScreen, message_box
 
 # The key metrics come before the long variant/params columns, so they stay visible at 80 columns.
@@ -17,10 +17,7 @@ COLUMNS = [
     ("model", "model"),
     ("scale", "scale"),
     ("revision", "revision"),
-    ("Mantel r", "mantel_r"),
-    ("p", "mantel_p"),
-    ("w−b", "contrast"),
-    ("rel.", "reliability"),
+    *((SHORT[key], key) for key in ("mantel_r", "mantel_p", "contrast", "reliability")),
     ("variant", "experiment"),
     ("params", "params_hash"),
 ]
@@ -47,7 +44,7 @@ class RunsScreen(DataScreen):
         Key("R", "reload", "reload", "Re-read the index"),
         Key("escape", "leave_filter", "table", "Leave the filter box (the filter stays)", palette=False),
     ]
-    BINDINGS = bindings(KEYS)
+    BACK = False  # the first screen: escape leaves the filter box
 
     def __init__(self) -> None:
         super().__init__()

@@ -10,7 +10,7 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Header, Static
 
 from taskspace.errors import OutputError
-from taskspace_tui.keys import Key, bindings
+from taskspace_tui.keys import Key
 from taskspace_tui.screens.base import DataScreen, message_box
 
 
@@ -27,9 +27,7 @@ class TaskScreen(DataScreen):
     NAME = "task"
     KEYS = [
         Key("n", "next_task", "next task", "Show the next task of this run"),
-        Key("escape", "app.pop_screen", "back", "Back to the previous screen", palette=False),
     ]
-    BINDINGS = bindings(KEYS)
 
     def __init__(self, run: dict, task: str | None) -> None:
         super().__init__()

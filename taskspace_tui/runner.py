@@ -1,0 +1,134 @@
+"""DVC as a process: one pipeline command at a time in a project, its output line by line, cancelled as a whole
+process group; and one-shot queries (`dvc status`) with what their answer means for each stage.
+
+No Textual here: the pipeline screen is a shell over a `DvcRunner`, and tests drive one with real subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def dvc_command() -> list[str]:
+    """`dvc` from the same environment as this app (works in the project's .venv without activating it)."""
+    exe = Path(sys.executable).parent / "dvc"
+    return [str(exe)] if exe.exists() else ["dvc"]
+
+
+@dataclass(frozen=True)
+class DvcResult:
+    rc: int
+    out: str
+    err: str
+
+
+def stage_states(names: list[str], status: DvcResult, running: bool) -> list[tuple[str, str]]:
+    """Each stage's state from `dvc status --json`; when that fails, say why instead of "up to date" (DVC holds
+    its lock while a pipeline runs, here or in another terminal)."""
+    if status.rc != 0:
+        busy = running or "lock" in status.err.lower()
+        why = "DVC is busy (a pipeline is running)" if busy else f"unknown: {first_line(status.err)}"
+        return [(name, why) for name in names]
+    try:
+        changed = json.loads(status.out or "{}")
+    except json.JSONDecodeError:
+        return [(name, "unknown: unreadable dvc status") for name in names]
+    return [(name, "changed" if name in changed else "up to date") for name in names]
+
+
+def first_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[0][:80] if lines else "dvc status failed"
+
+
+BUSY = "a dvc command is already running (DVC runs one per project); cancel it first"
+
+
+class RunnerBusy(RuntimeError):
+    """A second command while one runs (DVC runs one pipeline command per project)."""
+
+
+class DvcRunner:
+    """`start(args)` launches `dvc <args>` in the project, in a session of its own; `lines()` yields its output
+    (stdout and stderr) until it exits; `cancel()` sends SIGINT to its whole process group (DVC stops cleanly,
+    stages resume next time). `busy` while it runs; `returncode` once it has exited (negative: killed by that
+    signal). `command` replaces `dvc` (tests run plain Python)."""
+
+    def __init__(self, project: str | Path, command: Sequence[str] | None = None) -> None:
+        self.project = Path(project)
+        self.command = list(command) if command is not None else dvc_command()
+        self.args: list[str] = []
+        self._proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    @property
+    def returncode(self) -> int | None:
+        """The last command's exit status; None before the first and while one runs."""
+        return None if self._proc is None else self._proc.returncode
+
+    @property
+    def pid(self) -> int | None:
+        """The running command's pid, which is also its process group's id."""
+        return self._proc.pid if self.busy else None
+
+    def env(self) -> dict[str, str]:
+        """This environment's executables first (the stages call `taskspace`), and no DVC analytics."""
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        return {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": path}
+
+    async def start(self, args: Sequence[str]) -> None:
+        """Launch the command (raises RunnerBusy while one runs, OSError when it cannot be started)."""
+        if self.busy:
+            raise RunnerBusy(BUSY)
+        self.args = list(args)
+        self._proc = await asyncio.create_subprocess_exec(
+            *self.command,
+            *self.args,
+            cwd=self.project,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=self.env(),
+            start_new_session=True,  # its own process group: cancel reaches the stages it spawns
+        )
+
+    async def lines(self) -> AsyncIterator[str]:
+        """The running command's output, one line at a time (a progress bar's carriage-return redraws: its last
+        state), until it exits; `returncode` is set when this ends."""
+        proc = self._proc
+        if proc is None:
+            return
+        async for raw in proc.stdout:
+            yield raw.decode(errors="replace").rstrip("\n").split("\r")[-1]
+        await proc.wait()
+
+    def cancel(self) -> bool:
+        """Interrupt the running command and everything it started; False when nothing runs."""
+        if not self.busy:
+            return False
+        try:
+            os.killpg(self._proc.pid, signal.SIGINT)
+        except ProcessLookupError:  # it exited meanwhile
+            return False
+        return True
+
+    async def output(self, *args: str) -> DvcResult:
+        """A short query (`dvc status --json`), its stdout and stderr apart; it may run beside a long command."""
+        proc = await asyncio.create_subprocess_exec(
+            *self.command,
+            *args,
+            cwd=self.project,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self.env(),
+        )
+        out, err = await proc.communicate()
+        return DvcResult(proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))

@@ -1,0 +1,130 @@
+"""DvcRunner without Textual: real subprocesses stand in for dvc (lines streamed in order, the exit status kept,
+one command at a time, cancel reaching the command's children)."""
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from taskspace_tui.runner import DvcRunner, RunnerBusy
+
+PYTHON = [sys.executable, "-c"]
+SLEEPER = "import time; print('started', flush=True); time.sleep(60)"
+PARENT = (  # a command that starts a child of its own (as dvc starts a stage) and waits for it
+    "import subprocess, sys\n"
+    f"child = subprocess.Popen([sys.executable, '-c', {SLEEPER!r}], stdout=subprocess.DEVNULL)\n"
+    "print(child.pid, flush=True)\n"
+    "child.wait()\n"
+)
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie no one has reaped yet counts as gone)."""
+    if Path("/proc/self/stat").exists():  # Linux: the state letter after the command's name
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def gone(pid: int, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+async def drain(runner: DvcRunner, seconds: float = 30.0) -> list[str]:
+    async def collect():
+        return [line async for line in runner.lines()]
+
+    return await asyncio.wait_for(collect(), seconds)
+
+
+def kill_left_over(*pids: int | None) -> None:
+    for pid in pids:
+        if pid and alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+async def test_lines_stream_in_order_and_the_exit_status_is_kept(tmp_path):
+    runner = DvcRunner(tmp_path, PYTHON)
+    assert not runner.busy and runner.returncode is None
+    code = (
+        "import os, sys\n"
+        "print('one', flush=True)\n"
+        "print('progress 10%\\rprogress 100%', flush=True)\n"  # a progress bar's redraws: its last state
+        "print('to stderr', file=sys.stderr, flush=True)\n"
+        "print('analytics', os.environ['DVC_NO_ANALYTICS'], 'cwd', os.getcwd(), flush=True)\n"
+        "sys.exit(3)\n"
+    )
+    await runner.start([code])
+    assert runner.busy and runner.pid is not None
+    lines = await drain(runner)
+    assert lines == ["one", "progress 100%", "to stderr", f"analytics 1 cwd {tmp_path.resolve()}"]
+    assert runner.returncode == 3 and not runner.busy and runner.pid is None
+
+
+async def test_one_command_at_a_time(tmp_path):
+    runner = DvcRunner(tmp_path, PYTHON)
+    await runner.start([SLEEPER])
+    pid = runner.pid
+    try:
+        with pytest.raises(RunnerBusy, match="already running"):
+            await runner.start(["print('second')"])
+        assert runner.pid == pid and runner.busy  # the first one is untouched
+        assert runner.cancel()
+        await drain(runner)
+        assert not runner.busy and runner.returncode not in (None, 0)
+        await runner.start(["print('next')"])  # free again once it has exited
+        assert await drain(runner) == ["next"] and runner.returncode == 0
+    finally:
+        kill_left_over(pid)
+
+
+async def test_cancel_stops_the_command_and_its_children(tmp_path):
+    runner = DvcRunner(tmp_path, PYTHON)
+    await runner.start([PARENT])
+    parent, child = runner.pid, None
+    try:
+        lines = runner.lines()
+        child = int(await asyncio.wait_for(lines.__anext__(), 30))
+        assert alive(parent) and alive(child) and os.getpgid(child) == parent  # one group, led by the command
+        assert runner.cancel()
+        rest = await asyncio.wait_for(_rest(lines), 30)
+        assert runner.returncode == -signal.SIGINT, rest  # interrupted, as DVC is: it stops cleanly on SIGINT
+        assert not runner.busy and not runner.cancel()  # nothing left to cancel
+        assert gone(parent) and gone(child)  # the child the command started went with it
+    finally:
+        kill_left_over(child, parent)
+
+
+async def _rest(lines) -> list[str]:
+    return [line async for line in lines]
+
+
+async def test_a_command_that_cannot_start_leaves_the_runner_free(tmp_path):
+    runner = DvcRunner(tmp_path, [str(tmp_path / "no-such-dvc")])
+    with pytest.raises(OSError):
+        await runner.start(["repro"])
+    assert not runner.busy and runner.returncode is None and not runner.cancel()
+
+
+async def test_output_keeps_stdout_and_stderr_apart(tmp_path):
+    runner = DvcRunner(tmp_path, PYTHON)
+    res = await asyncio.wait_for(
+        runner.output("import sys; print('{}'); print('lock held', file=sys.stderr); sys.exit(1)"), 30
+    )
+    assert (res.rc, res.out.strip(), res.err.strip()) == (1, "{}", "lock held")
+    assert not runner.busy and runner.returncode is None  # a query is not the pipeline command
