@@ -9,6 +9,7 @@ base model bit for bit, so one base model serves every task's evaluation.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -125,18 +126,20 @@ def gradient_differential(
 
 
 def topk_mask(grads: dict[str, torch.Tensor], sparsity: float) -> dict[str, torch.Tensor]:
-    """Flat indices of the ⌈sparsity·P⌉ entries with the largest |gradient| over all given tensors."""
+    """Flat indices of the ⌈sparsity·P⌉ entries with the largest |gradient| over all given tensors.
+
+    The indices stay on the gradients' device; each tensor's share of the sorted top-k is cut at its offsets,
+    found with one searchsorted on that device (boundaries made there too: a CUDA kernel refuses CPU ones)
+    and read back in one transfer."""
     total = sum(g.numel() for g in grads.values())
     k = math.ceil(sparsity * total)
     if k >= total:
-        return {n: torch.arange(g.numel()) for n, g in grads.items()}
+        return {n: torch.arange(g.numel(), device=g.device) for n, g in grads.items()}
     flat = torch.cat([g.reshape(-1).abs() for g in grads.values()])
-    top = torch.topk(flat, k, sorted=False).indices.sort().values
-    out, offset = {}, 0
-    for name, g in grads.items():
-        lo, hi = torch.searchsorted(top, torch.tensor([offset, offset + g.numel()]))
-        out[name] = top[lo:hi] - offset
-        offset += g.numel()
+    top = torch.topk(flat, k, sorted=False).indices.sort().values  # (k,) global flat indices, ascending
+    offsets = [0, *itertools.accumulate(g.numel() for g in grads.values())]
+    cuts = torch.searchsorted(top, torch.tensor(offsets, device=top.device)).tolist()
+    out = {name: top[lo:hi] - off for name, lo, hi, off in zip(grads, cuts, cuts[1:], offsets)}
     return {n: i for n, i in out.items() if i.numel()}
 
 
@@ -306,7 +309,8 @@ def finetune(
             for p in lm.model.parameters():
                 p.grad = None
     meta = {**lm.meta(), **{f"ftgd.{k}": v for k, v in asdict(cfg).items()}, "steps_run": len(history)}
-    return FTGDResult(Delta(compact_indices(mask), base, value, meta), grads, history, asdict(cfg))
+    idx = compact_indices({n: i.cpu() for n, i in mask.items()})  # on the CPU, like base and value
+    return FTGDResult(Delta(idx, base, value, meta), grads, history, asdict(cfg))
 
 
 def compact_indices(mask: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -114,7 +114,8 @@ def exact_gradient_refusal(size: int) -> str:
 
 def global_indices(model: torch.nn.Module, idx: dict[str, torch.Tensor]) -> np.ndarray:
     """Per-tensor flat indices → sorted indices into the model's concatenated parameter vector (int32 where
-    the model has fewer than 2³¹ entries: a 410M model's 1% footprints are 67 × 16 MB, not 67 × 33 MB)."""
+    the model has fewer than 2³¹ entries: a 410M model's 1% footprints are 67 × 16 MB, not 67 × 33 MB).
+    Indices may be on any device (a fresh `topk_mask` on the GPU, or a delta read from disk)."""
     offsets, off = {}, 0
     for n, p in model.named_parameters():
         offsets[n] = off
@@ -122,4 +123,5 @@ def global_indices(model: torch.nn.Module, idx: dict[str, torch.Tensor]) -> np.n
     dtype = np.int32 if off < 2**31 else np.int64
     if not idx:
         return np.zeros(0, dtype=dtype)
-    return np.sort(np.concatenate([(i.numpy().astype(np.int64) + offsets[n]).astype(dtype) for n, i in idx.items()]))
+    parts = [(i.cpu().numpy().astype(np.int64) + offsets[n]).astype(dtype) for n, i in idx.items()]
+    return np.sort(np.concatenate(parts))
