@@ -188,7 +188,7 @@ class AnalysisConfig:
 
 
 EXECUTORS = ("serial", "local", "slurm")
-DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|(cuda:)?(GPU|MIG)-[0-9A-Za-z./-]+)$")  # GPU-…, MIG-…: nvidia-smi -L names
 
 
 @dataclass
@@ -220,7 +220,9 @@ class ExecutorConfig:
     switching it leaves every DVC output valid."""
 
     kind: str = "serial"  # serial (in the stage's process) | local (a worker per device) | slurm (job array)
-    devices: tuple[str, ...] = ()  # local: one worker each (cuda:0, cuda:1, cpu…); [] = every visible GPU
+    # local: one worker each (cuda:0, cuda:1, a GPU-…/MIG-… name, cpu…; cuda:i = the i-th visible GPU, a device
+    # listed twice = two workers sharing it); [] = every visible GPU
+    devices: tuple[str, ...] = ()
     # local CPU workers: torch threads each; 0 = torch's default, as in a serial run, so results are bit-identical
     # (another count changes floating-point reduction order: equal results up to rounding, faster on few cores)
     threads: int = 0
@@ -232,7 +234,7 @@ class ExecutorConfig:
         _choice("executor.kind", self.kind, EXECUTORS)
         value = self.devices or ()
         if isinstance(value, str) or not all(isinstance(d, str) and DEVICE.match(d) for d in value):
-            _fail("executor.devices", value, "use a list such as [cuda:0, cuda:1] or [cpu, cpu]")
+            _fail("executor.devices", value, "use a list such as [cuda:0, cuda:1], [cuda:0, cuda:0] or [cpu, cpu]")
         self.devices = tuple(value)
         _int("executor.threads", self.threads)
         if not isinstance(self.folder, str) or not self.folder:
@@ -300,3 +302,26 @@ class ModelEntry:
         if not isinstance(self.ftgd or {}, dict):
             _fail(f"{where}.ftgd", self.ftgd, "use a mapping of ftgd settings, e.g. {lr: 0.001}")
         object.__setattr__(self, "ftgd", dict(self.ftgd or {}))
+
+
+COMPUTE_DEVICES = ("auto", "cuda", "cpu")
+COMPUTE_DTYPES = {"auto": None, "fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+@dataclass(frozen=True)
+class ComputeConfig:
+    """Where and in which precision every model pass of a run is computed (params.yaml `compute`): part of the
+    eval, ftgd and probe stamps, and recorded with every output, so eval1 and eval2 of a run can be checked to
+    come from the same kind of device and dtype (their difference is what transfer measures)."""
+
+    device: str = "auto"  # auto: cuda when the machine has one, else cpu | cuda: refuse to run without a GPU | cpu
+    dtype: str = "auto"  # auto: bf16 on cuda, fp32 on cpu | fp32 | bf16 | fp16
+
+    def __post_init__(self):
+        _choice("compute.device", self.device, COMPUTE_DEVICES)
+        _choice("compute.dtype", self.dtype, tuple(COMPUTE_DTYPES))
+
+    @property
+    def torch_dtype(self) -> str | None:
+        """The torch dtype's name (`bfloat16`), or None for the device's default."""
+        return COMPUTE_DTYPES[self.dtype]

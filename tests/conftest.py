@@ -71,7 +71,7 @@ def full(cfg) -> dict:
 
 
 def pipeline_params(blimp) -> dict:
-    from taskspace.config import AnalysisConfig, DataConfig, FTGDConfig, ProbeConfig
+    from taskspace.config import AnalysisConfig, ComputeConfig, DataConfig, FTGDConfig, ProbeConfig
 
     p = {
         # source auto: resolved like the offline profile, so settings hashes stay path-free
@@ -81,6 +81,7 @@ def pipeline_params(blimp) -> dict:
         "ftgd": full(FTGDConfig(sparsity=0.01, lr=0.001, steps=4, batch_size=8)),
         "probing": full(ProbeConfig(metric="margin", grad_projection=0, eval_batch_size=64)),
         "analysis": full(AnalysisConfig(permutations=200)),
+        "compute": full(ComputeConfig()),
     }
     return derived(p)
 

@@ -5,6 +5,7 @@ worker loses nothing finished."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -102,6 +103,22 @@ def test_two_local_cpu_workers_match_serial_bit_for_bit(base, serial, tmp_path):
 def test_submitit_clusters_match_serial(base, serial, tmp_path, cluster):
     got = _run(base, tmp_path, {"kind": "slurm", "slurm": {"cluster": cluster, "jobs": 2, "gpus_per_job": 0}})
     _same(serial, got)
+
+
+def test_a_stage_whose_worker_is_pinned_to_a_missing_gpu_fails_in_one_line(base, tmp_path, monkeypatch):
+    """The real worker checks its GPU before loading the model: one line naming the job, the GPU and the fix, not a
+    model loaded onto the CPU (or an error about another setting)."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("checks a machine without a GPU")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # the stage was given GPU 0; torch finds none
+    with pytest.raises(JobFailed) as e:
+        _run(base, tmp_path, {"kind": "local", "devices": ["cuda:0"]})
+    msg = str(e.value)
+    assert "\n" not in msg
+    pinned = r"local worker pinned to GPU 0 \(executor.devices, CUDA_VISIBLE_DEVICES=0\), but "
+    assert re.match(rf"job 1 of 1 \(12 task\(s\): .*\) failed: JobFailed: {pinned}.*executor.devices=\[cpu\]", msg), msg
 
 
 def test_serial_params_hash_ignores_the_executor(base):

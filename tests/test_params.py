@@ -153,6 +153,8 @@ def test_stamps_hash_exactly_the_stage_params(tmp_path):
     assert stamp("eval", lr, key) == base["eval"] and stamp("ftgd", lr, key) != base["ftgd"]
     batch = {**p, "probing": {**p["probing"], "eval_batch_size": 7}}  # speed only: nothing is stale
     assert all(stamp(s, batch, key) == base[s] for s in base)
+    bf16 = {**p, "compute": {**p["compute"], "dtype": "bf16"}}  # another precision: every model pass is stale
+    assert all(stamp(s, bf16, key) != base[s] for s in base) and stamp("analyze", bf16) == stamp("analyze", p)
 
 
 @pytest.mark.parametrize(
@@ -165,6 +167,8 @@ def test_stamps_hash_exactly_the_stage_params(tmp_path):
         ("probing", "metric", "acc", "probing.metric = 'acc' is invalid: use one of accuracy, margin"),
         ("data", "n_train", 0, "data.n_train = 0 is invalid: tuning needs"),
         ("analysis", "permutations", 0, "analysis.permutations = 0 is invalid"),
+        ("compute", "dtype", "bf32", "compute.dtype = 'bf32' is invalid: use one of auto, fp32, bf16, fp16"),
+        ("compute", "device", "tpu", "compute.device = 'tpu' is invalid: use one of auto, cuda, cpu"),
     ],
 )
 def test_params_are_validated_up_front(tmp_path, section, key, value, message):
@@ -182,3 +186,27 @@ def test_study_profile_covers_every_phenomenon_twice_with_replicates_and_control
     assert len(s.data.tasks) == 26 and all(phenomena.count(ph) == 2 for ph in set(phenomena))
     assert len(set(phenomena)) == 13 and [r.label for r in s.runs] == ["smollm2@main"]
     assert s.probe.control and len(s.replicate_seeds("smollm2")) == 2
+
+
+def test_compute_setting_reaches_the_model_and_refuses_a_missing_gpu(tmp_path):
+    """`compute` decides the device kind and dtype a run's model is loaded with; asking for cuda where torch sees
+    no GPU fails in one line naming the setting (a job on a node without a GPU must not run on its CPU in fp32)."""
+    import torch
+
+    from taskspace.lm.models import ModelError
+    from taskspace.lm.tiny import build_tiny
+    from taskspace.pipeline.replicates import load_run_model
+
+    build_tiny(tmp_path / "m", ["the cat sleeps", "the dogs sleep"], [], steps=0)
+    models = {"m": {"spec": str(tmp_path / "m"), "revisions": ["step0"]}}
+    p = {"data": {}, "models": models, "ftgd": {}, "probing": {}, "analysis": {}}
+    p = {**p, "runs": expand_runs(models), "data_files": "taskspace/blimp/data.py"}
+    run = Run("m", "step0")
+    bf16 = Settings.from_dict({**p, "compute": {"device": "cpu", "dtype": "bf16"}})
+    lm = load_run_model(bf16, run, say=lambda _: None)
+    assert lm.dtype == torch.bfloat16 and lm.device.type == "cpu"
+    assert load_run_model(Settings.from_dict(p), run, say=lambda _: None).dtype == torch.float32  # auto on a CPU
+    if not torch.cuda.is_available():
+        cuda = Settings.from_dict({**p, "compute": {"device": "cuda"}})
+        with pytest.raises(ModelError, match=r"^compute.device cuda: no CUDA device here .*use compute.device cpu"):
+            load_run_model(cuda, run, say=lambda _: None)

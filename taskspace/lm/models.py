@@ -89,18 +89,21 @@ def quiet_transformers() -> None:
 DTYPES = ("float32", "bfloat16", "float16")
 
 
-def pick_device(device: str | None = None) -> torch.device:
-    """The device asked for (checked to exist), else CUDA when there is one, else the CPU."""
+def pick_device(device: str | None = None, setting: str = "--device") -> torch.device:
+    """The device asked for (checked to exist), else CUDA when there is one, else the CPU. `setting` names what
+    asked for it in messages (the CLI option, or params.yaml's compute.device)."""
     if not device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except RuntimeError:
-        raise ModelError(f"--device {device!r} is not a device; use cpu or cuda (cuda:N)") from None
+        raise ModelError(f"{setting} {device!r} is not a device; use cpu or cuda (cuda:N)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError(f"--device {device}: no CUDA device here; use --device cpu")
+        raise ModelError(
+            f"{setting} {device}: no CUDA device here (torch sees none); use {setting} cpu, or run where a GPU is"
+        )
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ModelError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+        raise ModelError(f"{setting} {device}: only {torch.cuda.device_count()} CUDA device(s) here")
     return dev
 
 
@@ -208,6 +211,7 @@ def load_model(
     dtype: str | None = None,
     prefix: str | None = None,
     compile: bool = False,
+    setting: str = "--device",
 ) -> LM:
     """Load `spec` (hub id, local folder, GGUF file or `smollm2`) in eval mode on the chosen device.
 
@@ -217,7 +221,7 @@ def load_model(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     quiet_transformers()
-    dev = pick_device(device)
+    dev = pick_device(device, setting)
     dt = pick_dtype(dev, dtype)
     target, hub_rev, local = resolve(spec, revision)
     if not local and not os.environ.get("HF_HUB_OFFLINE") and not hub_reachable():

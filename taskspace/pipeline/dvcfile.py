@@ -32,15 +32,18 @@ REPLICATE_KEYS = ("probing.ftgd_seeds", "probing.split_seeds")
 STAGES: dict[str, StageSpec] = {
     # first, on any params change: a bad setting stops `dvc repro` before any stage deletes its outputs
     "check": StageSpec(
-        ("data", "data_files", "tiny_models", "models", "runs", "ftgd", "probing", "analysis"),
+        ("data", "data_files", "tiny_models", "models", "runs", "compute", "ftgd", "probing", "analysis"),
         ("taskspace/config.py", "taskspace/pipeline/settings.py"),
     ),
     "prepare": StageSpec(("data", "probing.split_seeds"), ("taskspace/blimp/data.py",)),
     "tiny": StageSpec(("tiny_models.${key}",), ("taskspace/lm/tiny.py",)),
-    "eval": StageSpec(("data", "runs.${key}", *REPLICATE_KEYS), SCORING),
-    "ftgd": StageSpec(("data", "runs.${key}", "ftgd", *GRADIENT_KEYS, *REPLICATE_KEYS, "probing.control"), TUNING),
+    "eval": StageSpec(("data", "runs.${key}", "compute", *REPLICATE_KEYS), SCORING),
+    "ftgd": StageSpec(
+        ("data", "runs.${key}", "compute", "ftgd", *GRADIENT_KEYS, *REPLICATE_KEYS, "probing.control"), TUNING
+    ),
     "probe": StageSpec(
-        ("data", "runs.${key}", "ftgd", *GRADIENT_KEYS, *REPLICATE_KEYS, "probing.control", "probing.metric"),
+        ("data", "runs.${key}", "compute", "ftgd", *GRADIENT_KEYS, *REPLICATE_KEYS, "probing.control",
+         "probing.metric"),  # fmt: skip
         (*TUNING, "taskspace/stats/reliability.py"),
     ),
     "analyze": StageSpec(

@@ -9,18 +9,23 @@ returns when all have finished — so another backend (Ray, …) is one small fu
 from __future__ import annotations
 
 import contextlib
+import getpass
 import multiprocessing as mp
 import os
 import re
 import signal
+import socket
+import subprocess
 import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from taskspace.config import ExecutorConfig
-from taskspace.errors import TaskspaceError
+from taskspace.errors import ConfigError, TaskspaceError
+from taskspace.io import read_record, write_json
 
 
 class JobFailed(TaskspaceError):
@@ -34,19 +39,60 @@ def deal(tasks: Sequence[str], n: int) -> list[list[str]]:
     return [list(tasks[i::n]) for i in range(n)] if tasks else []
 
 
-def local_devices(cfg: ExecutorConfig) -> list[str]:
-    """The local executor's devices: those listed, else every visible GPU."""
-    if cfg.devices:
-        return list(cfg.devices)
-    import torch
+NAMED_GPU = re.compile(r"^(GPU|MIG)-[0-9A-Za-z./-]+$")  # a GPU's UUID or a MIG instance, as nvidia-smi -L names them
 
-    n = torch.cuda.device_count()
-    if not n:
-        raise JobFailed(
-            "executor.kind = local with no executor.devices, and this machine has no GPU: "
-            "list the devices, e.g. executor.devices=[cpu,cpu], or use executor.kind=serial"
-        )
-    return [f"cuda:{i}" for i in range(n)]
+
+def visible_gpus(value: str | None) -> list[str] | None:
+    """The GPUs a CUDA_VISIBLE_DEVICES value names (indices, GPU-… UUIDs, MIG-… names), read as CUDA reads it: up
+    to the first entry it cannot parse, so "" and "-1" hide every GPU; None when unset (every GPU is visible)."""
+    if value is None:
+        return None
+    gpus = []
+    for entry in value.split(","):
+        entry = entry.strip()
+        if not (entry.isdigit() or NAMED_GPU.match(entry)):
+            break
+        gpus.append(entry)
+    return gpus
+
+
+def map_devices(devices: Sequence[str], visible: str | None, count: int = 0) -> list[str]:
+    """Each local worker's device as what it is pinned to: "cpu" or "cuda:<GPU>", <GPU> being the worker's whole
+    CUDA_VISIBLE_DEVICES. cuda:i is the i-th GPU this process sees — the i-th entry of its CUDA_VISIBLE_DEVICES
+    (`visible`) when set, else GPU i of `count` — so workers stay on the GPUs the stage was given; GPU-/MIG- names
+    are used as given; [] is every visible GPU. A device listed twice shares its GPU between two workers."""
+    seen = visible_gpus(visible)
+    gpus = seen if seen is not None else [str(i) for i in range(count)]
+    where = f"CUDA_VISIBLE_DEVICES={visible}" if seen is not None else f"CUDA_VISIBLE_DEVICES unset, torch sees {count}"
+    if not devices:
+        if not gpus:
+            raise ConfigError(
+                f"executor.kind = local with no executor.devices, and no GPU is visible ({where}): "
+                "list the devices, e.g. executor.devices=[cpu,cpu], or use executor.kind=serial"
+            )
+        return [f"cuda:{g}" for g in gpus]
+    pinned = []
+    for d in devices:
+        name = d.removeprefix("cuda:")
+        if d == "cpu" or NAMED_GPU.match(name):
+            pinned.append(d if d == "cpu" else f"cuda:{name}")
+            continue
+        i = int(name) if name.isdigit() else 0  # "cuda" alone is cuda:0
+        if i >= len(gpus):
+            listed = ", ".join(f"cuda:{k} = GPU {g}" for k, g in enumerate(gpus)) or "no GPU"
+            raise ConfigError(f"executor.devices: {d} is not visible here: this process sees {listed} ({where})")
+        pinned.append(f"cuda:{gpus[i]}")
+    return pinned
+
+
+def local_devices(cfg: ExecutorConfig) -> list[str]:
+    """The local executor's devices (see map_devices), read against this process's CUDA_VISIBLE_DEVICES."""
+    visible, count = os.environ.get("CUDA_VISIBLE_DEVICES"), 0
+    if visible is None and any(re.fullmatch(r"cuda(:\d+)?", d) for d in cfg.devices or ["cuda"]):
+        import torch
+
+        count = torch.cuda.device_count()
+    return map_devices(cfg.devices, visible, count)
 
 
 def run_jobs(
@@ -142,15 +188,57 @@ def _child(fn: Callable, job, log: str) -> None:
 
 
 def pin(device: str, threads: int) -> str:
-    """Pin this process to one device before CUDA initialises; returns the device name to load onto."""
+    """Pin this process to one device before CUDA initialises (`device` from local_devices: "cuda:<GPU>", the GPU
+    as CUDA_VISIBLE_DEVICES names it); returns the device name to load onto."""
     if device.startswith("cuda"):
-        os.environ["CUDA_VISIBLE_DEVICES"] = device.partition(":")[2] or "0"
+        gpu = device.partition(":")[2] or "0"
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+        expect_gpu(
+            f"local worker pinned to GPU {gpu} (executor.devices, CUDA_VISIBLE_DEVICES={gpu})",
+            "check nvidia-smi lists that GPU and torch is a CUDA build, or set executor.devices=[cpu] "
+            "(or executor.kind=serial) to run on the CPU",
+        )
         return "cuda"
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     return device
+
+
+def expect_gpu(what: str, fix: str) -> None:
+    """Fail in one line where a GPU was expected and torch sees none (a CPU-only torch, a node without it, a device
+    that is not there), rather than load onto the CPU and run for hours in fp32."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    if torch.version.cuda is None:
+        why = f"this torch ({torch.__version__}) is built without CUDA"
+    else:
+        why = f"torch sees no GPU (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
+    raise JobFailed(f"{what}, but {why}: {fix}")
+
+
+@dataclass(frozen=True)
+class _OnGPU:
+    """A SLURM job's body when it asked for GPUs: check they are there (expect_gpu), then fn(job)."""
+
+    fn: Callable
+    gpus: int
+
+    def __call__(self, job):
+        jid = ""
+        with contextlib.suppress(Exception):
+            import submitit
+
+            jid = f" {submitit.JobEnvironment().job_id}"
+        expect_gpu(
+            f"SLURM job{jid} asked for {self.gpus} GPU(s) (executor.slurm.gpus_per_job = {self.gpus})",
+            "use a GPU partition (executor.slurm.partition) and a CUDA build of torch, "
+            "or set executor.slurm.gpus_per_job=0 to run on CPUs",
+        )
+        return self.fn(job)
 
 
 # ---- slurm: a submitit job array (its local and debug clusters run the same jobs on this machine) --------
@@ -164,6 +252,7 @@ def _slurm(cfg: ExecutorConfig, fn: Callable, jobs: Sequence, folder: Path, poll
             "executor.kind = slurm needs submitit: pip install 'taskspace[slurm]' (or .venv/bin/pip install submitit)"
         ) from None
     s = cfg.slurm
+    outer = os.environ.get("SLURM_JOB_ID", "")  # the stage's own SLURM job (sbatch -W --wrap "dvc repro"), if any
     ex = submitit.AutoExecutor(folder=folder / "%j", cluster=s.cluster or None)
     ex.update_parameters(
         timeout_min=s.timeout_min,
@@ -174,10 +263,15 @@ def _slurm(cfg: ExecutorConfig, fn: Callable, jobs: Sequence, folder: Path, poll
         **({"slurm_partition": s.partition} if s.partition else {}),
         **({"slurm_additional_parameters": dict(s.additional)} if s.additional else {}),
     )
+    record = folder / SUBMITTED
+    _supersede(record)
     submitted = []
     with _terminated_on_signal():
         try:
-            submitted = ex.map_array(fn, list(jobs))
+            with submitit.helpers.clean_env():  # jobs submitted from a SLURM job must not inherit its SLURM_*
+                submitted = ex.map_array(_OnGPU(fn, s.gpus_per_job) if s.gpus_per_job else fn, list(jobs))
+            if ex.cluster != "debug":  # debug jobs run inside this process: nothing can outlive it
+                write_json(_submission(ex.cluster, [j.job_id for j in submitted], outer), record)
             while not all(j.done() for j in submitted):
                 poll()
                 time.sleep(cfg.poll_seconds)
@@ -186,6 +280,8 @@ def _slurm(cfg: ExecutorConfig, fn: Callable, jobs: Sequence, folder: Path, poll
                 with contextlib.suppress(Exception):
                     j.cancel(check=False)
             raise
+        finally:
+            record.unlink(missing_ok=True)  # left behind only when this process is killed outright
     failures = []
     for i, j in enumerate(submitted):
         try:
@@ -193,6 +289,103 @@ def _slurm(cfg: ExecutorConfig, fn: Callable, jobs: Sequence, folder: Path, poll
         except Exception as e:  # FailedJobError carries the remote traceback, then where the logs are
             failures.append((i, f"failed: {_raised(str(e)) or type(e).__name__}", j.paths.stderr))
     return failures
+
+
+# ---- a submission's record: what a killed submitter left queued or running ----------------------------------
+
+SUBMITTED = "submitted.json"  # in the run's and stage's job folder, while its jobs run
+
+
+def _submission(cluster: str, ids: list[str], outer: str) -> dict:
+    """Who submitted which jobs: enough for a rerun to tell whether anyone still waits on them."""
+    return {"cluster": cluster, "jobs": ids, "host": socket.gethostname(), "pid": os.getpid(),
+            "started": _started(os.getpid()), "slurm_job": outer}  # fmt: skip
+
+
+def _supersede(record: Path) -> None:
+    """Before submitting, deal with jobs of an earlier submission for this run and stage still queued or running.
+
+    Policy: cancel them only when their submitter is known to be gone (its process on this host, or its own SLURM
+    job, has ended). Then nobody waits on them, every task they finished is already kept, and letting them run
+    would spend the allocation twice on the same tasks, two jobs writing each task's files. When the submitter may
+    still be alive (its process or SLURM job still runs, or it ran on another host without a SLURM job to ask
+    about), cancelling would fail a stage someone is waiting on: refuse, naming the jobs and how to cancel them."""
+    old = read_record(record)
+    if not old or not old.get("jobs"):
+        return
+    cluster = old.get("cluster", "slurm")
+    active = _active(cluster, [str(j) for j in old["jobs"]])
+    if not active:
+        return
+    ids, outer = " ".join(active), old.get("slurm_job")
+    who = f"pid {old.get('pid')} on {old.get('host')}" + (f", in SLURM job {outer}" if outer else "")
+    if _submitter_alive(old) is not False:
+        how = f"kill -INT {ids}" if cluster == "local" else f"scancel {' '.join({j.split('_')[0]: 0 for j in active})}"
+        raise JobFailed(
+            f"jobs {ids} of an earlier submission of this stage and run are still queued or running, and their "
+            f"submitter ({who}) may still be waiting on them: let it finish, or stop it (or cancel them: {how}) "
+            f"and rerun; record: {record}"
+        )
+    _cancel(cluster, active)
+    print(f"executor: cancelled jobs {ids} left by an earlier submission of this stage and run, whose submitter "
+          f"({who}) is gone; the tasks they finished are kept", file=sys.stderr, flush=True)  # fmt: skip
+
+
+def _proc(pid: int, what: str) -> str:
+    """/proc/<pid>/<what>; "" when there is no such process."""
+    try:
+        return Path(f"/proc/{pid}/{what}").read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _started(pid: int) -> str | None:
+    """When a live process started (clock ticks since boot): with its pid, it names one process even after pids
+    are reused. None when there is no such process (or it is a zombie)."""
+    fields = _proc(pid, "stat").rpartition(")")[2].split()
+    return fields[19] if len(fields) > 19 and fields[0] != "Z" else None
+
+
+def _submitter_alive(old: dict) -> bool | None:
+    """Whether an earlier submission's submitter still runs: None when this host cannot tell."""
+    if old.get("host") == socket.gethostname() and Path("/proc/self").exists():
+        return old.get("started") is not None and _started(int(old.get("pid", 0))) == old["started"]
+    if old.get("slurm_job"):
+        return str(old["slurm_job"]) in _squeue()
+    return None
+
+
+def _active(cluster: str, ids: list[str]) -> list[str]:
+    """The jobs of `ids` still queued or running: SLURM's queue, or live local-cluster controllers (id = pid)."""
+    if cluster == "local":
+        return [j for j in ids if j.isdigit() and _started(int(j)) and "submitit" in _proc(int(j), "cmdline")]
+    queued = _squeue() if cluster != "debug" else set()
+    return [j for j in ids if j in queued]
+
+
+def _squeue() -> set[str]:
+    """This user's queued and running SLURM jobs, one id per array task."""
+    cmd = ["squeue", "--noheader", "--array", "--format=%i", f"--user={getpass.getuser()}"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise JobFailed(f"cannot list your SLURM jobs to check an earlier submission ({' '.join(cmd)}: {e})") from None
+    if out.returncode:
+        lines = out.stderr.strip().splitlines() or [f"exit code {out.returncode}"]
+        raise JobFailed(f"cannot list your SLURM jobs to check an earlier submission (squeue: {lines[-1]})")
+    return set(out.stdout.split())
+
+
+def _cancel(cluster: str, ids: list[str]) -> None:
+    """Cancel jobs: scancel, or SIGINT to a local-cluster controller (which stops its tasks, as submitit does)."""
+    if cluster == "local":
+        for j in ids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(j), signal.SIGINT)
+        return
+    out = subprocess.run(["scancel", *ids], capture_output=True, text=True)
+    if out.returncode:
+        raise JobFailed(f"could not cancel earlier jobs {' '.join(ids)}: scancel: {out.stderr.strip()}")
 
 
 def _raised(text: str) -> str:

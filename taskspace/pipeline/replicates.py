@@ -64,9 +64,22 @@ def progress_line(what: str, say: Say) -> Callable[[str, int, int], None]:
 
 
 def load_run_model(s: Settings, run: Run, say: Say, device: str | None = None):
-    """The run's model, loaded as its `models` entry says (on `device`, else the best one available)."""
+    """The run's model, loaded as its `models` entry says, on the device and in the dtype `compute` asks for
+    (`device`: the one a worker is pinned to)."""
     from taskspace.lm.models import load_model
 
-    entry = s.model(run.model)
+    entry, compute = s.model(run.model), s.compute
+    if compute.device == "cpu":
+        device = "cpu"
+    elif not device:
+        device = None if compute.device == "auto" else "cuda"
     say(f"{run.label}: loading {entry.spec}" + (f" on {device}" if device else ""))
-    return load_model(entry.spec, revision=run.hub_revision, device=device, prefix=entry.prefix, compile=entry.compile)
+    return load_model(
+        entry.spec,
+        revision=run.hub_revision,
+        device=device,
+        dtype=compute.torch_dtype,
+        prefix=entry.prefix,
+        compile=entry.compile,
+        setting="compute.device",
+    )

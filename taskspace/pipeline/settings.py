@@ -16,6 +16,7 @@ import yaml
 from taskspace.blimp import data
 from taskspace.config import (
     AnalysisConfig,
+    ComputeConfig,
     DataConfig,
     ExecutorConfig,
     FTGDConfig,
@@ -58,6 +59,7 @@ class Settings:
     probe: ProbeConfig
     analysis: AnalysisConfig
     executor: ExecutorConfig
+    compute: ComputeConfig
     models: dict[str, ModelEntry]
     tiny_models: dict[str, TinyConfig]
     ftgds: dict[str, FTGDConfig]  # per model: the `ftgd` section with the model's own overrides on top
@@ -92,6 +94,7 @@ class Settings:
             probe=from_section(ProbeConfig, raw["probing"], "probing"),
             analysis=from_section(AnalysisConfig, raw["analysis"], "analysis"),
             executor=from_section(ExecutorConfig, raw.get("executor"), "executor"),  # optional: serial
+            compute=from_section(ComputeConfig, raw.get("compute"), "compute"),  # optional: auto
             models=models,
             tiny_models={n: from_section(TinyConfig, c, f"tiny_models.{n}", name=n) for n, c in tiny.items()},
             ftgds={

@@ -26,7 +26,7 @@ Unit = tuple[int, bool]  # (replicate, control)
 class Shard:
     """What one worker does: a stage's tasks of one run, as (replicate, control, task) items."""
 
-    stage: str  # ftgd | probe
+    stage: str  # eval | ftgd | probe
     settings: Settings
     model: str
     revision: str
@@ -44,7 +44,7 @@ def work(shard: Shard) -> int:
     """A worker's body (local process or SLURM job): load the model once, run the shard's tasks."""
     os.chdir(shard.root)
     device = executor.pin(shard.device, shard.threads) if shard.device else None
-    from taskspace.method.probing import run_eval2_tasks, run_ftgd  # after pin: torch sees only its device
+    from taskspace.method.probing import run_eval1, run_eval2_tasks, run_ftgd  # after pin: torch sees its device
 
     s = shard.settings
     run = Run(shard.model, shard.revision)
@@ -55,7 +55,9 @@ def work(shard: Shard) -> int:
         rep, tasks = reps[r], [t for _, _, t in items]
         layout = rep.layout.control if control else rep.layout
         say = progress_line(f"{unit_name(run, r, reps, control)} {shard.stage}", print)
-        if shard.stage == "ftgd":
+        if shard.stage == "eval":  # one item per replicate: its eval1, on the device its eval2 will use
+            run_eval1(lm, rep.eval, rep.layout, pcfg, s.stamp("eval", run))
+        elif shard.stage == "ftgd":
             run_ftgd(lm, rep.train, layout, rep.ftgd, pcfg, stamps[1], say, keep=True, control=control, only=tasks)
         else:
             run_eval2_tasks(lm, rep.eval, layout, pcfg, *stamps, only=tasks, keep=True, progress=say)

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from taskspace.blimp import data
 from taskspace.blimp.words import task_words
 from taskspace.errors import OutputError
-from taskspace.io import atomic_write, write_json, write_npz, write_parquet
+from taskspace.io import atomic_write, parquet_stamp, write_json, write_npz, write_parquet
 from taskspace.pipeline import shards
 from taskspace.pipeline.replicates import (
     Say,
@@ -37,6 +37,8 @@ from taskspace.pipeline.replicates import (
 from taskspace.pipeline.settings import Settings, git_rev
 from taskspace.report.labels import fit_summary
 from taskspace.runs import ANALYZE, DATA, Run, revision_step, splits_dir, tasks_file, tiny_dir
+
+EVAL1 = "eval1"  # a replicate's one unit of eval work, as the executor's workers are handed it
 
 
 def task_meta() -> dict[str, dict]:
@@ -73,13 +75,25 @@ def stage_tiny(s: Settings, name: str, say: Say = print) -> None:
 
 
 def stage_eval(s: Settings, run: Run, say: Say = print) -> None:
+    """eval1 of every replicate: in this process, or on the executor's workers (where eval2 will run, so both are
+    computed on the same kind of device in the same dtype)."""
     from taskspace.lm.scoring import task_accuracy
     from taskspace.method.probing import run_eval1
 
-    lm, stamp = load_run_model(s, run, say), s.stamp("eval", run)
+    stamp = s.stamp("eval", run)
     reps = replicates(s, run)
-    for r, rep in enumerate(reps):
-        acc = task_accuracy(run_eval1(lm, rep.eval, rep.layout, s.probe, stamp))
+    if s.executor.kind != "serial":
+        pending = {(r, False): [EVAL1] for r, rep in enumerate(reps) if parquet_stamp(rep.layout.eval1) != stamp}
+        _spread(s, run, "eval", pending, lambda u, _t: parquet_stamp(reps[u[0]].layout.eval1) == stamp, say)
+        left = [unit_name(run, r, reps) for r, rep in enumerate(reps) if parquet_stamp(rep.layout.eval1) != stamp]
+        if left:
+            raise OutputError(f"eval1 of {', '.join(left)} unfinished after the workers exited; rerun")
+        scores = [pq.read_table(rep.layout.eval1) for rep in reps]
+    else:
+        lm = load_run_model(s, run, say)
+        scores = [run_eval1(lm, rep.eval, rep.layout, s.probe, stamp) for rep in reps]
+    for r, table in enumerate(scores):
+        acc = task_accuracy(table)
         say(f"{unit_name(run, r, reps)}: eval1 mean accuracy {sum(a['accuracy'] for a in acc) / len(acc):.3f}")
 
 
