@@ -14,7 +14,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -125,22 +125,81 @@ def gradient_differential(
     return acc
 
 
-def topk_mask(grads: dict[str, torch.Tensor], sparsity: float) -> dict[str, torch.Tensor]:
-    """Flat indices of the ⌈sparsity·P⌉ entries with the largest |gradient| over all given tensors.
+_CHUNK, _SAMPLE, _CAP = 1 << 21, 1 << 16, 1 << 20  # entries per pass step; sampled entries; keys sorted at the end
 
-    The indices stay on the gradients' device; each tensor's share of the sorted top-k is cut at its offsets,
-    found with one searchsorted on that device (boundaries made there too: a CUDA kernel refuses CPU ones)
-    and read back in one transfer."""
+
+def _keys(x: torch.Tensor, wide: bool) -> torch.Tensor:
+    """|x| as integer keys ordered as |x| is, NaN above +inf as topk orders them: the float's own bit pattern."""
+    a = x.abs()
+    return a.double().view(torch.int64) if wide else a.float().view(torch.int32)
+
+
+def _chunks(grads: dict[str, torch.Tensor], wide: bool) -> Iterator[tuple[str, int, torch.Tensor]]:
+    """(name, offset, keys) for each slice of at most _CHUNK entries: no pass ever holds a full-size copy."""
+    for name, g in grads.items():
+        flat = g.detach().reshape(-1)
+        for a in range(0, flat.numel(), _CHUNK):
+            yield name, a, _keys(flat[a : a + _CHUNK], wide)
+
+
+def _bracket(grads: dict[str, torch.Tensor], k: int, total: int, wide: bool) -> set[int]:
+    """Keys just below and above the k-th largest in a seeded random sample (±6σ of its rank): the first cuts."""
+    pos = torch.randint(total, (_SAMPLE,), generator=torch.Generator().manual_seed(0)).sort().values
+    offsets = [0, *itertools.accumulate(g.numel() for g in grads.values())]
+    cuts = torch.searchsorted(pos, torch.tensor(offsets)).tolist()
+    flats = [g.detach().reshape(-1) for g in grads.values()]
+    keys = [_keys(f[(pos[lo:hi] - off).to(f.device)], wide) for f, lo, hi, off in zip(flats, cuts, cuts[1:], offsets)]
+    sample = torch.cat(keys).sort(descending=True).values.tolist()
+    r, d = k / total * _SAMPLE, 6 * math.sqrt(k / total * (1 - k / total) * _SAMPLE) + 1
+    return {sample[min(_SAMPLE - 1, math.ceil(r + d))], sample[max(0, math.floor(r - d))] + 1}
+
+
+def _threshold(grads: dict[str, torch.Tensor], k: int, total: int, wide: bool) -> tuple[int, int]:
+    """The k-th largest key T and how many keys exceed it. Each pass counts the keys between cuts (from the sample
+    first, then a 256-way grid) and keeps the bucket holding T; once few keys are left there they are sorted."""
+    dev, top = next(iter(grads.values())).device, 2**63 - 1 if wide else 2**31 - 1
+    lo, hi, inner, cap = 0, top, _bracket(grads, k, total, wide), max(_CAP, total >> 6)
+    while True:  # T is in [lo, hi]
+        edges = sorted({lo, *(e for e in inner if lo < e <= hi), *([hi + 1] if hi < top else [])})
+        e = torch.tensor(edges, dtype=torch.int64 if wide else torch.int32, device=dev)  # all ≤ top: they fit
+        n = torch.zeros(len(edges) + 1, dtype=torch.int64, device=dev)
+        for _, _, key in _chunks(grads, wide):
+            n += torch.bincount(torch.bucketize(key, e, right=True), minlength=len(edges) + 1)
+        n, bounds, above = n.tolist()[1:], [*edges, top + 1], 0  # n[j]: keys in [bounds[j], bounds[j + 1])
+        j = len(n) - 1
+        while above + n[j] < k:
+            above, j = above + n[j], j - 1
+        lo, hi = bounds[j], bounds[j + 1] - 1
+        if lo == hi:
+            return lo, above
+        if n[j] <= cap:
+            vals = torch.cat([key[(key >= lo) & (key <= hi)] for _, _, key in _chunks(grads, wide)])
+            t = int(vals.sort(descending=True).values[k - above - 1])
+            return t, above + int((vals > t).sum())
+        inner = {lo + (hi + 1 - lo) * i // 256 for i in range(1, 256)}
+
+
+def topk_mask(grads: dict[str, torch.Tensor], sparsity: float) -> dict[str, torch.Tensor]:
+    """Flat indices (ascending, int64, on the gradients' device; tensors with none left out) of the ⌈sparsity·P⌉
+    entries with the largest |gradient| over all given tensors; among entries equal to the k-th largest, the
+    lowest (tensor order, then flat index) win, so the mask is the same on every device.
+
+    Memory stays bounded (a few passes over slices of `_CHUNK` entries, a 64k sample, O(k) output) where a global
+    torch.topk would hold a concatenated |gradient| copy and, on the CPU, 16 more bytes per parameter."""
     total = sum(g.numel() for g in grads.values())
     k = math.ceil(sparsity * total)
     if k >= total:
         return {n: torch.arange(g.numel(), device=g.device) for n, g in grads.items()}
-    flat = torch.cat([g.reshape(-1).abs() for g in grads.values()])
-    top = torch.topk(flat, k, sorted=False).indices.sort().values  # (k,) global flat indices, ascending
-    offsets = [0, *itertools.accumulate(g.numel() for g in grads.values())]
-    cuts = torch.searchsorted(top, torch.tensor(offsets, device=top.device)).tolist()
-    out = {name: top[lo:hi] - off for name, lo, hi, off in zip(grads, cuts, cuts[1:], offsets)}
-    return {n: i for n, i in out.items() if i.numel()}
+    wide = any(g.dtype == torch.float64 for g in grads.values())
+    t, above = _threshold(grads, k, total, wide)
+    need, out = k - above, {}  # `need` entries equal to t still to take, lowest index first
+    for name, a, key in _chunks(grads, wide):
+        take = key > t
+        if need:
+            tie = (key == t).nonzero().view(-1)[:need]
+            take[tie], need = True, need - tie.numel()
+        out.setdefault(name, []).append(take.nonzero().view(-1) + a)
+    return {n: i for n, parts in out.items() if (i := torch.cat(parts)).numel()}
 
 
 @dataclass

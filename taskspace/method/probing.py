@@ -24,8 +24,8 @@ import pyarrow.parquet as pq
 from taskspace.config import FTGDConfig, ProbeConfig
 from taskspace.errors import ConfigError, OutputError
 from taskspace.io import file_hash, parquet_stamp, read_record, write_json, write_npy, write_parquet
-from taskspace.lm.models import LM
-from taskspace.lm.scoring import encode, score_pairs
+from taskspace.lm.models import LM, recorded_compute
+from taskspace.lm.scoring import PreparedEval, score_pairs
 from taskspace.method import resume
 from taskspace.method.ftgd import Delta, EncodedPairs, FTGDError, finetune, gradient_differential, lm_loss, param_group
 from taskspace.method.impact import collapse
@@ -119,6 +119,24 @@ def _eval2_stamp(layout: Layout, task: str, stamp: str, info: dict) -> str:
     return f"{stamp}:{(info.get('files') or {}).get(layout.delta(task).name, '')[:12]}"
 
 
+def same_compute(layout: Layout, what: str, compute: dict | None, want: dict | None = None) -> None:
+    """Refuse scores or deltas computed on another kind of device or in another dtype than eval1 (or `want`):
+    transfer subtracts eval1 from eval2, and a CPU's fp32 against a GPU's bf16 shifts every cell of a column."""
+    if want is None:
+        if compute is None or not layout.eval1.exists():
+            return
+        want, of = recorded_compute(pq.read_schema(layout.eval1).metadata), f"{layout.eval1} (eval1)"
+    else:
+        of = "this process"
+    if compute is None or want is None or compute == want:
+        return  # the same, or not recorded (then the settings stamps decide what is stale)
+    raise OutputError(
+        f"{what} is {compute['dtype']} on {compute['device']} but {of} is {want['dtype']} on {want['device']}: "
+        "transfer would mix them; run eval, ftgd and probe with the same compute.device and compute.dtype "
+        "(rerun the stale stage, e.g. dvc repro -f eval@<run>)"
+    )
+
+
 def _verified(layout: Layout, task: str, stamp: str) -> dict:
     """The ftgd record of a task for eval2, after checking its settings and its files' hashes."""
     info = _record(layout, task)
@@ -136,12 +154,20 @@ def _tasks(table: pa.Table) -> list[str]:
     return list(dict.fromkeys(table.column("task").to_pylist()))
 
 
-def run_eval1(lm: LM, evalset: pa.Table, layout: Layout, cfg: ProbeConfig, stamp: str | None = None) -> pa.Table:
+def _prepared(lm: LM, evalset: pa.Table | PreparedEval, cfg: ProbeConfig) -> PreparedEval:
+    """The eval set prepared once for every pass of this call (it is built on the first pass that scores); pass
+    a `PreparedEval` to share one across calls (`probe` does, for eval1 and eval2)."""
+    return evalset if isinstance(evalset, PreparedEval) else PreparedEval(lm, evalset, cfg.eval_batch_size)
+
+
+def run_eval1(
+    lm: LM, evalset: pa.Table | PreparedEval, layout: Layout, cfg: ProbeConfig, stamp: str | None = None
+) -> pa.Table:
     """eval1: the untuned model on every task's eval pairs."""
     path, h = layout.eval1, stamp or config_hash(cfg)
     if _stamped(path, h):
         return pq.read_table(path)
-    scores = score_pairs(lm, evalset, cfg.eval_batch_size)
+    scores = score_pairs(lm, _prepared(lm, evalset, cfg), cfg.eval_batch_size)
     write_parquet(scores.replace_schema_metadata({"config": h, **{k: str(v) for k, v in lm.meta().items()}}), path)
     return scores
 
@@ -216,6 +242,7 @@ def run_ftgd(
                 "n_selected": result.delta.n_selected,
                 "n_changed": result.delta.n_changed,
                 "gradient": "exact" if gvec.size == grad_size else f"count sketch, k = {gvec.size}",
+                "compute": lm.compute,
                 "files": {f.name: file_hash(f) for f in (layout.delta(task), layout.gradient(task))},
             }
             if keep:  # the files first, then the record: once the record is in place, the task is kept
@@ -238,7 +265,7 @@ def _sample_others(train: pa.Table, names: np.ndarray, task: str, k: int = 64) -
 
 def run_eval2(
     lm: LM,
-    evalset: pa.Table,
+    evalset: pa.Table | PreparedEval,
     eval1: pa.Table,
     layout: Layout,
     ftgd_cfg: FTGDConfig,
@@ -250,12 +277,12 @@ def run_eval2(
 ) -> dict:
     """Per tuned task: apply its delta, eval2 on every task, remove it; then the T×T spaces and probe.json."""
     h, ftgd_h = stamp or config_hash(ftgd_cfg, cfg), ftgd_stamp or config_hash(ftgd_cfg, cfg)
-    tasks = _tasks(evalset)
+    prepared = _prepared(lm, evalset, cfg)
+    tasks = _tasks(prepared.pairs)
     acc1, margin1 = accuracy_and_margin(eval1, tasks)
-    good_tokens = np.array([len(s) for s in encode(lm.tokenizer, evalset.column("good").to_pylist())])
     acc2, margin2, grad_vecs, masks, per_task = [], [], [], [], {}
     for i, task in enumerate(tasks):
-        info, delta, eval2 = _eval2_task(lm, evalset, layout, task, h, ftgd_h, cfg, keep)
+        info, delta, eval2 = _eval2_task(lm, prepared, layout, task, h, ftgd_h, cfg, keep)
         a2, m2 = accuracy_and_margin(eval2, tasks)
         acc2.append(a2)
         margin2.append(m2)
@@ -263,8 +290,9 @@ def run_eval2(
         masks.append(global_indices(lm.model, delta.idx))
         per_task[task] = {
             **{k: v for k, v in info.items() if k != "history"},
-            "lm_loss_before": _lm_loss_other(eval1, good_tokens, task),
-            "lm_loss_after": _lm_loss_other(eval2, good_tokens, task),
+            # token counts: the preparation's once a pass has scored (else the grammatical sentences encoded once)
+            "lm_loss_before": _lm_loss_other(eval1, prepared.good_tokens, task),
+            "lm_loss_after": _lm_loss_other(eval2, prepared.good_tokens, task),
         }
         if progress:
             progress("eval2", i + 1, len(tasks))
@@ -293,20 +321,24 @@ def run_eval2(
 
 
 def _eval2_task(
-    lm: LM, evalset: pa.Table, layout: Layout, task: str, h: str, ftgd_h: str, cfg: ProbeConfig, keep: bool
+    lm: LM, prepared: PreparedEval, layout: Layout, task: str, h: str, ftgd_h: str, cfg: ProbeConfig, keep: bool
 ) -> tuple[dict, Delta, pa.Table]:
     """One tuned task's eval2 on every task: read when finished, else its delta applied, scored, removed."""
     info = _verified(layout, task, ftgd_h)
     delta = Delta.load(layout.delta(task))
     path, stamp2 = layout.eval2(task), _eval2_stamp(layout, task, h, info)
     if eval2_finished(layout, task, h, ftgd_h, keep):
-        return info, delta, pq.read_table(path)
+        eval2 = pq.read_table(path)
+        same_compute(layout, f"{path} (eval2)", recorded_compute(eval2.schema.metadata))
+        return info, delta, eval2
+    same_compute(layout, f"eval2 of {task} here", lm.compute)
+    same_compute(layout, f"{layout.ftgd_info(task)} (its FTGD)", recorded_compute(info), lm.compute)
     delta.apply(lm.model)
     try:
-        eval2 = score_pairs(lm, evalset, cfg.eval_batch_size)
+        eval2 = score_pairs(lm, prepared, cfg.eval_batch_size)
     finally:
         delta.remove(lm.model)
-    table = eval2.replace_schema_metadata({"config": stamp2})
+    table = eval2.replace_schema_metadata({"config": stamp2, **lm.compute})
     if keep:
         resume.write_kept(path, functools.partial(write_parquet, table))
     else:
@@ -316,7 +348,7 @@ def _eval2_task(
 
 def run_eval2_tasks(
     lm: LM,
-    evalset: pa.Table,
+    evalset: pa.Table | PreparedEval,
     layout: Layout,
     cfg: ProbeConfig,
     stamp: str,
@@ -326,8 +358,9 @@ def run_eval2_tasks(
     progress: Callable[[str, int, int], None] | None = None,
 ) -> None:
     """eval2 of some tuned tasks, written per task (an executor's shard; run_eval2 then reads them)."""
+    prepared = _prepared(lm, evalset, cfg)
     for i, task in enumerate(only):
-        _eval2_task(lm, evalset, layout, task, stamp, ftgd_stamp, cfg, keep)
+        _eval2_task(lm, prepared, layout, task, stamp, ftgd_stamp, cfg, keep)
         if progress:
             progress("eval2", i + 1, len(only))
 
@@ -344,11 +377,12 @@ def probe(
     """eval1 → FTGD per task → eval2 per task → spaces, all under one folder (or a Layout); resumable."""
     cfg = cfg or ProbeConfig()
     layout = out if isinstance(out, Layout) else Layout.single(out)
-    eval1 = run_eval1(lm, evalset, layout, cfg)
+    prepared = PreparedEval(lm, evalset, cfg.eval_batch_size)  # one preparation for eval1 and every eval2 pass
+    eval1 = run_eval1(lm, prepared, layout, cfg)
     if progress:
         progress("eval1", 1, 1)
     run_ftgd(lm, train, layout, ftgd_cfg, cfg, progress=progress)
-    return run_eval2(lm, evalset, eval1, layout, ftgd_cfg, cfg, progress=progress)
+    return run_eval2(lm, prepared, eval1, layout, ftgd_cfg, cfg, progress=progress)
 
 
 def load_matrices(path: str | Path) -> tuple[list[str], dict[str, np.ndarray]]:

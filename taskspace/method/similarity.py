@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from scipy.linalg.blas import ssyrk
 
 from taskspace.errors import ConfigError
 
@@ -33,24 +34,65 @@ def cosine_matrix(vectors: np.ndarray) -> np.ndarray:
     return unit @ unit.T
 
 
-def jaccard_matrix(masks: Sequence[np.ndarray], size: int | None = None) -> np.ndarray:
-    """|A ∩ B| / |A ∪ B| for footprints given as unique global parameter indices (< size).
+SHARING_BLOCK = 1 << 18  # parameter indices per block of intersection_counts: the block's tables stay in cache,
+# and a block's float32 co-membership sums (at most its width) stay exact integers (below 2²⁴)
 
-    Intersections by lookup in one membership vector per row task: O(T² · |mask|) gathers and O(P) bytes,
-    where sorting-based set intersections would take minutes for a 410M-parameter model's 1% masks.
+
+def intersection_counts(masks: Sequence[np.ndarray], block: int = SHARING_BLOCK) -> np.ndarray:
+    """|A_i ∩ A_j| for footprints given as unique global parameter indices (int64, T × T; the diagonal is |A_i|).
+
+    Block by block of the index range, only indices in two or more footprints can meet: those become the columns
+    of a 0/1 task × index matrix M, and M Mᵀ (one BLAS syrk, exact: integer sums below 2²⁴) adds their
+    co-memberships. O(T·|mask| + P) work in cache plus T²·|shared| multiply-adds, where one membership lookup per
+    pair was O(T²·|mask|) gathers across a P-sized table (0.47 s a pair at 410M in the GPU review).
     """
     t = len(masks)
-    if size is None:
-        size = max((int(m.max()) for m in masks if m.size), default=-1) + 1
-    out = np.eye(t)
-    member = np.zeros(size, dtype=bool)
-    for i in range(t):
-        member[masks[i]] = True
-        for j in range(i + 1, t):
-            inter = int(np.count_nonzero(member[masks[j]]))
-            union = masks[i].size + masks[j].size - inter
-            out[i, j] = out[j, i] = inter / union if union else 0.0
-        member[masks[i]] = False
+    masks = [np.asarray(m) if _ascending(m) else np.sort(m) for m in masks]
+    out = np.zeros((t, t), dtype=np.int64)
+    top = max((int(m[-1]) + 1 for m in masks if m.size), default=0)
+    edges = np.arange(0, top + block, block)
+    bounds = np.array([np.searchsorted(m, edges) for m in masks]).reshape(t, edges.size)
+    flat_type = np.int32 if t * block < 2**31 else np.int64  # flat positions in M
+    column = np.empty(block, dtype=flat_type)  # block index → column of M (valid at shared indices only)
+    rows = np.arange(t, dtype=flat_type)
+    for b, lo in enumerate(edges[:-1]):
+        counts = bounds[:, b + 1] - bounds[:, b]
+        if np.count_nonzero(counts) < 2:
+            continue  # no two footprints reach into this block
+        local = np.concatenate([m[s:e] for m, s, e in zip(masks, bounds[:, b], bounds[:, b + 1])])
+        local -= local.dtype.type(lo)
+        degree = np.bincount(local, minlength=block)
+        shared = np.flatnonzero(degree >= 2)
+        n = shared.size
+        if not n:
+            continue
+        column[shared] = np.arange(n, dtype=flat_type)
+        keep = np.flatnonzero(degree[local] >= 2)
+        flat = np.repeat(rows * flat_type(n), counts)[keep]  # row of M (the task) …
+        flat += column[local[keep]]  # … plus column (the shared index)
+        member = np.zeros((t, n), dtype=np.float32)  # task-major: Mᵀ is Fortran-ordered, syrk's fast layout
+        member.reshape(-1)[flat] = 1
+        out += np.triu(ssyrk(1.0, member.T, trans=1), 1).astype(np.int64)  # upper triangle of M Mᵀ, off the diagonal
+    out += out.T
+    out[np.diag_indices(t)] = [m.size for m in masks]
+    return out
+
+
+def _ascending(m: np.ndarray) -> bool:
+    return bool(m.size < 2 or (m[1:] > m[:-1]).all())
+
+
+def jaccard_matrix(masks: Sequence[np.ndarray], size: int | None = None) -> np.ndarray:
+    """|A ∩ B| / |A ∪ B| for footprints given as unique global parameter indices (< size, when given); 1 on the
+    diagonal, 0 for two empty footprints. Exact integer counts (`intersection_counts`), one float division."""
+    if size is not None and any(m.size and int(m.max()) >= size for m in masks):
+        raise IndexError(f"a footprint index is out of range for {size:,} parameters")
+    inter = intersection_counts(masks)
+    sizes = np.diag(inter)
+    union = sizes[:, None] + sizes[None, :] - inter
+    out = np.zeros(inter.shape)
+    np.divide(inter, union, out=out, where=union > 0)
+    np.fill_diagonal(out, 1.0)
     return out
 
 
