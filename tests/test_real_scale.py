@@ -57,8 +57,9 @@ def test_workload_counts_by_hand():
     w = plan.workload(3, 10, 5, FTGDConfig(steps=4, batch_size=8), ProbeConfig(eval_batch_size=16), positions=7.0)
     assert (w.eval_sentences, w.eval2_sentences) == (30, 90)  # 2 × 3 × 5; once per tuned task
     assert (w.grad_sentences, w.ftgd_sentences) == (60, 3 * 4 * 16)
-    # forward: eval1 + 3 × eval2 batches of 16 (2 each), and per task 2 differential batches + 4 steps
-    assert (w.forward_passes, w.backward_passes) == (4 * 2 + 3 * 6, 3 * 6)
+    # forward: eval1 + 3 × eval2 batches of 16 (2 each), and per task 2 differential batches + 4 steps + the
+    # collapse check (20 others' sentences before and after, one batch of 32 each, and its own pairs once)
+    assert (w.forward_passes, w.backward_passes) == (4 * 2 + 3 * 6 + 3 * 3, 3 * 6)
 
 
 def test_workload_counts_replicates_and_control():
@@ -68,4 +69,4 @@ def test_workload_counts_replicates_and_control():
     assert w.tunings == 12
     assert (w.eval_sentences, w.eval2_sentences) == (60, 12 * 30)
     assert (w.grad_sentences, w.ftgd_sentences) == (12 * 20, 12 * 4 * 16)
-    assert (w.forward_passes, w.backward_passes) == (14 * 2 + 12 * 6, 12 * 6)
+    assert (w.forward_passes, w.backward_passes) == (14 * 2 + 12 * 6 + 12 * 3, 12 * 6)

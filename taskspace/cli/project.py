@@ -125,9 +125,15 @@ def stage_dvc_yaml(out):
 @click.option("--calibrate/--no-calibrate", default=True, show_default=True, help="time a few steps on this device")
 @click.option("--device", default=None, help="device to plan for (default: cuda if available)")
 @click.option("--dtype", default=None, help="float32 / bfloat16 (default: bf16 on GPU, fp32 on CPU)")
+@click.option(
+    "--gpu",
+    type=click.Choice(["h200", "h100", "a100", "l40s", "a10", "l4"]),
+    default=None,
+    help="with --device cuda and no GPU here: estimate for this GPU from its datasheet (default h100)",
+)
 @click.option("--json", "as_json", is_flag=True, help="print the plan as JSON")
 @friendly_errors
-def plan(params, calibrate, device, dtype, as_json):
+def plan(params, calibrate, device, dtype, gpu, as_json):
     """What the pipeline in params.yaml will cost: passes, FLOPs, disk, memory and time, per run and in total."""
     import dataclasses
     import json
@@ -135,13 +141,17 @@ def plan(params, calibrate, device, dtype, as_json):
     from taskspace.pipeline import plan as plan_
     from taskspace.pipeline.settings import Settings
 
-    runs, warnings = plan_.plan(Settings.load(params), calibrate, device, dtype, say=say)
+    runs, warnings = plan_.plan(Settings.load(params), calibrate, device, dtype, say=say, gpu_name=gpu)
     if as_json:
         click.echo(json.dumps({"runs": [dataclasses.asdict(r) for r in runs], "warnings": warnings}, indent=1))
         return
     out_console.print(plan_table(runs, f"plan for {params}"))
     for r in {r.model: r for r in runs}.values():
         out_console.print(calibration_line(r), highlight=False)
+    if runs and runs[0].estimate:
+        from taskspace.pipeline.gpus import describe
+
+        out_console.print(describe(runs[0].estimate), highlight=False)
     for w in warnings:
         console.print(f"[red]warning:[/red] {w}", highlight=False)
 

@@ -114,13 +114,15 @@ def plan_table(runs, title: str) -> Table:
     def gb(b: float) -> str:
         return f"{b / GiB:.2f}"
 
+    estimated = bool(runs) and runs[0].estimate is not None
     t = Table(
         title=title,
         caption="passes: forward/backward · disk: outputs in GiB (the DVC cache keeps a second copy) · "
-        "peak memory in GiB on the device (tuning) and the host (eval2's reduction)",
+        "peak memory in GiB on the device (tuning) and of the host process"
+        + (f" · est. time: an ESTIMATE for {runs[0].estimate.gpu} from its datasheet" if estimated else ""),
         box=box.SIMPLE_HEAD,
     )
-    for col in ("run", "passes", "FLOP", "disk", "device", "host", "time"):
+    for col in ("run", "passes", "FLOP", "disk", "device", "host", "est. time" if estimated else "time"):
         t.add_column(col, justify="left" if col == "run" else "right", no_wrap=True)
     for r in runs:
         w = r.workload
@@ -130,7 +132,7 @@ def plan_table(runs, title: str) -> Table:
             si(r.flops),
             gb(sum(r.disk.values())),
             gb(device_peak(r)),
-            gb(r.memory["reduce"]),
+            gb(r.memory["host"]),
             duration(r.seconds),
         )
     total = [r.seconds for r in runs]
@@ -142,7 +144,7 @@ def plan_table(runs, title: str) -> Table:
         si(sum(r.flops for r in runs)),
         gb(sum(sum(r.disk.values()) for r in runs)),
         gb(max(device_peak(r) for r in runs)),
-        gb(max(r.memory["reduce"] for r in runs)),
+        gb(max(r.memory["host"] for r in runs)),
         duration(sum(total) if None not in total else None),
     )
     return t
@@ -154,6 +156,12 @@ def calibration_line(r) -> str:
         line += (
             f"; calibrated on {c.device} {c.dtype}, {c.tokenizer} tokenizer: {1 / c.s_sentence:,.0f} "
             f"sentences/s scoring, {c.s_step:.3f} s per FTGD step, {c.s_grad_pair * 1e3:.1f} ms per differential pair"
+        )
+    h = getattr(r, "host_calibration", None)
+    if h:
+        line += (
+            f"; host work timed here ({h.tokenizer} tokenizer): {h.s_host_sentence * 1e6:.0f} µs per sentence "
+            f"tokenised/packed/collated, {h.s_reduce:.1f} s for the reduction"
         )
     return line
 

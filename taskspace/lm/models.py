@@ -46,6 +46,12 @@ class LM:
     def n_params(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
+    @property
+    def compute(self) -> dict[str, str]:
+        """The kind of device and the dtype its passes run in: what every output records, so scores computed
+        differently (a CPU's fp32 eval1 against a GPU's bf16 eval2) are never subtracted."""
+        return {"device": self.device.type, "dtype": str(self.dtype).removeprefix("torch.")}
+
     def meta(self) -> dict:
         return {
             "model": self.name,
@@ -55,6 +61,17 @@ class LM:
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
         }
+
+
+def recorded_compute(meta: dict | None) -> dict[str, str] | None:
+    """The device kind and dtype a file's metadata records (Parquet's bytes keys or a JSON record's), if any."""
+    meta = {(k.decode() if isinstance(k, bytes) else k): v for k, v in (meta or {}).items()}
+    meta = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in meta.items()}
+    if isinstance(meta.get("compute"), dict):
+        meta = meta["compute"]
+    if "device" not in meta or "dtype" not in meta:
+        return None
+    return {"device": str(meta["device"]).split(":")[0], "dtype": str(meta["dtype"])}
 
 
 def cache_dir() -> Path:
@@ -119,15 +136,27 @@ def pick_dtype(device: torch.device, dtype: str | None = None) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
-def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
-    """A quick connection test, so an offline machine fails at once instead of after minutes of retries."""
-    import socket
+def hub_reachable(endpoint: str | None = None, timeout: float = 3.0) -> bool:
+    """A quick HTTP HEAD to the hub ($HF_ENDPOINT, else huggingface.co) through huggingface_hub's own HTTP client
+    (its proxies, certificates and headers), without retries: an offline machine fails at once instead of after
+    minutes of retries. Any HTTP answer, even an error status, means the hub is there."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
 
+    url = (endpoint or constants.ENDPOINT).rstrip("/") + "/api/models?limit=1"
     try:
-        socket.create_connection((host, 443), timeout=timeout).close()
+        get_session().head(url, timeout=timeout)
         return True
-    except OSError:
+    except Exception:  # noqa: BLE001 - any transport failure (DNS, refused, timeout, proxy) means unreachable
         return False
+
+
+def hub_offline() -> bool:
+    """True when hub lookups should not be tried: HF_HUB_OFFLINE is set, or the hub does not answer now."""
+    from huggingface_hub import constants
+
+    flag = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
+    return flag or bool(constants.HF_HUB_OFFLINE) or not hub_reachable()
 
 
 def _load_gguf(path: Path, dtype: torch.dtype):

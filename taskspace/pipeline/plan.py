@@ -2,9 +2,11 @@
 
 Counts come from the settings and the data (tokens per sentence, prefix-tree packing); the model's shape from its
 config (a local folder, the hub cache, or Pythia's published dimensions offline), so nothing is downloaded.
-Time and the activation memory come from a short calibration on the current device with a model of the same
-shape and random weights: a few scoring batches, a gradient differential, mask selection, a sketch and FTGD
-steps, timed exactly as the stages run them.
+Time comes from a short calibration on the current device with a model of the same shape and random weights: a
+few scoring batches, a gradient differential, mask selection, a sketch and FTGD steps, timed exactly as the stages
+run them. Planning for a GPU from a machine without one (`--device cuda --gpu h100`) gives an estimate instead
+(taskspace.pipeline.gpus). Memory is counted from what the code allocates (taskspace.pipeline.footprint).
+An unreachable hub (or HF_HUB_OFFLINE) is detected once, and every lookup then reads local copies only.
 """
 
 from __future__ import annotations
@@ -18,7 +20,16 @@ from taskspace.config import FTGDConfig, ProbeConfig, TinyConfig
 from taskspace.lm.shapes import PYTHIA_SHAPES
 from taskspace.method.ftgd import PARAM_GROUPS
 from taskspace.method.similarity import EXACT_GRADIENT_MAX, exact_gradient_refusal
-from taskspace.pipeline.calibrate import Calibration, calibrate, packed_positions, tokenizer_for
+from taskspace.pipeline.calibrate import (
+    Calibration,
+    HostCalibration,
+    calibrate,
+    calibrate_host,
+    packed_positions,
+    tokenizer_for,
+)
+from taskspace.pipeline.footprint import COLLAPSE_SENTENCES, footprint, rss
+from taskspace.pipeline.gpus import DEFAULT_GPU, GPUEstimate, estimate, gpu
 from taskspace.pipeline.settings import Settings
 from taskspace.runs import tiny_dir
 
@@ -57,10 +68,11 @@ def shape_of_config(config, source: str) -> Shape:
     )
 
 
-def model_config(spec: str, revision: str | None = None, tiny: TinyConfig | None = None):
+def model_config(spec: str, revision: str | None = None, tiny: TinyConfig | None = None, offline: bool = False):
     """(transformers config, where it came from) for a model spec, without downloading weights.
 
-    `tiny` is the spec's `tiny_models` entry when its tiny stage builds it (its folder may not exist yet)."""
+    `tiny` is the spec's `tiny_models` entry when its tiny stage builds it (its folder may not exist yet);
+    `offline`: the hub cache only, no request (an unreachable hub would retry for minutes)."""
     from transformers import AutoConfig
 
     from taskspace.lm.models import ModelError, resolve
@@ -77,7 +89,8 @@ def model_config(spec: str, revision: str | None = None, tiny: TinyConfig | None
         target, hub_rev, local = resolve(spec, revision)
         if target.endswith(".gguf"):
             return AutoConfig.from_pretrained(Path(target).parent, gguf_file=Path(target).name), target
-        return AutoConfig.from_pretrained(target, revision=hub_rev), target if local else f"{spec} (hub config)"
+        config = AutoConfig.from_pretrained(target, revision=hub_rev, local_files_only=offline and not local)
+        return config, target if local else f"{spec} (hub config{', cached' if offline else ''})"
     except (OSError, ValueError, ModelError) as e:
         name = spec.rsplit("/", 1)[-1].removesuffix("-deduped")
         if name in PYTHIA_SHAPES:
@@ -98,9 +111,16 @@ class Workload:
     eval2_sentences: int  # one eval1-sized pass per tuning
     grad_sentences: int  # gradient differentials (forward + backward), every tuning
     ftgd_sentences: int  # FTGD steps (forward + backward), every tuning
+    collapse_sentences: int  # the collapse check after every tuning: others' sentences before and after, own pairs
     forward_passes: int
     backward_passes: int
     positions_per_sentence: float  # computed positions after prefix-tree packing
+
+    @property
+    def host_sentences(self) -> int:
+        """Sentences the host tokenises, packs and collates: the eval set once per stage that scores it (eval,
+        probe), every training batch and the collapse check as they run."""
+        return 2 * self.eval_sentences + self.grad_sentences + self.ftgd_sentences + self.collapse_sentences
 
 
 def workload(
@@ -118,6 +138,9 @@ def workload(
     eval_s = 2 * n_tasks * n_eval
     eval_batches = math.ceil(eval_s / probe.eval_batch_size)
     grad_batches = math.ceil(n_train / ftgd.batch_size)
+    others = min(COLLAPSE_SENTENCES, (n_tasks - 1) * n_train or n_train)
+    own = min(COLLAPSE_SENTENCES, n_train)
+    collapse_passes = 2 * math.ceil(others / 32) + 1  # lm_loss (batches of 32) before and after, own pairs once
     return Workload(
         tasks=n_tasks,
         tunings=tunings,
@@ -125,7 +148,8 @@ def workload(
         eval2_sentences=tunings * eval_s,
         grad_sentences=tunings * 2 * n_train,
         ftgd_sentences=tunings * ftgd.steps * 2 * batch,
-        forward_passes=(replicates + tunings) * eval_batches + tunings * (grad_batches + ftgd.steps),
+        collapse_sentences=tunings * (2 * others + 2 * own),
+        forward_passes=(replicates + tunings) * eval_batches + tunings * (grad_batches + ftgd.steps + collapse_passes),
         backward_passes=tunings * (grad_batches + ftgd.steps),
         positions_per_sentence=positions,
     )
@@ -135,7 +159,7 @@ def flops(w: Workload, s: Shape) -> float:
     """≈ 2 FLOPs per weight per computed position forward (body, and the head where logits are kept), 3× with
     the backward pass; attention over these short contexts is a few percent and left out."""
     per_position = 2 * (s.n_params - s.n_embedding) + 2 * s.hidden * s.vocab
-    forward = w.eval_sentences + w.eval2_sentences
+    forward = w.eval_sentences + w.eval2_sentences + w.collapse_sentences
     train = w.grad_sentences + w.ftgd_sentences
     return per_position * w.positions_per_sentence * (forward + 3 * train)
 
@@ -163,26 +187,25 @@ def disk(w: Workload, s: Shape, ftgd: FTGDConfig, probe: ProbeConfig, n_eval: in
     }
 
 
-def memory(w: Workload, s: Shape, ftgd: FTGDConfig, probe: ProbeConfig, dtype_bytes: int) -> dict:
-    """Peak bytes a run holds besides activations (which calibration measures): while tuning, on the model's
-    device; while eval2 is reduced to the spaces, on the host."""
-    p, k = s.n_params, selected(ftgd, s)
-    tuning = (
-        2 * p * dtype_bytes  # weights, and the .grad of every tensor in the group
-        + 4 * p  # fp32 gradient-differential accumulators
-        + 4 * p  # |gradient| concatenated for the top-k selection
-        + 24 * k  # top-k values and indices; fp32 masters and AdamW moments
-    )
-    # every footprint (int32), one membership vector (bool) and every gradient vector (float64)
-    reduce = p * dtype_bytes + w.tasks * k * 4 + p + w.tasks * gradient_entries(probe, s) * 8
-    return {"tuning": tuning, "reduce": reduce}
+def memory(
+    w: Workload, s: Shape, ftgd: FTGDConfig, probe: ProbeConfig, dtype_bytes: int, device: str = "cpu",
+    runtime: int = 0, n_train: int | None = None,
+) -> dict:  # fmt: skip
+    """Peak bytes by term and phase (taskspace.pipeline.footprint): `device` while tuning on the model's device,
+    `host` the process's resident peak (`runtime`: what the interpreter and libraries hold before any model)."""
+    batch = min(ftgd.batch_size, n_train) if n_train else ftgd.batch_size
+    return footprint(
+        s, selected(ftgd, s), w.tasks, gradient_entries(probe, s), w.positions_per_sentence, batch,
+        probe.eval_batch_size, dtype_bytes, device, runtime,
+    )  # fmt: skip
 
 
 def run_seconds(w: Workload, c: Calibration, n_train: int, ftgd: FTGDConfig) -> float:
     """eval, ftgd and probe each load the model; then scoring, and per tuning (task × replicate, and its control)
     a differential, a mask, a gradient vector and the FTGD steps."""
     per_tuning = n_train * c.s_grad_pair + c.s_mask + c.s_sketch + ftgd.steps * c.s_step
-    return 3 * c.s_load + (w.eval_sentences + w.eval2_sentences) * c.s_sentence + w.tunings * per_tuning
+    scored = w.eval_sentences + w.eval2_sentences + w.collapse_sentences
+    return 3 * c.s_load + scored * c.s_sentence + w.tunings * per_tuning
 
 
 @dataclass
@@ -196,28 +219,69 @@ class RunPlan:
     memory: dict[str, int]
     seconds: float | None
     calibration: Calibration | None
+    estimate: GPUEstimate | None = None  # planned for a GPU that is not here: datasheet figures, not a measurement
+    host_calibration: HostCalibration | None = None
 
 
-def plan(s: Settings, calibrate_on: bool = True, device: str | None = None, dtype: str | None = None, say=print):
-    """Per run (model × revision) of the settings: its RunPlan; and the warnings of what will not fit."""
-    import shutil
+def _offline(specs: list[str], say) -> bool:
+    """Decided once per plan: whether hub lookups are skipped (HF_HUB_OFFLINE, or the hub does not answer)."""
+    from taskspace.lm.models import hub_offline
 
-    import torch
+    if all(Path(spec).exists() or spec.endswith(".gguf") for spec in specs):
+        return False  # nothing to look up
+    offline = hub_offline()
+    if offline:
+        say("hub unreachable (or HF_HUB_OFFLINE): local copies only, no hub requests")
+    return offline
 
+
+def _eval_data(s: Settings, offline: bool):
     from taskspace.blimp import data
-    from taskspace.lm.models import pick_device, pick_dtype
+
     d, src = s.data, s.source
+    if offline and str(src) == data.HUB and data.default_source() != data.HUB:
+        src = data.default_source()  # the same sentences from the local copy, without minutes of retries
     names = data.select_tasks(src, d.tasks, d.phenomena, d.fields)
     try:
         pairs = data.load_blimp(src, names)
-    except data.DataError:  # e.g. the hub offline: the same sentences from the local copy
+    except data.DataError:  # e.g. the hub down after all: the same sentences from the local copy
         pairs = data.load_blimp(data.default_source(), names)
+    return names, *data.split_pairs(pairs, d.n_train, d.n_eval, d.seed)
+
+
+def plan(
+    s: Settings,
+    calibrate_on: bool = True,
+    device: str | None = None,
+    dtype: str | None = None,
+    say=print,
+    gpu_name: str | None = None,
+):
+    """Per run (model × revision) of the settings: its RunPlan; and the warnings of what will not fit.
+
+    `device` cuda without a GPU here plans for `gpu_name` (default h100) from datasheet figures: an estimate."""
+    import shutil
+
+    import torch
+    import transformers  # noqa: F401 - counted in the runtime's resident memory, as in every stage
+
+    from taskspace.lm.models import pick_device, pick_dtype
+
+    runtime = rss()
+    offline = _offline([s.model(r.model).spec for r in s.runs], say)
+    names, train, ev = _eval_data(s, offline)
+    d = s.data
     n_train, n_eval = d.n_train, d.n_eval
-    train, ev = data.split_pairs(pairs, n_train, n_eval, d.seed)
     sentences = ev.column("good").to_pylist() + ev.column("bad").to_pylist()
     probe = s.probe
-    dev = pick_device(device)
-    dt_bytes = torch.empty(0, dtype=pick_dtype(dev, dtype)).element_size()
+    estimating = bool(device) and torch.device(device).type == "cuda" and not torch.cuda.is_available()
+    if gpu_name and not estimating:
+        why = "a GPU is here: it is calibrated instead" if torch.cuda.is_available() else "use it with --device cuda"
+        say(f"--gpu {gpu_name} ignored: {why}")
+    target = gpu(gpu_name or DEFAULT_GPU) if estimating else None
+    dev = torch.device("cuda") if estimating else pick_device(device)
+    dt_bytes = torch.empty(0, dtype=getattr(torch, dtype) if dtype else torch.bfloat16).element_size() if estimating \
+        else torch.empty(0, dtype=pick_dtype(dev, dtype)).element_size()  # fmt: skip
     plans, cache = [], {}
     built = {str(tiny_dir(name)): cfg for name, cfg in s.tiny_models.items()}
     for run in s.runs:
@@ -226,40 +290,53 @@ def plan(s: Settings, calibrate_on: bool = True, device: str | None = None, dtyp
         tiny = built.get(spec)  # a model the tiny stage will build
         ftgd = s.ftgd(model)
         if model not in cache:  # one shape, tokenizer and calibration per model, whatever its revision
-            config, where = model_config(spec, None if rev == "main" else rev, tiny)
-            tok, kind = tokenizer_for(spec, None if rev == "main" else rev, sentences, tiny)
-            cal = None
-            if calibrate_on:
+            hub_rev = None if rev == "main" else rev
+            config, where = model_config(spec, hub_rev, tiny, offline)
+            tok, kind = tokenizer_for(spec, hub_rev, sentences, tiny, offline)
+            shape = shape_of_config(config, where)
+            cal = host = None
+            if calibrate_on and estimating:
+                say(f"calibrating {model}'s host work on this machine (the GPU time is estimated)…")
+                host = calibrate_host(tok, kind, sentences, shape.n_params, len(names), ftgd.sparsity,
+                                      gradient_entries(probe, shape), probe.eval_batch_size, say)  # fmt: skip
+            elif calibrate_on:
                 say(f"calibrating {model} ({where}) on {dev}…")
-                cal = calibrate(config, tok, kind, train, ev, ftgd, probe, device, dtype)
-            cache[model] = (shape_of_config(config, where), cal, packed_positions(tok, sentences))
-        shape, cal, positions = cache[model]
+                cal = calibrate(config, tok, kind, train, ev, ftgd, probe, device, dtype, say)
+            cache[model] = (shape, cal, host, packed_positions(tok, sentences))
+        shape, cal, host, positions = cache[model]
         reps = len(probe.replicates(ftgd.seed, d.seed))
         w = workload(len(names), n_train, n_eval, ftgd, probe, positions, reps, probe.control)
+        f = flops(w, shape)
+        est = estimate(w, shape, f, host, target, dt_bytes, gradient_entries(probe, shape)) if target else None
         plans.append(
             RunPlan(
                 run=run.stage_key,
                 model=model,
                 shape=shape,
                 workload=w,
-                flops=flops(w, shape),
+                flops=f,
                 disk=disk(w, shape, ftgd, probe, n_eval, dt_bytes),
-                memory=memory(w, shape, ftgd, probe, dt_bytes),
-                seconds=run_seconds(w, cal, n_train, ftgd) if cal else None,
+                memory=memory(w, shape, ftgd, probe, dt_bytes, dev.type, runtime, n_train),
+                seconds=est.seconds if est else run_seconds(w, cal, n_train, ftgd) if cal else None,
                 calibration=cal,
+                estimate=est,
+                host_calibration=host,
             )
         )
     free = shutil.disk_usage(Path("data") if Path("data").exists() else Path(".")).free
-    return plans, warnings(plans, probe, dev, free)
+    cap = target.memory if target else None
+    return plans, warnings(plans, probe, dev, free, cap)
 
 
 def device_peak(r: RunPlan) -> int:
-    """Measured on CUDA; else the counted buffers (activations of a short-sentence batch are small beside them)."""
+    """Measured on CUDA; else the counted bytes (taskspace.pipeline.footprint)."""
     c = r.calibration
-    return c.peak_device if c and c.peak_device else r.memory["tuning"]
+    return c.peak_device if c and c.peak_device else r.memory["device"]
 
 
-def warnings(plans: list[RunPlan], probe: ProbeConfig, dev, free_disk: int) -> list[str]:
+def warnings(
+    plans: list[RunPlan], probe: ProbeConfig, dev, free_disk: int, device_memory: int | None = None
+) -> list[str]:
     """What will not fit (device or host memory, disk) or will be refused, in plain words."""
     import os
 
@@ -267,7 +344,9 @@ def warnings(plans: list[RunPlan], probe: ProbeConfig, dev, free_disk: int) -> l
 
     out = []
     host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if dev.type == "cuda":  # planning for a GPU box from a machine without one: its size is unknown here
+    if device_memory:
+        cap = device_memory  # the GPU planned for, from its datasheet
+    elif dev.type == "cuda":
         cap = torch.cuda.get_device_properties(dev).total_memory if torch.cuda.is_available() else float("inf")
     else:
         cap = host
@@ -276,8 +355,8 @@ def warnings(plans: list[RunPlan], probe: ProbeConfig, dev, free_disk: int) -> l
             out.append(f"{r.run}: will stop — {exact_gradient_refusal(r.shape.n_params)}")
         if device_peak(r) > 0.9 * cap:
             out.append(f"{r.run}: needs ~{device_peak(r) / GiB:.1f} GiB on {dev}, which has {cap / GiB:.1f} GiB")
-        if r.memory["reduce"] > 0.9 * host:
-            out.append(f"{r.run}: eval2's reduction needs ~{r.memory['reduce'] / GiB:.1f} GiB of host memory")
+        if dev.type == "cuda" and r.memory["host"] > 0.9 * host:
+            out.append(f"{r.run}: needs ~{r.memory['host'] / GiB:.1f} GiB of host memory; here {host / GiB:.1f} GiB")
     need = 2 * sum(sum(r.disk.values()) for r in plans)  # outputs and their DVC cache copies
     if need > free_disk:
         out.append(f"outputs and DVC cache need ~{need / GiB:.1f} GiB; {free_disk / GiB:.1f} GiB free")
