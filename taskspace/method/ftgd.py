@@ -333,9 +333,12 @@ def finetune(
     named = dict(lm.model.named_parameters())
     base = {n: named[n].detach().view(-1)[i.to(named[n].device)].cpu().clone() for n, i in mask.items()}
     opt = SparseAdamW(named, mask, cfg)
-    frozen = [p for n, p in named.items() if n not in mask and p.requires_grad]
+    # No backward work for tensors without selected entries; but a compiled forward guards on requires_grad, and
+    # the selected tensors differ from task to task: freezing would recompile it for every task.
+    compiled = getattr(lm.model, "_compiled_call_impl", None) is not None
+    frozen = [] if compiled else [p for n, p in named.items() if n not in mask and p.requires_grad]
     for p in frozen:
-        p.requires_grad_(False)  # no backward work for tensors without selected entries
+        p.requires_grad_(False)
     gen = torch.Generator().manual_seed(cfg.seed)
     history: list[dict] = []
     solved = 0
