@@ -98,11 +98,13 @@ def init_repo(repo: Path, params: dict) -> None:
     """A git + DVC project with the committed dvc.yaml, the code it depends on, and these params (with
     `data_files` derived in the project, as `dvc exp run` would: relative to it)."""
     from taskspace.blimp.data import source_files
+    from taskspace.config import ComputeConfig
 
     cwd = os.getcwd()
     os.chdir(repo)
     try:
         params = {**params, "data_files": source_files(params["data"]["source"])}
+        params.setdefault("compute", full(ComputeConfig()))  # dvc.yaml lists it: every stage needs the section
     finally:
         os.chdir(cwd)
     shutil.copy(ROOT / "dvc.yaml", repo)
