@@ -91,13 +91,18 @@ def test_offline_flag_skips_the_hub(monkeypatch):
 
 
 @pytest.mark.slow
-def test_plan_no_calibrate_offline_is_quick_and_uses_published_shapes():
+def test_plan_no_calibrate_offline_is_quick_and_uses_published_shapes(tmp_path):
     root = Path(__file__).resolve().parents[1]
+    # the committed Pythia profile (the main job applies its own experiment to the workspace's params.yaml)
+    committed = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=root, capture_output=True, text=True)
+    params = tmp_path / "params.yaml"
+    params.write_text(committed.stdout if committed.returncode == 0 else (root / "params.yaml").read_text())
     env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9"}  # nothing listens: the hub is unreachable at once
     env.pop("HF_HUB_OFFLINE", None)
     cli = Path(sys.executable).parent / "taskspace"
     t0 = time.perf_counter()
-    res = subprocess.run([str(cli), "plan", "--no-calibrate"], cwd=root, env=env, capture_output=True, text=True)
+    cmd = [str(cli), "plan", "--no-calibrate", "--params", str(params)]
+    res = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
     assert time.perf_counter() - t0 < 60
     assert "Retrying" not in res.stderr
