@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from taskspace.errors import ConfigError
 
 OBJECTIVES = ("differential", "margin", "lm")
+TRANSFER_MODES = ("exact", "linear", "both")
 METRICS = ("accuracy", "margin")
 PARAM_GROUP = re.compile(r"^(all|embeddings|attention|mlp|layer:\d+)$")
 
@@ -39,6 +40,19 @@ def _choice(name: str, value, choices: tuple[str, ...]) -> str:
     if value not in choices:
         _fail(name, value, f"use one of {', '.join(choices)}")
     return value
+
+
+REVISION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+
+
+def check_revision(value, where: str) -> str:
+    """A revision is a name (Pythia's stepN, a branch, a commit), never a path: it names a hub revision or a
+    sub-folder of a local model, and is recorded with the run, so `../tiny/step300` would read another model's
+    weights under this model's name. The one check, for params.yaml (`models.<m>.revisions`) and the CLI."""
+    text = str(value)
+    if isinstance(value, bool) or not REVISION.match(text) or ".." in text:
+        _fail(where, value, "use a revision name such as step1000 or main (letters, digits, '.', '_', '-'; no path)")
+    return text
 
 
 def from_section(cls, section: dict | None, where: str, **extra):
@@ -139,9 +153,15 @@ class ProbeConfig:
     control: bool = False  # also tune each task on its pairs with labels swapped at random: the noise floor
     ftgd_seeds: tuple[int, ...] = ()  # replicates, one FTGD seed each (empty: ftgd.seed alone)
     split_seeds: tuple[int, ...] = ()  # replicates, one train/eval split seed each (empty: data.seed alone)
+    # exact: eval2 of every tuned task on every task; linear: first order g_j · Δθ_i (T backward passes, an
+    # approximation, `transfer_linear`); both: the two, with their agreement
+    transfer: str = "exact"
+    cell_permutations: int = 10_000  # sign flips per transfer cell's paired test (exact below 2^13 nonzero pairs)
 
     def __post_init__(self):
         _choice("probing.metric", self.metric, METRICS)
+        _choice("probing.transfer", self.transfer, TRANSFER_MODES)
+        _int("probing.cell_permutations", self.cell_permutations, 1)
         if not isinstance(self.control, bool):
             _fail("probing.control", self.control, "use true or false")
         for key in ("ftgd_seeds", "split_seeds"):
@@ -177,12 +197,17 @@ class AnalysisConfig:
     permutations: int = 1000
     seed: int = 0
     symmetric: bool = True  # correlate the off-diagonal of (T + Tᵀ)/2; false keeps both directions
+    # task-sample sensitivity: every fit again on `sample_draws` random subsets of `sample_per_group` tasks per group
+    sample_per_group: int = 2
+    sample_draws: int = 200  # 0: none
 
     def __post_init__(self):
         if not isinstance(self.grouping, str) or not self.grouping:
             _fail("analysis.grouping", self.grouping, "use phenomenon, paper, field or a grouping file")
         _int("analysis.permutations", self.permutations, 1)
         _int("analysis.seed", self.seed)
+        _int("analysis.sample_per_group", self.sample_per_group, 1)
+        _int("analysis.sample_draws", self.sample_draws, 0)
         if not isinstance(self.symmetric, bool):
             _fail("analysis.symmetric", self.symmetric, "use true or false")
 
@@ -294,7 +319,7 @@ class ModelEntry:
         revs = self.revisions or ()
         if isinstance(revs, str) or not all(isinstance(r, str | int) for r in revs):
             _fail(f"{where}.revisions", revs, "use a list of revision names, e.g. [step1000, step143000]")
-        object.__setattr__(self, "revisions", tuple(str(r) for r in revs))
+        object.__setattr__(self, "revisions", tuple(check_revision(r, f"{where}.revisions") for r in revs))
         if self.prefix is not None and not isinstance(self.prefix, str):
             _fail(f"{where}.prefix", self.prefix, "use a string")
         if not isinstance(self.compile, bool):

@@ -79,7 +79,7 @@ def pipeline_params(blimp) -> dict:
         "tiny_models": {"tiny": {"steps": 60, "save_every": 30, "seed": 0}},
         "models": {"tiny": {"spec": "data/tiny/tiny", "scale": "0.4M", "revisions": ["step30", "step60"]}},
         "ftgd": full(FTGDConfig(sparsity=0.01, lr=0.001, steps=4, batch_size=8)),
-        "probing": full(ProbeConfig(metric="margin", grad_projection=0, eval_batch_size=64)),
+        "probing": full(ProbeConfig(metric="margin", grad_projection=0, eval_batch_size=64, transfer="both")),
         "analysis": full(AnalysisConfig(permutations=200)),
         "compute": full(ComputeConfig()),
     }

@@ -42,14 +42,24 @@ def scores(tasks: list[str], n: int, rng) -> pa.Table:
     )
 
 
-def write_run(data_dir: Path, model: str, revision: str, tasks: list[str], seed: int = 0, created: str = "") -> Path:
+def write_run(
+    data_dir: Path, model: str, revision: str, tasks: list[str], seed: int = 0, created: str = "", cells: bool = False
+) -> Path:
     """data/{eval,probe}/<model>/<revision>/: made-up eval1/eval2 scores, spaces (phenomenon blocks plus noise)
-    and run.json."""
+    and run.json; with `cells`, each transfer cell's paired test (its q below 0.05 within phenomena)."""
     rng = np.random.default_rng(seed)
     t = len(tasks)
     groups = np.array([PARADIGMS[x][0] for x in tasks])
     signal = (groups[:, None] == groups[None, :]).astype(float)
-    mats = {k: signal + rng.normal(scale=0.5, size=(t, t)) for k in KINDS}
+    mats = {k: signal + rng.normal(scale=0.5, size=(t, t)) for k in KINDS if k != "transfer_linear"}
+    # first order: the margin space overstated, plus its own error (a stream of its own: the others stay as they were)
+    extra = np.random.default_rng(seed + 1000)
+    mats["transfer_linear"] = 1.5 * mats["transfer_margin"] + extra.normal(scale=0.3, size=(t, t))
+    if cells:
+        p = np.where(signal > 0, 0.001, 0.5)
+        np.fill_diagonal(p, np.nan)
+        mats |= {"transfer_p": p, "transfer_q": p * 2, "transfer_low": mats["transfer"] - 0.1,
+                 "transfer_high": mats["transfer"] + 0.1}  # fmt: skip
     layout = Run(model, revision, data_dir).layout
     write_parquet(scores(tasks, 4, rng), layout.eval1)
     for task in tasks:
@@ -73,7 +83,7 @@ def write_run(data_dir: Path, model: str, revision: str, tasks: list[str], seed:
     return layout.probe
 
 
-def build_synthetic_index(root: Path, runs: dict[str, list[str]], tasks: list[str]) -> Path:
+def build_synthetic_index(root: Path, runs: dict[str, list[str]], tasks: list[str], cells: bool = False) -> Path:
     """A project folder with made-up outputs for `runs` (model → revisions), analysed and indexed like the
     pipeline does it; returns the index file."""
     import os
@@ -87,7 +97,7 @@ def build_synthetic_index(root: Path, runs: dict[str, list[str]], tasks: list[st
     write_splits(data_dir, tasks)
     models = {m: {"spec": m, "revisions": revs} for m, revs in runs.items()}
     for i, (m, rev) in enumerate((m, r) for m, revs in runs.items() for r in revs):
-        write_run(data_dir, m, rev, tasks, seed=i)
+        write_run(data_dir, m, rev, tasks, seed=i, cells=cells)
     p = {"models": models, "data": {}, "ftgd": {}, "probing": {}, "analysis": {"permutations": 100}}
     p["runs"] = expand_runs(models)
     p["data_files"] = "taskspace/blimp/data.py"  # what data.source (hub, the default) derives

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 import yaml
 from conftest import PIPELINE_N_EVAL as N_EVAL
@@ -41,10 +42,26 @@ def test_repro_builds_index_with_expected_rows(repo):
     runs, t = 2, len(TASKS)
     assert c["runs"] == runs and c["tasks"] == t
     assert c["scores"] == runs * (t * N_EVAL + t * t * N_EVAL)  # eval1 + eval2 of each tuned model
-    assert c["similarities"] == runs * 5 * t * t
+    # transfer, normalised, margin, first order, gradient, sharing; each transfer cell's p, q and interval
+    assert c["similarities"] == runs * 10 * t * t
     assert c["analysis"] > 0
     metrics = json.loads((repo / "data" / "analyze" / "metrics.json").read_text())
     assert set(metrics) == {"tiny@step30", "tiny@step60"}
+    for m in metrics.values():  # probing.transfer both: first order beside exact, with their agreement
+        assert -1 <= m["linear_pearson"] <= 1 and -1 <= m["linear_spearman"] <= 1
+    idx = Index(repo / "data" / "index" / "taskspace.duckdb")
+    try:
+        run = idx.runs()[0]
+        assert "transfer_linear" in idx.kinds(run["run_id"])
+        stored = idx.analysis(run["run_id"])["transfer_linear"]["agreement_pearson"]
+        assert stored == pytest.approx(metrics[run["label"]]["linear_pearson"])
+        _, q = idx.matrix(run["run_id"], "transfer_q")  # every transfer cell tested on its own pairs
+        off = ~np.eye(len(q), dtype=bool)
+        assert np.isfinite(q[off]).all() and np.isnan(np.diag(q)).all()
+        share = metrics[run["label"]]["transfer_cells_q05"]
+        assert share == pytest.approx((q[off] < 0.05).mean())
+    finally:
+        idx.close()
     shown = sh(repo, "taskspace", "metrics").stdout  # what the main job prints
     for run, m in metrics.items():
         assert run in shown and f"{m['transfer_mantel_r']:+.3f}" in shown and f"{m['transfer_mantel_p']:.3f}" in shown

@@ -105,7 +105,8 @@ def test_three_task_probe_gives_positive_diagonal(probed):
     assert np.allclose(res["gradient"], res["gradient"].T) and np.allclose(np.diag(res["gradient"]), 1)
     assert ((res["sharing"] >= 0) & (res["sharing"] <= 1)).all()
     tasks, mats = load_matrices(out / "matrices.npz")
-    assert tasks == TASKS and set(mats) == {"transfer", "transfer_norm", "transfer_margin", "gradient", "sharing"}
+    assert tasks == TASKS and set(mats) == {"transfer", "transfer_norm", "transfer_margin", "gradient", "sharing",
+                                            "transfer_p", "transfer_q", "transfer_low", "transfer_high"}
     summary = json.loads((out / "probe.json").read_text())
     for task in TASKS:
         info = summary["per_task"][task]

@@ -548,3 +548,26 @@ async def test_67_task_heatmap_scrolls_with_the_cursor_and_jumps_to_a_task(index
         want = [screen.tasks[k] for k in screen.shown].index("wh_island")
         assert hm.cursor == (want, want) and "wh_island" in str(screen.query_one("#cell").render())
         assert "▾" in hm.render_line(0).text  # its column is on screen too
+
+
+async def test_heatmap_fades_cells_not_significant_on_their_own_pairs(tmp_path):
+    """Each transfer cell's paired test: q < 0.05 cells keep their colour, the others are faded; the cell panel
+    gives p, q and the interval."""
+    db = build_synthetic_index(tmp_path, {"tiny": ["step30"]}, TASKS, cells=True)
+    app = TaskspaceApp(db=db)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        screen = app.screen
+        hm = screen.query_one(Heatmap)
+        groups = screen.groups()
+        same = np.array([[groups[a] == groups[b] for b in screen.shown] for a in screen.shown])
+        assert (hm.marked == same).all()  # synthetic: q 0.002 within a phenomenon, 1.0 between
+        i, j = np.argwhere(~same)[0]
+        assert hm._cell(int(i), int(j)) != hm.scale.color(hm.matrix[i, j])  # faded
+        assert hm._cell(int(i), int(i)) == hm.scale.color(hm.matrix[i, i])  # the diagonal is never faded
+        hm.cursor = (int(i), int(j))
+        await pilot.pause()
+        panel = str(screen.query_one("#cell").render())
+        assert "paired test: p 0.5000, q 1.0000" in panel and "not significant" in panel and "interval" in panel

@@ -29,6 +29,8 @@ from taskspace.lm.scoring import PreparedEval, score_pairs
 from taskspace.method import resume
 from taskspace.method.ftgd import Delta, EncodedPairs, FTGDError, finetune, gradient_differential, lm_loss, param_group
 from taskspace.method.impact import collapse
+from taskspace.method.linear import delta_steps, linear_transfer
+from taskspace.method.paired import cell_space, pair_changes
 from taskspace.method.similarity import (  # noqa: F401 (re-exported: the maths a probe uses, importable from here)
     EXACT_GRADIENT_MAX,
     MERSENNE,
@@ -275,37 +277,47 @@ def run_eval2(
     progress: Callable[[str, int, int], None] | None = None,
     keep: bool = False,
 ) -> dict:
-    """Per tuned task: apply its delta, eval2 on every task, remove it; then the T×T spaces and probe.json."""
+    """Per tuned task: apply its delta, eval2 on every task, remove it (exact transfer), and/or its first-order
+    transfer against every task's margin gradient (`cfg.transfer`); then the T×T spaces and probe.json."""
     h, ftgd_h = stamp or config_hash(ftgd_cfg, cfg), ftgd_stamp or config_hash(ftgd_cfg, cfg)
+    exact, linear = cfg.transfer in ("exact", "both"), cfg.transfer in ("linear", "both")
     prepared = _prepared(lm, evalset, cfg)
     tasks = _tasks(prepared.pairs)
     acc1, margin1 = accuracy_and_margin(eval1, tasks)
-    acc2, margin2, grad_vecs, masks, per_task = [], [], [], [], {}
+    acc2, margin2, grad_vecs, masks, steps, per_task, eval2s = [], [], [], [], [], {}, []
     for i, task in enumerate(tasks):
-        info, delta, eval2 = _eval2_task(lm, prepared, layout, task, h, ftgd_h, cfg, keep)
-        a2, m2 = accuracy_and_margin(eval2, tasks)
-        acc2.append(a2)
-        margin2.append(m2)
+        if exact:
+            info, delta, eval2 = _eval2_task(lm, prepared, layout, task, h, ftgd_h, cfg, keep)
+            a2, m2 = accuracy_and_margin(eval2, tasks)
+            acc2.append(a2)
+            margin2.append(m2)
+            eval2s.append(eval2)
+        else:
+            info, delta = _verified(layout, task, ftgd_h), Delta.load(layout.delta(task))
         grad_vecs.append(np.load(layout.gradient(task)))
         masks.append(global_indices(lm.model, delta.idx))
+        if linear:
+            steps.append(delta_steps(delta, lm.device))  # the selected entries' moves only: ~k per task
         per_task[task] = {
             **{k: v for k, v in info.items() if k != "history"},
             # token counts: the preparation's once a pass has scored (else the grammatical sentences encoded once)
             "lm_loss_before": _lm_loss_other(eval1, prepared.good_tokens, task),
-            "lm_loss_after": _lm_loss_other(eval2, prepared.good_tokens, task),
+            "lm_loss_after": _lm_loss_other(eval2, prepared.good_tokens, task) if exact else None,
         }
         if progress:
-            progress("eval2", i + 1, len(tasks))
-    transfer_acc = transfer_matrix(acc1, np.array(acc2))
-    transfer_margin = transfer_matrix(margin1, np.array(margin2))
-    transfer = transfer_acc if cfg.metric == "accuracy" else transfer_margin
-    mats = {
-        "transfer": transfer,
-        "transfer_norm": normalise_transfer(transfer),
-        "transfer_margin": transfer_margin,
-        "gradient": cosine_matrix(np.stack(grad_vecs)),
-        "sharing": jaccard_matrix(masks, lm.n_params),
-    }
+            progress("eval2" if exact else "deltas", i + 1, len(tasks))
+    mats, changes = {}, None
+    if exact:
+        transfer_acc = transfer_matrix(acc1, np.array(acc2))
+        transfer_margin = transfer_matrix(margin1, np.array(margin2))
+        transfer = transfer_acc if cfg.metric == "accuracy" else transfer_margin
+        mats = {"transfer": transfer, "transfer_norm": normalise_transfer(transfer), "transfer_margin": transfer_margin}
+        changes = pair_changes(eval1, eval2s, tasks, cfg.metric)  # every cell's own pairs: its p, q and interval
+        mats |= cell_space([changes], permutations=cfg.cell_permutations)
+    if linear:
+        lin_progress = (lambda j, n: progress("linear", j, n)) if progress else None
+        mats["transfer_linear"] = linear_transfer(lm, prepared.pairs, steps, ftgd_cfg.batch_size, lin_progress)
+    mats |= {"gradient": cosine_matrix(np.stack(grad_vecs)), "sharing": jaccard_matrix(masks, lm.n_params)}
     TaskSpaces(tasks, mats).save(layout.matrices)
     summary = {
         **lm.meta(),
@@ -317,7 +329,7 @@ def run_eval2(
         "per_task": per_task,
     }
     write_json(summary, layout.summary)
-    return {"tasks": tasks, **mats, "summary": summary}
+    return {"tasks": tasks, **mats, "summary": summary, "pair_changes": changes}
 
 
 def _eval2_task(

@@ -43,7 +43,7 @@ STAGES: dict[str, StageSpec] = {
     ),
     "probe": StageSpec(
         ("data", "runs.${key}", "compute", "ftgd", *GRADIENT_KEYS, *REPLICATE_KEYS, "probing.control",
-         "probing.metric"),  # fmt: skip
+         "probing.metric", "probing.transfer", "probing.cell_permutations"),  # fmt: skip
         (*TUNING, "taskspace/stats/reliability.py"),
     ),
     "analyze": StageSpec(
@@ -66,9 +66,17 @@ def _digest(obj) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+# eval2's scores do not depend on how the spaces are made from them: a run switched to `probing.transfer: both`
+# keeps every finished eval2 pass (its stamp hashes the probe stage's keys but those)
+SPACES_ONLY = ("probing.transfer", "probing.cell_permutations")
+STAMPED = {**{name: spec.params for name, spec in STAGES.items()},
+           "eval2": tuple(k for k in STAGES["probe"].params if k not in SPACES_ONLY)}  # fmt: skip
+
+
 def stamp(stage: str, raw: dict, stage_key: str | None = None) -> str:
-    """Hash of the params a stage depends on (STAGES), for one run: finished work carrying it is not redone."""
-    return _digest({k: _value(raw, k, stage_key) for k in STAGES[stage].params})
+    """Hash of the params a stage's work depends on (STAGES; `eval2`: the probe's passes), for one run: finished
+    work carrying it is not redone."""
+    return _digest({k: _value(raw, k, stage_key) for k in STAMPED[stage]})
 
 
 def settings_hash(raw: dict, stage_key: str) -> str:

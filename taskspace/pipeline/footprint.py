@@ -38,7 +38,7 @@ def activations(sentences: int, positions: float, s, dtype_bytes: int, backward:
 
 def footprint(
     s, k: int, tasks: int, grad_entries: int, positions: float, train_batch: int, eval_batch: int,
-    dtype_bytes: int, device: str, runtime: int,
+    dtype_bytes: int, device: str, runtime: int, linear: bool = False,
 ) -> dict[str, int]:  # fmt: skip
     """Bytes per term, per tuning phase, and the peaks: `device` while tuning (on the model's device) and `host`
     (the process's resident memory: `runtime` — the interpreter, torch and transformers — plus what is there)."""
@@ -55,6 +55,8 @@ def footprint(
         "score_activations": activations(eval_batch, positions, s, dtype_bytes, backward=False),
         # every footprint (int32), every gradient vector (float32 read, stacked, float64 twice in the cosine)
         "reduce": tasks * k * 4 + tasks * grad_entries * (4 + 4 + 8 + 8),
+        # first-order transfer: every delta's moves (int64 index, fp32 step) held against one margin gradient
+        "linear_deltas": tasks * k * 12 if linear else 0,
     }
     phases = {
         "score": t["weights"] + t["score_activations"],
@@ -64,6 +66,8 @@ def footprint(
         + t["train_activations"],
         "sketch": t["weights"] + t["accumulators"] + t["sketch"],
         "reduction": t["weights"] + t["reduce"],
+        "linear": t["weights"] + t["accumulators"] + t["grads"] + t["backward_scratch"] + t["train_activations"]
+        + t["linear_deltas"] if linear else 0,
     }
     tuning = max(v for k_, v in phases.items() if k_ != "reduction")
     if device == "cuda":

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from taskspace.config import FTGDConfig, ProbeConfig, TinyConfig
+from taskspace.config import TRANSFER_MODES, FTGDConfig, ProbeConfig, TinyConfig
 from taskspace.lm.shapes import PYTHIA_SHAPES
 from taskspace.method.ftgd import PARAM_GROUPS
 from taskspace.method.similarity import EXACT_GRADIENT_MAX, exact_gradient_refusal
@@ -108,7 +108,8 @@ class Workload:
     tasks: int
     tunings: int  # tasks × replicates × (1 + control): each one FTGD run and one eval2 pass
     eval_sentences: int  # eval1: every task's eval pairs, both sentences, once per replicate (its own split)
-    eval2_sentences: int  # one eval1-sized pass per tuning
+    eval2_sentences: int  # one eval1-sized pass per tuning (exact transfer)
+    linear_pairs: int  # first-order transfer: every task's eval pairs through a gradient, once per replicate/control
     grad_sentences: int  # gradient differentials (forward + backward), every tuning
     ftgd_sentences: int  # FTGD steps (forward + backward), every tuning
     collapse_sentences: int  # the collapse check after every tuning: others' sentences before and after, own pairs
@@ -120,7 +121,8 @@ class Workload:
     def host_sentences(self) -> int:
         """Sentences the host tokenises, packs and collates: the eval set once per stage that scores it (eval,
         probe), every training batch and the collapse check as they run."""
-        return 2 * self.eval_sentences + self.grad_sentences + self.ftgd_sentences + self.collapse_sentences
+        return (2 * self.eval_sentences + self.grad_sentences + self.ftgd_sentences + self.collapse_sentences
+                + 2 * self.linear_pairs)  # fmt: skip
 
 
 def workload(
@@ -136,6 +138,8 @@ def workload(
     batch = min(ftgd.batch_size, n_train)
     tunings = n_tasks * replicates * (1 + control)
     eval_s = 2 * n_tasks * n_eval
+    exact, linear = probe.transfer in ("exact", "both"), probe.transfer in ("linear", "both")
+    linear_batches = replicates * (1 + control) * n_tasks * math.ceil(n_eval / ftgd.batch_size) if linear else 0
     eval_batches = math.ceil(eval_s / probe.eval_batch_size)
     grad_batches = math.ceil(n_train / ftgd.batch_size)
     others = min(COLLAPSE_SENTENCES, (n_tasks - 1) * n_train or n_train)
@@ -145,12 +149,14 @@ def workload(
         tasks=n_tasks,
         tunings=tunings,
         eval_sentences=replicates * eval_s,
-        eval2_sentences=tunings * eval_s,
+        eval2_sentences=tunings * eval_s if exact else 0,
+        linear_pairs=replicates * (1 + control) * n_tasks * n_eval if linear else 0,
         grad_sentences=tunings * 2 * n_train,
         ftgd_sentences=tunings * ftgd.steps * 2 * batch,
         collapse_sentences=tunings * (2 * others + 2 * own),
-        forward_passes=(replicates + tunings) * eval_batches + tunings * (grad_batches + ftgd.steps + collapse_passes),
-        backward_passes=tunings * (grad_batches + ftgd.steps),
+        forward_passes=(replicates + tunings * exact) * eval_batches + linear_batches
+        + tunings * (grad_batches + ftgd.steps + collapse_passes),
+        backward_passes=tunings * (grad_batches + ftgd.steps) + linear_batches,
         positions_per_sentence=positions,
     )
 
@@ -160,7 +166,7 @@ def flops(w: Workload, s: Shape) -> float:
     the backward pass; attention over these short contexts is a few percent and left out."""
     per_position = 2 * (s.n_params - s.n_embedding) + 2 * s.hidden * s.vocab
     forward = w.eval_sentences + w.eval2_sentences + w.collapse_sentences
-    train = w.grad_sentences + w.ftgd_sentences
+    train = w.grad_sentences + w.ftgd_sentences + 2 * w.linear_pairs
     return per_position * w.positions_per_sentence * (forward + 3 * train)
 
 
@@ -196,7 +202,7 @@ def memory(
     batch = min(ftgd.batch_size, n_train) if n_train else ftgd.batch_size
     return footprint(
         s, selected(ftgd, s), w.tasks, gradient_entries(probe, s), w.positions_per_sentence, batch,
-        probe.eval_batch_size, dtype_bytes, device, runtime,
+        probe.eval_batch_size, dtype_bytes, device, runtime, probe.transfer != "exact",
     )  # fmt: skip
 
 
@@ -205,7 +211,7 @@ def run_seconds(w: Workload, c: Calibration, n_train: int, ftgd: FTGDConfig) -> 
     a differential, a mask, a gradient vector and the FTGD steps."""
     per_tuning = n_train * c.s_grad_pair + c.s_mask + c.s_sketch + ftgd.steps * c.s_step
     scored = w.eval_sentences + w.eval2_sentences + w.collapse_sentences
-    return 3 * c.s_load + scored * c.s_sentence + w.tunings * per_tuning
+    return 3 * c.s_load + scored * c.s_sentence + w.tunings * per_tuning + w.linear_pairs * c.s_grad_pair
 
 
 @dataclass
@@ -221,6 +227,7 @@ class RunPlan:
     calibration: Calibration | None
     estimate: GPUEstimate | None = None  # planned for a GPU that is not here: datasheet figures, not a measurement
     host_calibration: HostCalibration | None = None
+    transfer_seconds: dict[str, float] | None = None  # the whole run's time with each probing.transfer choice
 
 
 def _offline(specs: list[str], say) -> bool:
@@ -308,6 +315,15 @@ def plan(
         w = workload(len(names), n_train, n_eval, ftgd, probe, positions, reps, probe.control)
         f = flops(w, shape)
         est = estimate(w, shape, f, host, target, dt_bytes, gradient_entries(probe, shape)) if target else None
+        per_mode = None  # the run's time with each probing.transfer choice
+        if cal or target:
+            per_mode = {}
+            for mode in TRANSFER_MODES:
+                wm = workload(len(names), n_train, n_eval, ftgd, replace(probe, transfer=mode), positions, reps,
+                              probe.control)  # fmt: skip
+                g = gradient_entries(probe, shape)
+                per_mode[mode] = (estimate(wm, shape, flops(wm, shape), host, target, dt_bytes, g).seconds if target
+                                  else run_seconds(wm, cal, n_train, ftgd))  # fmt: skip
         plans.append(
             RunPlan(
                 run=run.stage_key,
@@ -321,6 +337,7 @@ def plan(
                 calibration=cal,
                 estimate=est,
                 host_calibration=host,
+                transfer_seconds=per_mode,
             )
         )
     free = shutil.disk_usage(Path("data") if Path("data").exists() else Path(".")).free

@@ -36,7 +36,7 @@ def run_progress(s: Settings, data: Path = DATA) -> list[RunProgress]:
     out = []
     for run in s.runs:
         run = Run(run.model, run.revision, data)
-        ftgd_stamp, probe_stamp = s.stamp("ftgd", run), s.stamp("probe", run)
+        ftgd_stamp, probe_stamp = s.stamp("ftgd", run), s.stamp("eval2", run)
         tuned = sum(record_stamp(f) == ftgd_stamp for f in run.dir("ftgd").rglob("ftgd.json"))
         evaluated = sum(
             parquet_stamp(f).startswith(probe_stamp + ":") for f in run.dir("probe").rglob("eval2.parquet")

@@ -9,14 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from taskspace.config import FTGDConfig
 from taskspace.errors import OutputError
+from taskspace.io import read_parquet
 from taskspace.pipeline.settings import Settings
 from taskspace.runs import DATA, Layout, Run, split_files, splits_dir, splits_root
 
 Say = Callable[[str], None]
+PREPARE = "restore it with `dvc checkout --relink {path}` or rerun `dvc repro -f prepare`"
 
 
 def splits(root: Path | None = None) -> tuple[pa.Table, pa.Table]:
@@ -24,7 +25,7 @@ def splits(root: Path | None = None) -> tuple[pa.Table, pa.Table]:
     train, ev = split_files(root or splits_root())
     if not train.exists():
         raise OutputError(f"{train} missing: run `dvc repro prepare` (or `taskspace stage prepare`)")
-    return pq.read_table(train), pq.read_table(ev)
+    return read_parquet(train, PREPARE), read_parquet(ev, PREPARE)
 
 
 @dataclass
@@ -61,6 +62,11 @@ def unit_name(run: Run, r: int, reps: list, control: bool = False) -> str:
 
 def progress_line(what: str, say: Say) -> Callable[[str, int, int], None]:
     return lambda _stage, i, n: say(f"{what} {i}/{n}")
+
+
+def step_line(what: str, say: Say) -> Callable[[str, int, int], None]:
+    """Progress of a loop with several steps (eval2, then first-order transfer): each line names its step."""
+    return lambda step, i, n: say(f"{what}: {step} {i}/{n}")
 
 
 def load_run_model(s: Settings, run: Run, say: Say, device: str | None = None):

@@ -50,7 +50,7 @@ def work(shard: Shard) -> int:
     run = Run(shard.model, shard.revision)
     lm = load_run_model(s, run, print, device)
     reps, pcfg = replicates(s, run), s.probe
-    stamps = s.stamp("probe", run), s.stamp("ftgd", run)
+    stamps = s.stamp("eval2", run), s.stamp("ftgd", run)
     for (r, control), items in groupby(shard.items, key=lambda it: it[:2]):
         rep, tasks = reps[r], [t for _, _, t in items]
         layout = rep.layout.control if control else rep.layout

@@ -32,6 +32,7 @@ from taskspace.pipeline.replicates import (
     replicates,
     split_files,
     splits,
+    step_line,
     unit_name,
 )
 from taskspace.pipeline.settings import Settings, git_rev
@@ -136,11 +137,12 @@ def _spread(s: Settings, run: Run, stage: str, pending: dict, done: Callable[[tu
 def stage_probe(s: Settings, run: Run, say: Say = print) -> None:
     """eval2 of every replicate (and control); with several, or a control, the run's spaces are their aggregate:
     the mean, per-cell intervals, reliability and the noise floor (taskspace.stats.reliability)."""
+    from taskspace.method.paired import cell_space
     from taskspace.method.probing import eval2_finished, run_eval2
     from taskspace.stats.reliability import aggregate
     from taskspace.stats.spaces import TaskSpaces
 
-    stamps = s.stamp("probe", run), s.stamp("ftgd", run)
+    stamps = s.stamp("eval2", run), s.stamp("ftgd", run)
     replicas = replicates(s, run)
     units = {(r, c): layout for r, rep in enumerate(replicas) for layout, c in rep.units(s.probe.control)}
     device = None
@@ -150,29 +152,36 @@ def stage_probe(s: Settings, run: Run, say: Say = print) -> None:
         _spread(s, run, "probe", pending, lambda u, t: eval2_finished(units[u], t, *stamps), say)
         device = "cpu"  # what is left is the reduction: no accelerator memory taken from the workers
     lm = load_run_model(s, run, say, device)
-    reps, controls, summaries = [], [], []
+    reps, controls, summaries, changes = [], [], [], {False: [], True: []}
     for (r, c), layout in units.items():
         rep, what = replicas[r], unit_name(run, r, replicas, c)
         eval1 = pq.read_table(rep.layout.eval1)
-        say_eval2 = progress_line(f"{what}: eval2", say)
-        res = run_eval2(lm, rep.eval, eval1, layout, rep.ftgd, s.probe, *stamps, progress=say_eval2, keep=True)
+        say_step = step_line(what, say)
+        res = run_eval2(lm, rep.eval, eval1, layout, rep.ftgd, s.probe, *stamps, progress=say_step, keep=True)
         (controls if c else reps).append(TaskSpaces.load(layout.matrices))
+        changes[c].append(res["pair_changes"])
         if not c:
             summaries.append(res["summary"])
     summary = {**summaries[0], "impact": impact(reps[0].tasks, reps, summaries)}
     if len(reps) > 1 or controls:
         spaces, quality = aggregate(reps, controls)
+        if changes[False][0] is not None:  # each cell tested on every replicate's pairs, against its control
+            spaces.matrices |= cell_space(changes[False], changes[True], s.probe.cell_permutations)
         spaces.save(run.layout.matrices)
         write_npz(run.layout.replicates_file, **{k: np.stack([r.matrices[k] for r in reps]) for k in reps[0].matrices})
         summary["replicates"] = quality
-        summary["impact"]["self_transfer"] = float(np.nanmean(np.diag(spaces.matrices["transfer"])))
+        if "transfer" in spaces.matrices:
+            summary["impact"]["self_transfer"] = float(np.nanmean(np.diag(spaces.matrices["transfer"])))
     write_json(summary, run.layout.summary)
     write_json(run_info(s, run, lm), run.layout.info)
 
 
 def impact(tasks: list[str], reps: list, summaries: list[dict]) -> dict:
     """Low impact, per run: the own-task gain (the transfer diagonal) next to the LM-loss rise on the other
-    tasks' grammatical sentences, averaged over tasks and replicates."""
+    tasks' grammatical sentences, averaged over tasks and replicates. Both need eval2: none with first-order
+    transfer alone."""
+    if "transfer" not in reps[0].matrices:
+        return {"self_transfer": None, "lm_loss_rise": None, "lm_loss_rise_max": None}
     rise = [s["per_task"][t]["lm_loss_after"] - s["per_task"][t]["lm_loss_before"] for s in summaries for t in tasks]
     gain = [float(np.nanmean(np.diag(r.matrices["transfer"]))) for r in reps]
     return {"self_transfer": float(np.mean(gain)), "lm_loss_rise": float(np.mean(rise)), "lm_loss_rise_max": max(rise)}
@@ -217,7 +226,8 @@ def stage_analyze(s: Settings, out: Path = ANALYZE, say: Say = print) -> dict:
         summaries[key] = json.loads(layout.summary.read_text()) if layout.summary.exists() else {}
 
     def report(s: spaces.TaskSpaces, fits: dict) -> None:
-        say(f"{s.key.split('#')[0]}: transfer {fit_summary(fits['transfer'])}")
+        kind = "transfer" if "transfer" in fits else "transfer_linear"
+        say(f"{s.key.split('#')[0]}: {kind} {fit_summary(fits[kind])}")
 
     result = spaces.analyze(
         series,
@@ -229,19 +239,7 @@ def stage_analyze(s: Settings, out: Path = ANALYZE, say: Say = print) -> dict:
         quality=lambda s: summaries.get(s.key, {}),
     )
     metrics = {
-        key.split("#")[0]: {
-            "transfer_mantel_r": f["transfer"].mantel_r,
-            "transfer_mantel_p": f["transfer"].mantel_p,
-            "transfer_p_floor": f["transfer"].p_floor,
-            "transfer_contrast": f["transfer"].contrast,
-            "gradient_mantel_r": f["gradient"].mantel_r,
-            "sharing_contrast": f["sharing"].contrast,
-            "transfer_reliability": f["transfer"].reliability_sb,
-            "transfer_noise_floor": f["transfer"].noise_floor,
-            "transfer_above_noise": _share(f["transfer"].cells_above_noise, f["transfer"].cells),
-            "self_transfer": f["transfer"].self_transfer,
-            "lm_loss_rise": f["transfer"].lm_loss_rise,
-        }
+        key.split("#")[0]: run_metrics(f, result.linear_agreement.get(key), result.cells.get(key, {}))
         for key, f in result.fits.items()
     }
     write_plots(
@@ -252,6 +250,33 @@ def stage_analyze(s: Settings, out: Path = ANALYZE, say: Say = print) -> dict:
     return result.as_json()
 
 
+def run_metrics(f: dict, linear: dict | None, cells: dict) -> dict:
+    """metrics.json's row of one run (`dvc exp show` columns): transfer's fit, reliability and noise floor, the share
+    of its cells significant on their own pairs (BH q < 0.05), the other spaces' headline fits, and first-order
+    transfer's agreement with exact (where the run has both)."""
+    from taskspace.stats.spaces import Fit
+
+    empty = Fit(None, None, None, None, None, None)  # a kind the run does not have: every figure missing
+    t, lin = f.get("transfer", empty), f.get("transfer_linear", empty)
+    return {
+        "transfer_mantel_r": t.mantel_r,
+        "transfer_mantel_p": t.mantel_p,
+        "transfer_p_floor": t.p_floor,
+        "transfer_contrast": t.contrast,
+        "gradient_mantel_r": f["gradient"].mantel_r,
+        "sharing_contrast": f["sharing"].contrast,
+        "transfer_reliability": t.reliability_sb,
+        "transfer_noise_floor": t.noise_floor,
+        "transfer_above_noise": _share(t.cells_above_noise, t.cells),
+        "transfer_cells_q05": _share(cells.get("cells_q05"), cells.get("cells_tested")),
+        "self_transfer": t.self_transfer,
+        "lm_loss_rise": t.lm_loss_rise,
+        "linear_mantel_r": lin.mantel_r,
+        "linear_pearson": (linear or {}).get("pearson"),
+        "linear_spearman": (linear or {}).get("spearman"),
+    }
+
+
 def write_plots(plots: Path, series: dict, result, groups: dict[str, str], metric: str) -> None:
     """DVC plot data: each model's last transfer space (heatmap data), its stability over checkpoints (one file
     per model, real training steps), and both as static images that `dvc plots show` renders offline."""
@@ -259,17 +284,20 @@ def write_plots(plots: Path, series: dict, result, groups: dict[str, str], metri
 
     for model, runs in series.items():
         s = runs[-1][1]
+        kind = "transfer" if "transfer" in s.matrices else "transfer_linear"  # first order alone: its screen
         rows = [
-            {"task_a": a, "task_b": b, "value": _num(s.matrices["transfer"][i, j])}
+            {"task_a": a, "task_b": b, "value": _num(s.matrices[kind][i, j])}
             for i, a in enumerate(s.tasks)
             for j, b in enumerate(s.tasks)
         ]
         write_csv(plots / "transfer" / f"{model}.csv", rows)
-        title = f"{model}@{runs[-1][0]} (transfer: rows tuned on, columns evaluated on)"
-        fig = export.space_figure(s.tasks, s.matrices["transfer"], groups, "transfer", metric, title)
+        title = f"{model}@{runs[-1][0]} ({kind}: rows tuned on, columns evaluated on)"
+        fig = export.space_figure(s.tasks, s.matrices[kind], groups, kind, metric, title)
         export.save_figure(fig, plots / "images" / f"{model}-transfer.png")
     for model, kinds in result.stability.items():
-        st = kinds["transfer"]
+        st = kinds.get("transfer") or kinds.get("transfer_linear")
+        if st is None:
+            continue
         steps = [revision_step(r) for r in st.revisions]
         real = all(x is not None for x in steps)
         rows = [

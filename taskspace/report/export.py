@@ -15,7 +15,16 @@ import numpy as np
 
 from taskspace.errors import ConfigError
 from taskspace.io import atomic_write
-from taskspace.report.labels import CONTRAST, DESCRIPTIONS, LOSS_UNIT, NOISE_FLOOR, REPORT_COLUMNS, stat_cell, unit
+from taskspace.report.labels import (
+    CONTRAST,
+    DESCRIPTIONS,
+    LOSS_UNIT,
+    NOISE_FLOOR,
+    REPORT_COLUMNS,
+    linear_lines,
+    stat_cell,
+    unit,
+)
 
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
 
@@ -71,15 +80,22 @@ def order_by_group(tasks: Sequence[str], groups: dict[str, str], m: np.ndarray):
     return [tasks[i] for i in order], [groups.get(tasks[i], "") for i in order], m[np.ix_(order, order)]
 
 
-def space_figure(tasks, m, groups: dict[str, str], kind: str, metric: str, title: str):
+def space_figure(tasks, m, groups: dict[str, str], kind: str, metric: str, title: str, marked=None):
     """One space as a paper-style heatmap: both axes titled, every task named, phenomenon blocks outlined and
-    named, a colour bar in the space's unit (diverging around 0 for transfer)."""
+    named, a colour bar in the space's unit (diverging around 0 for transfer); `marked` (boolean, the tasks'
+    order): a dot on each off-diagonal cell significant on its own pairs (q < 0.05)."""
     plt = _pyplot()
     names, g, mm = order_by_group(list(tasks), groups, np.asarray(m, dtype=float))
     side = max(5.0, 0.16 * len(names) + 3)
     fig, ax = plt.subplots(figsize=(side + 2.5, side))
     _heatmap(ax, fig, names, mm, g, unit(kind, metric), diverging=kind not in ("sharing",))
-    ax.set_title(f"{title}\n{kind}: {DESCRIPTIONS.get(kind, '')}", fontsize=9)
+    note = ""
+    if marked is not None:
+        _, _, mk = order_by_group(list(tasks), groups, np.asarray(marked, dtype=float))
+        rows, cols = np.nonzero((mk > 0) & ~np.eye(len(names), dtype=bool))
+        ax.scatter(cols, rows, s=max(2.0, 60 / max(len(names), 1)), c="black", marker="o", linewidths=0)
+        note = f"\n• q < 0.05 on the cell's own pairs (paired sign-flip test, BH over cells): {len(rows)} cells"
+    ax.set_title(f"{title}\n{kind}: {DESCRIPTIONS.get(kind, '')}{note}", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -167,6 +183,35 @@ def trust_markdown(transfer: dict[str, float]) -> list[str]:
     return lines + [""]
 
 
+def extras_markdown(fits: dict[str, dict[str, float]]) -> list[str]:
+    """First-order transfer's agreement with exact transfer, and every fit's spread over task subsets."""
+    lines = []
+    lin = fits.get("transfer_linear")
+    if lin:
+        lines += ["## First-order transfer (an approximation)", "",
+                  "`transfer_linear` = g(evaluated task) · Δθ(tuned task): one gradient per task instead of an "
+                  "eval2 pass per tuned task; a screen, not a measurement.", ""]  # fmt: skip
+        lines += [f"- {line}" for line in linear_lines(lin)] + [""]
+    sampled = {k: f for k, f in fits.items() if f.get("sample_mantel_r_n")}
+    if sampled:
+        f0 = next(iter(sampled.values()))
+        lines += ["## Task-sample sensitivity", "",
+                  f"Each fit again on {int(f0['sample_draws'])} random subsets of {int(f0['sample_tasks'])} tasks "
+                  f"({int(f0['sample_per_group'])} per group): how much a finding depends on which tasks were run.",
+                  "", "| space | r median | r 5–95% | p < 0.05 | within − between 5–95% | partial r 5–95% |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for kind, f in sampled.items():
+            cells = [f"{f['sample_mantel_r_median']:+.3f}",
+                     f"{f['sample_mantel_r_p05']:+.3f} … {f['sample_mantel_r_p95']:+.3f}",
+                     f"{f.get('sample_mantel_r_significant', float('nan')):.0%}",
+                     f"{f['sample_contrast_p05']:+.3g} … {f['sample_contrast_p95']:+.3g}",
+                     (f"{f['sample_partial_r_p05']:+.3f} … {f['sample_partial_r_p95']:+.3f}"
+                      if f.get("sample_partial_r_n") else "—")]  # fmt: skip
+            lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
 def report_markdown(run: dict, fits: dict[str, dict[str, float]], top: list[tuple[str, str, float]], unit_: str,
                     figure: str | None = None) -> str:  # fmt: skip
     """A run's report: identity, each space's fit with its p-value, lexical control and reliability, the noise
@@ -183,9 +228,14 @@ def report_markdown(run: dict, fits: dict[str, dict[str, float]], top: list[tupl
               "r, lexical overlap out: the Spearman r with the hypothesis partialling out the tasks' word overlap. "
               "reliability: split-half over the run's replicates, Spearman–Brown corrected.", ""]  # fmt: skip
     lines += trust_markdown(fits.get("transfer", {}))
+    lines += extras_markdown(fits)
     if top:
-        lines += [f"## Largest transfers ({unit_})", "", "| tuned on | evaluated on | transfer |", "|---|---|---|"]
-        lines += [f"| {a} | {b} | {v:+.3f} |" for a, b, v in top]
+        tested = all(len(t) == 4 for t in top)  # (a, b, value, q): each cell's paired test
+        lines += [f"## Largest transfers ({unit_})", "", "| tuned on | evaluated on | transfer |"
+                  + (" q (own pairs) |" if tested else ""), "|---|---|---|" + ("---|" if tested else "")]  # fmt: skip
+        for t in top:
+            q = f" {t[3]:.4f}{' *' if t[3] < 0.05 else ''} |" if tested else ""
+            lines.append(f"| {t[0]} | {t[1]} | {t[2]:+.3f} |{q}")
     if figure:
         lines += ["", f"![transfer space]({figure})"]
     return "\n".join(lines) + "\n"

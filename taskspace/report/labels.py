@@ -21,6 +21,7 @@ DESCRIPTIONS = {
     "transfer": "eval2 − eval1 on the column task after tuning on the row task (in the probing metric)",
     "transfer_norm": "transfer divided by the row task's own gain (its diagonal)",
     "transfer_margin": f"transfer in {METRIC_UNITS['margin']}, whatever the probing metric",
+    "transfer_linear": "first-order approximation of margin transfer, g(column) · Δθ(row): a screen, not eval2",
     "gradient": "cosine of the two tasks' gradient differentials at the untuned model",
     "sharing": "Jaccard overlap of the two tasks' FTGD parameter footprints",
     "transfer_control": "transfer after tuning on label-swapped pairs: what tuning moves by chance",
@@ -186,6 +187,10 @@ def trust_lines(kind: str, s: Mapping[str, float], transfer: Mapping[str, float]
         lines = [f"reliability: {s['reliability_sb']:.2f} (split-half {s.get('reliability', float('nan')):.2f})"]
     else:
         lines = ["reliability: n/a" + ("" if brief else " (one replicate; set probing.ftgd_seeds)")]
+    if kind == "transfer_linear":
+        lines += linear_lines(s, brief)
+    if not brief:
+        lines += sample_lines(s)
     if kind != "transfer":
         return lines
     if transfer.get("noise_floor") is not None:
@@ -196,3 +201,30 @@ def trust_lines(kind: str, s: Mapping[str, float], transfer: Mapping[str, float]
     if not brief and transfer.get("self_transfer") is not None and transfer.get("lm_loss_rise") is not None:
         lines.append(f"own-task gain {transfer['self_transfer']:+.3f}, LM-loss rise {transfer['lm_loss_rise']:+.3f}")
     return lines
+
+
+def linear_lines(s: Mapping[str, float], brief: bool = False) -> list[str]:
+    """First-order transfer is an approximation: say so, and how well it agreed with exact transfer."""
+    if s.get("agreement_pearson") is None:
+        return ["first order: not checked against exact" + ("" if brief else " (probing.transfer: both checks it)")]
+    line = f"first order vs exact: Pearson {s['agreement_pearson']:+.2f}, Spearman {s['agreement_spearman']:+.2f}"
+    if brief:
+        return [line]
+    rows, mag = s.get("agreement_row_pearson_median"), s.get("agreement_magnitude_ratio")
+    return [
+        line + " (off the diagonal)",
+        ("per row median " + (f"{rows:+.2f}" if rows is not None else MISSING))
+        + (f"; off-diagonal values ×{mag:.2f} of exact" if mag is not None else ""),
+    ]
+
+
+def sample_lines(s: Mapping[str, float]) -> list[str]:
+    """How much the fit depends on which tasks were run: its spread over random task subsets."""
+    if not s.get("sample_mantel_r_n"):
+        return []
+    sig = s.get("sample_mantel_r_significant")
+    return [
+        f"over {int(s['sample_draws'])} samples of {int(s['sample_tasks'])} tasks ({int(s['sample_per_group'])} per "
+        f"group): r {s['sample_mantel_r_p05']:+.3f} … {s['sample_mantel_r_p95']:+.3f} (5–95%)"
+        + (f", p < 0.05 in {sig:.0%}" if sig is not None else "")
+    ]

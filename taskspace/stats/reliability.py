@@ -17,7 +17,7 @@ import numpy as np
 from scipy import stats
 
 from taskspace.stats.analysis import spearman_offdiag
-from taskspace.stats.spaces import COMPARED, TaskSpaces
+from taskspace.stats.spaces import CELL_KINDS, COMPARED, TaskSpaces
 
 LEVEL = 0.95
 
@@ -84,15 +84,19 @@ def aggregate(reps: Sequence[TaskSpaces], controls: Sequence[TaskSpaces] = ()) -
     tasks = reps[0].tasks
     if any(r.tasks != tasks for r in [*reps, *controls]):
         raise ValueError("replicates and controls must cover the same tasks in the same order")
-    kinds = [k for k in reps[0].matrices if all(k in r.matrices for r in reps)]
+    # per-cell tests are not averaged over replicates: they are redone on the pooled pairs (method.paired)
+    kinds = [k for k in reps[0].matrices if all(k in r.matrices for r in reps) and k not in CELL_KINDS]
     stacked = {k: np.stack([r.matrices[k] for r in reps]) for k in kinds}
     out = {k: np.nanmean(v, axis=0) if len(reps) > 1 else v[0] for k, v in stacked.items()}
-    out["transfer_ci"] = interval(stacked["transfer"])
+    measured = "transfer" if "transfer" in stacked else "transfer_linear"  # first order alone: no eval2
+    out[f"{measured}_ci"] = interval(stacked[measured])
     summary: dict = {"replicates": len(reps), "reliability": {}}
-    for kind in COMPARED:
+    for kind in [*COMPARED, "transfer_linear"]:
+        if kind not in stacked:
+            continue
         r = split_half(stacked[kind])
         summary["reliability"][kind] = {"split_half": r, "spearman_brown": spearman_brown(r)}
-    if controls:
+    if controls and measured == "transfer":  # the noise floor is exact transfer's: a control of eval2
         ctrl = np.stack([c.matrices["transfer"] for c in controls])
         out["transfer_control"] = ctrl.mean(0)
         out["transfer_minus_control"] = out["transfer"] - out["transfer_control"]

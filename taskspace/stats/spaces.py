@@ -15,18 +15,24 @@ import numpy as np
 from taskspace.config import AnalysisConfig
 from taskspace.errors import AnalysisError, OutputError
 from taskspace.stats import analysis as A
+from taskspace.stats.agreement import agreement
 from taskspace.stats.grouping import groups_for, load_grouping
+from taskspace.stats.subsets import sample_sensitivity
 
 # stored per run (the last two with a label-swapped control; transfer_ci, the interval half-width, with replicates)
-KINDS = ("transfer", "transfer_norm", "transfer_margin", "gradient", "sharing", "transfer_control",
+KINDS = ("transfer", "transfer_norm", "transfer_margin", "transfer_linear", "gradient", "sharing", "transfer_control",
          "transfer_minus_control")  # fmt: skip
-FITTED = ("transfer", "transfer_norm", "gradient", "sharing", "transfer_minus_control")  # those a run has
+# those a run has (transfer_linear: the first-order approximation of transfer, with probing.transfer linear or both)
+FITTED = ("transfer", "transfer_norm", "transfer_linear", "gradient", "sharing", "transfer_minus_control")
+# per cell of `transfer`, its paired test on its own pairs (method.paired): p, Benjamini–Hochberg q, 95% interval
+CELL_KINDS = ("transfer_p", "transfer_q", "transfer_low", "transfer_high")
 COMPARED = ("transfer", "gradient", "sharing")  # compared between runs and followed over checkpoints
 # what each kind's values measure (data: the index's views carry it; `taskspace.report.labels` shows it): transfer
 # and its control in the probing metric, the other kinds in a unit of their own
 METRIC_UNITS = {"accuracy": "accuracy (fraction of pairs)", "margin": "mean margin (nats)"}
 OWN_UNITS = {
     "transfer_margin": METRIC_UNITS["margin"],
+    "transfer_linear": METRIC_UNITS["margin"],
     "transfer_norm": "fraction of the tuned task's own gain",
     "gradient": "cosine",
     "sharing": "Jaccard",
@@ -140,12 +146,13 @@ def fit(
             out[kind] = replace(out[kind], reliability=rel["split_half"], reliability_sb=rel["spearman_brown"])
     noise = (q.get("replicates") or {}).get("noise") or {}
     impact = q.get("impact") or {}
-    out["transfer"] = replace(
-        out["transfer"],
-        **noise,
-        self_transfer=impact.get("self_transfer"),
-        lm_loss_rise=impact.get("lm_loss_rise"),
-    )
+    if "transfer" in out:  # (a run with first-order transfer alone has no eval2: no noise floor, no impact)
+        out["transfer"] = replace(
+            out["transfer"],
+            **noise,
+            self_transfer=impact.get("self_transfer"),
+            lm_loss_rise=impact.get("lm_loss_rise"),
+        )
     return out
 
 
@@ -255,14 +262,62 @@ class Analysis:
     fits: dict[str, dict[str, Fit]] = field(default_factory=dict)
     comparisons: list[SpaceComparison] = field(default_factory=list)
     stability: dict[str, dict[str, Stability]] = field(default_factory=dict)
+    # per run: first-order transfer against exact (stats.agreement), each fit over task subsets (stats.subsets)
+    linear_agreement: dict[str, dict] = field(default_factory=dict)
+    samples: dict[str, dict[str, dict]] = field(default_factory=dict)
+    cells: dict[str, dict] = field(default_factory=dict)  # per run: transfer cells significant on their own pairs
+
+    def _run_kind(self, key: str, kind: str, f: Fit) -> dict:
+        out = asdict(f)
+        if kind == "transfer_linear" and key in self.linear_agreement:
+            out |= _flat("agreement_", self.linear_agreement[key])
+        if kind == "transfer":
+            out |= self.cells.get(key, {})
+        return out | _flat("sample_", self.samples.get(key, {}).get(kind, {}))
 
     def as_json(self) -> dict:
+        """Per run and kind: the fit, then (flat, so the index takes them as they are) first-order transfer's
+        `agreement_*` with exact and each fit's spread over task subsets, `sample_<statistic>_<summary>`."""
         return {
             "settings": asdict(self.settings),
-            "runs": {key: {kind: asdict(f) for kind, f in kinds.items()} for key, kinds in self.fits.items()},
+            "runs": {key: {kind: self._run_kind(key, kind, f) for kind, f in kinds.items()}
+                     for key, kinds in self.fits.items()},  # fmt: skip
             "comparisons": [c.as_json() for c in self.comparisons],
             "stability": {m: {k: asdict(s) for k, s in kinds.items()} for m, kinds in self.stability.items()},
         }
+
+
+def _flat(prefix: str, d: dict) -> dict:
+    out = {}
+    for k, v in d.items():
+        out |= _flat(f"{prefix}{k}_", v) if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return out
+
+
+def compared(*runs: TaskSpaces) -> list[str]:
+    """The kinds compared between runs and followed over checkpoints that every one of them has."""
+    return [k for k in (*COMPARED, "transfer_linear") if all(k in r.matrices for r in runs)]
+
+
+def extras(out: Analysis, spaces: TaskSpaces, groups: list[str], words: dict[str, set[str]], cfg: AnalysisConfig):
+    """A run's first-order agreement (when it has exact and first-order transfer) and its fits over task subsets."""
+    m = spaces.matrices
+    if "transfer_margin" in m and "transfer_linear" in m:
+        out.linear_agreement[spaces.key] = agreement(m["transfer_margin"], m["transfer_linear"])
+    if "transfer_q" in m:
+        off = ~np.eye(len(spaces.tasks), dtype=bool) & np.isfinite(m["transfer_q"])
+        out.cells[spaces.key] = {"cells_tested": int(off.sum()), "cells_q05": int((m["transfer_q"][off] < 0.05).sum()),
+                                 "cells_p05": int((m["transfer_p"][off] < 0.05).sum())}  # fmt: skip
+    if cfg.sample_draws:
+        lexical = A.lexical_overlap([words.get(t, set()) for t in spaces.tasks])
+        per_kind = {
+            kind: sample_sensitivity(m[kind], groups, lexical, cfg.sample_per_group, cfg.sample_draws,
+                                     cfg.permutations, cfg.seed, cfg.symmetric)  # fmt: skip
+            for kind in FITTED
+            if kind in m
+        }
+        if any(per_kind.values()):
+            out.samples[spaces.key] = {k: v for k, v in per_kind.items() if v}
 
 
 def analyze(
@@ -284,14 +339,15 @@ def analyze(
             f = fit(spaces, groups(spaces.tasks), words, sparsity(model, spaces), cfg, quality and quality(spaces))
             out.fits[spaces.key] = f
             fits.append(f)
+            extras(out, spaces, groups(spaces.tasks), words, cfg)
             if say:
                 say(spaces, f)
         if len(runs) > 1 and len({tuple(s.tasks) for _, s in runs}) == 1:
-            out.stability[model] = {kind: stability(runs, fits, kind) for kind in COMPARED}
+            out.stability[model] = {kind: stability(runs, fits, kind) for kind in compared(*(s for _, s in runs))}
         pairs += [(a, b, "checkpoint") for (_, a), (_, b) in zip(runs, runs[1:])]
     last = [runs[-1][1] for runs in series.values() if runs]
     pairs += [(a, b, "scale") for i, a in enumerate(last) for b in last[i + 1 :]]
     for a, b, relation in pairs:
         if len(set(a.tasks) & set(b.tasks)) >= 3:  # spaces over too few common tasks are not compared
-            out.comparisons += [compare(a, b, kind, cfg, relation) for kind in COMPARED]
+            out.comparisons += [compare(a, b, kind, cfg, relation) for kind in compared(a, b)]
     return out

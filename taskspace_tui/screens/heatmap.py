@@ -15,7 +15,7 @@ from textual.widgets import Footer, Header, Static
 from taskspace.errors import OutputError
 from taskspace.report.labels import NOISE_FLOOR, format_stat, p_method, trust_lines, unit
 from taskspace.stats import analysis
-from taskspace.stats.spaces import KINDS
+from taskspace.stats.spaces import CELL_KINDS, KINDS
 from taskspace_tui.keys import Key
 from taskspace_tui.screens.base import DataScreen, message_box
 from taskspace_tui.widgets.heatmap import Heatmap, legend
@@ -31,6 +31,7 @@ class HeatmapData:
     stats: dict[str, dict[str, float]]  # kind → fit statistics
     interval: np.ndarray | None = None  # 95% interval half-width per cell, from the run's replicates
     metric: str = "accuracy"  # what transfer is measured in (probing.metric)
+    cells: dict[str, np.ndarray] | None = None  # transfer: each cell's paired test (transfer_p, _q, _low, _high)
 
 
 def offered_kinds(index, run_id: int) -> list[str]:
@@ -74,6 +75,7 @@ class HeatmapScreen(DataScreen):
         self.meta: dict[str, dict] = {}
         self.shown: list[int] = []  # display position → index into self.tasks
         self.metric = "accuracy"
+        self.cells: dict[str, np.ndarray] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -97,11 +99,15 @@ class HeatmapScreen(DataScreen):
         meta = {t["task"]: t for t in index.tasks()}
         ci = index.matrix(run_id, "transfer_ci")[1] if kind == "transfer" else None  # with replicates
         ci = ci if ci is not None and ci.size else None
-        return HeatmapData(kinds, kind, tasks, m, meta, index.analysis(run_id), ci, index.metric(run_id))
+        cells = None
+        if kind == "transfer" and "transfer_q" in index.kinds(run_id):
+            cells = {k: index.matrix(run_id, k)[1] for k in CELL_KINDS}
+        return HeatmapData(kinds, kind, tasks, m, meta, index.analysis(run_id), ci, index.metric(run_id), cells)
 
     def show(self, data: HeatmapData) -> None:
         self.kinds, self.kind, self.tasks, self.matrix = data.kinds, data.kind, data.tasks, data.matrix
         self.meta, self.stats, self.interval, self.metric = data.meta, data.stats, data.interval, data.metric
+        self.cells = data.cells
         self.redraw()
         self.query_one(Heatmap).focus()
 
@@ -116,10 +122,15 @@ class HeatmapScreen(DataScreen):
         self.shown = order
         sub = self.matrix[np.ix_(order, order)] if order else np.zeros((0, 0))
         hm = self.query_one(Heatmap)
+        marked = None
+        if self.cells is not None and order:  # significant on its own pairs (q < 0.05), or the diagonal
+            q = self.cells["transfer_q"][np.ix_(order, order)]
+            marked = (q < 0.05) | np.eye(len(order), dtype=bool)
         hm.set_data(
             sub,
             [groups[k] for k in order] if self.order_by == "phenomenon" else [],
             labels=[self.tasks[k] for k in order],
+            marked=marked,
         )
         run = self.run_row
         self.query_one("#title", Static).update(
@@ -178,8 +189,20 @@ class HeatmapScreen(DataScreen):
                 (self._interval(row, col), "magenta"),
                 f"  ({rel})",
                 self._above_noise(row, col, v),
+                self._test(row, col),
             )
         )
+
+    def _test(self, row: int, col: int) -> str:
+        """The cell's paired test on its own pairs: p, Benjamini–Hochberg q over the run's cells, its interval."""
+        if self.cells is None or row == col:
+            return ""
+        i, j = self.shown[row], self.shown[col]
+        p, q, lo, hi = (float(self.cells[k][i, j]) for k in CELL_KINDS)
+        if not np.isfinite(p):
+            return ""
+        verdict = "significant" if q < 0.05 else "not significant (faded)"
+        return f"\npaired test: p {p:.4f}, q {q:.4f} — {verdict}\n95% interval {lo:+.4f} … {hi:+.4f}"
 
     def _interval(self, row: int, col: int) -> str:
         if self.interval is None:

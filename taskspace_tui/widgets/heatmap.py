@@ -126,14 +126,22 @@ class Heatmap(Widget, can_focus=True):
         self._x0 = 0  # first layout column shown (scrolling)
         self._y0 = 0  # first layout line shown
         self._big = False  # cells of ≥ 2×2 characters: the cursor's cell carries a ◆
+        self.marked: np.ndarray | None = None  # cells that stand out (q < 0.05 on their own pairs); others faded
 
     HEADER = 1  # lines above the cells
 
     def set_data(
-        self, matrix: np.ndarray, groups: list[str], scale: Scale | None = None, labels: list[str] | None = None
+        self,
+        matrix: np.ndarray,
+        groups: list[str],
+        scale: Scale | None = None,
+        labels: list[str] | None = None,
+        marked: np.ndarray | None = None,
     ) -> None:
-        """Show a matrix already in display order; groups mark where separators go, labels name the rows."""
+        """Show a matrix already in display order; groups mark where separators go, labels name the rows; with
+        `marked` (a boolean matrix), the unmarked cells are faded, so the marked ones stand out at any size."""
         self.matrix = np.asarray(matrix, dtype=float)
+        self.marked = None if marked is None else np.asarray(marked, dtype=bool)
         self.groups = list(groups)
         self.labels = list(labels or [])
         self.scale = scale or Scale.of(self.matrix)
@@ -276,7 +284,10 @@ class Heatmap(Widget, can_focus=True):
             return None  # below the matrix: terminal background
         if row is None or col is None:
             return SEPARATOR
-        return self.scale.color(self.matrix[row, col])
+        color = self.scale.color(self.matrix[row, col])
+        if self.marked is not None and color is not None and not self.marked[row, col]:
+            return _fade(color)
+        return color
 
     def action_move(self, dr: int, dc: int) -> None:
         t = len(self.matrix)
@@ -312,6 +323,14 @@ class Heatmap(Widget, can_focus=True):
 
     def get_content_height(self, container, viewport, width: int) -> int:
         return self.HEADER + max(1, (len(self._rows) + 1) // 2)
+
+
+FADED = (48, 48, 48)  # what an unmarked cell is blended towards
+
+
+def _fade(c: Color, amount: float = 0.65) -> Color:
+    r, g, b = c.get_truecolor()
+    return Color.from_rgb(*(int(x + (f - x) * amount) for x, f in zip((r, g, b), FADED)))
 
 
 def _contrast(c: Color | None) -> Color:
