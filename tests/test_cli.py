@@ -58,13 +58,13 @@ def test_ftgd_compare_tunes_three_ways(tiny_dir, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["ftgd", "--lr", "-1"], "ftgd.lr = -1.0 is invalid"),
-        (["ftgd", "--steps", "0"], "ftgd.steps = 0 is invalid"),
+        (["ftgd", "--lr", "-1"], "--lr = -1.0 is invalid"),
+        (["ftgd", "--steps", "0"], "--steps = 0 is invalid"),
         (["probe", "--n-train", "0", "--out", "x"], "--n-train = 0 is invalid: tuning needs at least 1 train pair"),
-        (["probe", "--metric", "acc", "--out", "x"], "probing.metric = 'acc' is invalid"),
+        (["probe", "--metric", "acc", "--out", "x"], "--metric = 'acc' is invalid"),
         (["score", "--batch-size", "0"], "--batch-size 0: use an integer ≥ 1"),
         (["score", "--out", "scores.csv"], "scores are written as Parquet"),
-        (["score", "--n", "-5"], "data.n_eval = -5 is invalid"),
+        (["score", "--n", "-5"], "--n = -5 is invalid"),
         (["score", "--tasks", "adjunct_islands"], "did you mean adjunct_island"),
     ],
 )

@@ -52,16 +52,18 @@ def base(tmp_path_factory, blimp) -> tuple[Path, dict]:
     return root, p
 
 
-def _run(base, tmp_path, executor: dict | None, said: list | None = None) -> dict[str, bytes]:
-    """ftgd + probe of one run in a copy of the base project; every output file's bytes by relative path."""
+def _run(base, tmp_path, executor: dict | None, said: list | None = None, ftgd: dict | None = None) -> dict[str, bytes]:
+    """ftgd + probe of one run in a copy of the base project (or again in the same copy, with `ftgd` settings
+    changed); every output file's bytes by relative path."""
     root, p = base
     work = tmp_path / (executor or {}).get("kind", "serial")
-    shutil.copytree(root, work)
+    if not work.exists():
+        shutil.copytree(root, work)
     cwd = os.getcwd()
     os.chdir(work)
     try:
         q = {**p, "executor": {"folder": str(work / "jobs"), "poll_seconds": 0.2, **(executor or {})},
-             "data_files": source_files(p["data"]["source"])}  # fmt: skip
+             "ftgd": {**p["ftgd"], **(ftgd or {})}, "data_files": source_files(p["data"]["source"])}  # fmt: skip
         say = said.append if said is not None else _quiet
         s = Settings.from_dict(q)
         pipeline.stage_ftgd(s, s.run(*RUN), say)
@@ -69,10 +71,11 @@ def _run(base, tmp_path, executor: dict | None, said: list | None = None) -> dic
     finally:
         os.chdir(cwd)
     out = {}
-    for stage in ("ftgd", "probe"):
-        for f in sorted((work / "data" / stage).rglob("*")):
-            if f.is_file() and f.name != "run.json":  # run.json: when and where, not what
-                out[str(f.relative_to(work))] = f.read_bytes()
+    for f in sorted((work / "data").rglob("*")):
+        if f.is_file() and f.name != "run.json" and f.relative_to(work / "data").parts[0] in ("ftgd", "probe"):
+            out[str(f.relative_to(work))] = f.read_bytes()  # run.json: when and where, not what
+    hidden = [str(f.relative_to(work)) for f in (work / "data").rglob(".*")]
+    assert not hidden, f"stash, temp or link files inside the outputs (DVC would commit them): {hidden[:5]}"
     return out
 
 
@@ -103,6 +106,31 @@ def test_two_local_cpu_workers_match_serial_bit_for_bit(base, serial, tmp_path):
 def test_submitit_clusters_match_serial(base, serial, tmp_path, cluster):
     got = _run(base, tmp_path, {"kind": "slurm", "slurm": {"cluster": cluster, "jobs": 2, "gpus_per_job": 0}})
     _same(serial, got)
+
+
+@pytest.fixture(scope="module")
+def serial_rerun(base, tmp_path_factory) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """Serial ftgd + probe, then again with other FTGD settings in the same project: the second run restores every
+    task from the resume stash onto the very file it was stashed from (the workspace kept it), then retunes it."""
+    work = tmp_path_factory.mktemp("rerun-serial")
+    return _run(base, work, None), _run(base, work, None, ftgd={"steps": 5})
+
+
+RERUN_EXECUTORS = [
+    {"kind": "local", "devices": ["cpu", "cpu"]},
+    {"kind": "slurm", "slurm": {"cluster": "local", "jobs": 2, "gpus_per_job": 0}},
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", RERUN_EXECUTORS, ids=["local", "slurm-local"])
+def test_a_rerun_with_other_settings_leaves_no_link_file_and_matches_serial(serial_rerun, base, tmp_path, executor):
+    """No `.delta.safetensors.link` / `.grad.npy.link` (nor any temp file) in the task folders after either run
+    (`_run` checks: DVC would commit them), and the workers' results are serial's, byte for byte, file for file."""
+    first, again = _run(base, tmp_path, executor), _run(base, tmp_path, executor, ftgd={"steps": 5})
+    assert sorted(first) == sorted(again) == sorted(serial_rerun[1])  # nothing left over from the first settings
+    _same(serial_rerun[0], first)
+    _same(serial_rerun[1], again)
 
 
 def test_a_stage_whose_worker_is_pinned_to_a_missing_gpu_fails_in_one_line(base, tmp_path, monkeypatch):

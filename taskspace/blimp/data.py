@@ -77,7 +77,8 @@ def available_tasks(source: str | Path = HUB) -> dict[str, tuple[str, str]]:
     folder = Path(source)
     if not folder.is_dir():
         raise DataError(f"BLiMP folder {folder} does not exist; pass --blimp DIR (the JSONL files) or --blimp hub")
-    files = sorted(folder.glob("*.jsonl"))
+    # dotfiles (`.x.jsonl`: an editor's backup, a sync tool's temp file) are never tasks
+    files = sorted(f for f in folder.glob("*.jsonl") if not f.name.startswith("."))
     if not files:
         raise DataError(f"BLiMP folder {folder} has no *.jsonl files; point --blimp at the paradigm files")
     # Unknown paradigms (a user's own minimal pairs) get their metadata from the file itself when read.
@@ -202,7 +203,9 @@ def _task_seed(seed: int, task: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(task.encode())) % 2**32
 
 
-def split_pairs(pairs: pa.Table, n_train: int, n_eval: int, seed: int = 0) -> tuple[pa.Table, pa.Table]:
+def split_pairs(
+    pairs: pa.Table, n_train: int, n_eval: int, seed: int = 0, names: tuple[str, str] = ("data.n_train", "data.n_eval")
+) -> tuple[pa.Table, pa.Table]:
     """Disjoint seeded train/eval parts per task; raises when a task has too few pairs."""
     train_idx: list[int] = []
     eval_idx: list[int] = []
@@ -212,7 +215,7 @@ def split_pairs(pairs: pa.Table, n_train: int, n_eval: int, seed: int = 0) -> tu
         if n_train + n_eval > len(rows):
             raise DataError(
                 f"task '{task}' has {len(rows)} pairs but n_train + n_eval = {n_train} + {n_eval} = "
-                f"{n_train + n_eval}; lower data.n_train or data.n_eval"
+                f"{n_train + n_eval}; lower {names[0]} or {names[1]}"
             )
         perm = np.random.default_rng(_task_seed(seed, task)).permutation(len(rows))
         train_idx += sorted(rows[perm[:n_train]].tolist())

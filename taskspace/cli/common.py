@@ -3,6 +3,7 @@ library's config objects (so the CLI validates exactly as params.yaml does)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import io
@@ -14,8 +15,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from taskspace.blimp import data
-from taskspace.config import DataConfig, FTGDConfig, ProbeConfig
-from taskspace.errors import TaskspaceError
+from taskspace.config import DataConfig, FTGDConfig, ProbeConfig, check_revision
+from taskspace.errors import ConfigError, TaskspaceError
 
 console = Console(stderr=True)  # messages and progress
 out_console = Console()  # results (tables), so `> file` keeps only them
@@ -76,18 +77,29 @@ def friendly_errors(fn):
             sys.exit(2)
         except OSError as e:
             where = f" ({e.filename})" if e.filename else ""
-            console.print(f"[red]error:[/red] {e.strerror or e}{where}", soft_wrap=True, highlight=False)
+            console.print(f"[red]error:[/red] {e.strerror or e}{where}{os_fix(e)}", soft_wrap=True, highlight=False)
             sys.exit(2)
 
     return wrapper
+
+
+def os_fix(e: OSError) -> str:
+    """What to do about an OS error, for its one line: a full disk, a file size limit, no permission."""
+    import errno
+
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ": free space on that disk (or write elsewhere) and rerun; nothing half-written was kept"
+    if e.errno == errno.EFBIG:
+        return ": the file outgrew this process's file-size limit (ulimit -f) or the filesystem's; raise it and rerun"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return ": that path is not writable (or readable) by you; fix its permissions or choose another path"
+    return ""
 
 
 def check_writable(folder) -> None:
     """Refuse an output folder that cannot be written, before any work is done for it."""
     import os
     from pathlib import Path
-
-    from taskspace.errors import ConfigError
 
     folder = Path(folder)
     existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
@@ -131,6 +143,8 @@ def load_lm(kw: dict):
     from taskspace.lm.models import load_model
 
     spec, revision = kw.pop("model_spec"), kw.pop("revision")
+    if revision is not None:
+        check_revision(revision, "--revision")
     with console.status(f"loading {spec}{f'@{revision}' if revision else ''}"):
         return load_model(
             spec,
@@ -157,24 +171,47 @@ def _csv(s: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in s.split(",") if x.strip())
 
 
-def data_config(kw: dict, n_train: int, n_eval: int) -> DataConfig:
-    """Consume the data options into a DataConfig (validated as params.yaml's `data` is)."""
-    return DataConfig(
-        source=kw.pop("blimp") or data.default_source(),
-        tasks=_csv(kw.pop("tasks")),
-        phenomena=_csv(kw.pop("phenomena")),
-        fields=_csv(kw.pop("fields")),
-        n_train=n_train,
-        n_eval=n_eval,
-        seed=kw.pop("seed"),
-    )
+DATA_FLAGS = {"data.n_train": "--n-train", "data.n_eval": "--n-eval", "data.seed": "--seed", "data.tasks": "--tasks",
+              "data.phenomena": "--phenomena", "data.fields": "--fields"}  # fmt: skip
 
 
-def load_split(cfg: DataConfig):
-    """(selected task names, (train, eval)) for a data config."""
+def as_flags(flags: dict[str, str]):
+    """Build a config from options: a refused value is named by the option typed (`--n = 0`), not by the
+    params.yaml key the same check serves (`data.n_eval = 0`)."""
+
+    @contextlib.contextmanager
+    def renamed():
+        try:
+            yield
+        except ConfigError as e:
+            text = str(e)
+            for key, flag in flags.items():
+                if text.startswith(f"{key} = "):
+                    raise ConfigError(f"{flag} = {text.removeprefix(f'{key} = ')}") from None
+            raise
+
+    return renamed()
+
+
+def data_config(kw: dict, n_train: int, n_eval: int, n_eval_flag: str = "--n-eval") -> DataConfig:
+    """Consume the data options into a DataConfig (validated as params.yaml's `data` is, named by the options)."""
+    with as_flags({**DATA_FLAGS, "data.n_eval": n_eval_flag}):
+        return DataConfig(
+            source=kw.pop("blimp") or data.default_source(),
+            tasks=_csv(kw.pop("tasks")),
+            phenomena=_csv(kw.pop("phenomena")),
+            fields=_csv(kw.pop("fields")),
+            n_train=n_train,
+            n_eval=n_eval,
+            seed=kw.pop("seed"),
+        )
+
+
+def load_split(cfg: DataConfig, flags: tuple[str, str] = ("--n-train", "--n-eval")):
+    """(selected task names, (train, eval)) for a data config; too few pairs is named by the options `flags`."""
     names = data.select_tasks(cfg.source, cfg.tasks, cfg.phenomena, cfg.fields)
     pairs = data.load_blimp(cfg.source, names)
-    return names, data.split_pairs(pairs, cfg.n_train, cfg.n_eval, cfg.seed)
+    return names, data.split_pairs(pairs, cfg.n_train, cfg.n_eval, cfg.seed, flags)
 
 
 # ---- FTGD and probing -----------------------------------------------------------------------------------
@@ -201,19 +238,24 @@ ftgd_options = option_group(
 )
 
 
+FTGD_FLAGS = {f"ftgd.{k}": f"--{k.replace('_', '-')}" for k in ("objective", "margin", "sparsity", "lr", "steps",
+                                                                  "batch_size", "early_stop")}  # fmt: skip
+
+
 def ftgd_config(kw: dict) -> FTGDConfig:
-    """Consume the FTGD options into an FTGDConfig (validated as params.yaml's `ftgd` is)."""
-    return FTGDConfig(
-        objective=kw.pop("objective"),
-        margin=kw.pop("margin"),
-        sparsity=kw.pop("sparsity"),
-        lr=kw.pop("lr"),
-        steps=kw.pop("steps"),
-        batch_size=kw.pop("batch_size"),
-        seed=kw.pop("ftgd_seed"),
-        early_stop=kw.pop("early_stop"),
-        params=kw.pop("param_group"),
-    )
+    """Consume the FTGD options into an FTGDConfig (validated as params.yaml's `ftgd` is, named by the options)."""
+    with as_flags({**FTGD_FLAGS, "ftgd.seed": "--ftgd-seed", "ftgd.params": "--params"}):
+        return FTGDConfig(
+            objective=kw.pop("objective"),
+            margin=kw.pop("margin"),
+            sparsity=kw.pop("sparsity"),
+            lr=kw.pop("lr"),
+            steps=kw.pop("steps"),
+            batch_size=kw.pop("batch_size"),
+            seed=kw.pop("ftgd_seed"),
+            early_stop=kw.pop("early_stop"),
+            params=kw.pop("param_group"),
+        )
 
 
 probe_options = option_group(
@@ -229,10 +271,17 @@ probe_options = option_group(
 )
 
 
+PROBE_FLAGS = {f"probing.{k}": f"--{k.replace('_', '-')}" for k in ("metric", "grad_params", "grad_projection",
+                                                                     "eval_batch_size")}  # fmt: skip
+
+
 def probe_config(kw: dict) -> ProbeConfig:
-    return ProbeConfig(
-        metric=kw.pop("metric"),
-        grad_params=kw.pop("grad_params"),
-        grad_projection=kw.pop("grad_projection"),
-        eval_batch_size=kw.pop("eval_batch_size"),
-    )
+    """Consume the probing options into a ProbeConfig (validated as params.yaml's `probing` is, named by the
+    options)."""
+    with as_flags(PROBE_FLAGS):
+        return ProbeConfig(
+            metric=kw.pop("metric"),
+            grad_params=kw.pop("grad_params"),
+            grad_projection=kw.pop("grad_projection"),
+            eval_batch_size=kw.pop("eval_batch_size"),
+        )

@@ -70,10 +70,14 @@ def _report(idx, run: dict, tasks, m, groups, kind: str, metric: str, out: Path)
     from taskspace.report import export as ex
     from taskspace.report.labels import unit
 
-    off = [(tasks[i], tasks[j], float(m[i, j])) for i in range(len(tasks)) for j in range(len(tasks)) if i != j]
+    q = idx.matrix(run["run_id"], "transfer_q")[1] if kind == "transfer" else None
+    q = q if q is not None and q.size else None  # each cell's paired test, where the run has them
+    off = [(tasks[i], tasks[j], float(m[i, j])) + ((float(q[i, j]),) if q is not None else ())
+           for i in range(len(tasks)) for j in range(len(tasks)) if i != j]  # fmt: skip
     top = sorted((t for t in off if np.isfinite(t[2])), key=lambda t: -t[2])[:10]
     figure = out.with_suffix(".png")
-    ex.save_figure(ex.space_figure(tasks, m, groups, kind, metric, run["index_key"]), figure)
+    marked = q < 0.05 if q is not None else None
+    ex.save_figure(ex.space_figure(tasks, m, groups, kind, metric, run["index_key"], marked), figure)
     text = ex.report_markdown(run, idx.analysis(run["run_id"]), top, unit(kind, metric), figure.name)
     if out.suffix.lower() == ".html":
         _write(out, ex.report_html(text, figure.read_bytes()))

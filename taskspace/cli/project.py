@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from taskspace.cli.common import console, emit, format_option, friendly_errors, out_console, say
-from taskspace.cli.tables import calibration_line, counts_table, exps_table, metrics_table, plan_table
+from taskspace.cli.tables import calibration_line, counts_table, exps_table, metrics_table, plan_table, transfer_line
 from taskspace.runs import ANALYSIS_FILE, INDEX_DB, METRICS_FILE
 
 PARAMS = click.option("--params", default="params.yaml", show_default=True, type=click.Path(path_type=Path))
@@ -148,6 +148,8 @@ def plan(params, calibrate, device, dtype, gpu, as_json):
     out_console.print(plan_table(runs, f"plan for {params}"))
     for r in {r.model: r for r in runs}.values():
         out_console.print(calibration_line(r), highlight=False)
+        if line := transfer_line(r, Settings.load(params).probe.transfer):
+            out_console.print(line, highlight=False)
     if runs and runs[0].estimate:
         from taskspace.pipeline.gpus import describe
 
@@ -187,13 +189,14 @@ def index(db, data_dir, analysis_file, counts_only, fmt):
 @friendly_errors
 def metrics(path, fmt):
     """The analysis metrics of every run (what `dvc metrics show` lists), one row per run."""
-    import json
-
     from taskspace.errors import OutputError
+    from taskspace.io import read_json
 
     if not path.exists():
         raise OutputError(f"{path} not found: run the pipeline first (./scripts/main.sh or `dvc repro`)")
-    runs = json.loads(path.read_text())
+    runs = read_json(path, "restore it with `dvc checkout --relink {path}` or rerun `dvc repro -f analyze`")
+    if not isinstance(runs, dict) or not all(isinstance(v, dict) for v in runs.values()):
+        raise OutputError(f"{path}: expected one object of metrics per run; rerun `dvc repro -f analyze`")
     emit([{"run": run, **values} for run, values in runs.items()], fmt, lambda: metrics_table(runs, str(path)))
 
 

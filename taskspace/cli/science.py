@@ -52,8 +52,8 @@ def score(n_eval, n_train, batch_size, out, fmt, **kw):
         raise ConfigError(f"--batch-size {batch_size}: use an integer ≥ 1")
     if out:
         check_writable(out.parent)  # before the scoring, not after it
-    cfg = data_config(kw, n_train, n_eval)
-    _, (_, pairs) = load_split(cfg)
+    cfg = data_config(kw, n_train, n_eval, n_eval_flag="--n")
+    _, (_, pairs) = load_split(cfg, ("--n-train", "--n"))
     lm = load_lm(kw)
     t0 = time.perf_counter()
     with progress_bar() as bar:
@@ -191,26 +191,31 @@ def probe(out, n_train, n_eval, **kw):
 @friendly_errors
 def analyze(probes, blimp, grouping, permutations, seed, both_directions, out):
     """Fit task spaces to the hypothesis space: Mantel test, within−between contrast, lexical control."""
-    import json
-
     from taskspace.blimp.words import task_words
     from taskspace.config import AnalysisConfig
     from taskspace.errors import OutputError
-    from taskspace.io import write_json
+    from taskspace.io import read_json, write_json
     from taskspace.report.labels import comparison_summary
     from taskspace.runs import Layout
     from taskspace.stats import spaces
+    from taskspace.stats.grouping import GROUPINGS, check_names, load_grouping
 
     cfg = AnalysisConfig(grouping=grouping, permutations=permutations, seed=seed, symmetric=not both_directions)
     source = blimp or data.default_source()
     meta = {r["task"]: r for r in data.task_table(data.available_tasks(source)).to_pylist()}
+    if grouping not in GROUPINGS:  # a task→group file: every row must name a task of the data
+        check_names(load_grouping(grouping), meta)
     runs, sparsity = [], {}
     for d in probes:
         layout = Layout.single(d)
         if not layout.matrices.exists():
             raise OutputError(f"{layout.matrices} missing: run `taskspace probe --out {d}` first")
         runs.append((str(d), spaces.TaskSpaces.load(layout.matrices, str(d))))
-        sparsity[str(d)] = float(json.loads(layout.summary.read_text())["ftgd"]["sparsity"])
+        summary = read_json(layout.summary, f"rerun `taskspace probe --out {d}`")
+        ftgd_settings = summary.get("ftgd") if isinstance(summary, dict) else None
+        if not isinstance(ftgd_settings, dict) or "sparsity" not in ftgd_settings:
+            raise OutputError(f"{layout.summary}: no ftgd.sparsity recorded; rerun `taskspace probe --out {d}`")
+        sparsity[str(d)] = float(ftgd_settings["sparsity"])
     tasks = sorted({t for _, s in runs for t in s.tasks})
     words = task_words([data.load_blimp(source, tasks)])
 

@@ -166,6 +166,16 @@ def calibration_line(r) -> str:
     return line
 
 
+def transfer_line(r, chosen: str) -> str | None:
+    """What the run would take with each `probing.transfer` choice (first order: an approximation)."""
+    t = getattr(r, "transfer_seconds", None)
+    if not t or any(v is None for v in t.values()):
+        return None
+    names = {"exact": "exact (eval2)", "linear": "first order", "both": "both"}
+    parts = [f"{names[m]} {duration(v)}" + (" ← probing.transfer" if m == chosen else "") for m, v in t.items()]
+    return f"{r.model}: transfer " + " · ".join(parts)
+
+
 def exps_table(rows: list[dict], differ: list[str]) -> Table:
     """Experiments × runs: the settings that differ, then the headline metrics (blank where absent)."""
     from taskspace.pipeline.experiments import HEADLINE, short

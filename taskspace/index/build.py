@@ -8,8 +8,10 @@ version is rebuilt from scratch.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
@@ -18,11 +20,11 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from taskspace.blimp.data import task_table
 from taskspace.blimp.meta import PARADIGMS
 from taskspace.index.schema import SCHEMA, SCHEMA_VERSION, TABLES, VIEWS, IndexUnavailable, schema_version
+from taskspace.io import read_json, read_parquet
 from taskspace.runs import Run, finished_runs, revision_step, split_files, splits_root, tasks_file
 
 
@@ -30,7 +32,7 @@ def _task_ids(con, tasks_file: Path | None, names: Iterable[str]) -> dict[str, i
     """Insert unseen tasks (metadata from the prepare stage's tasks table, else BLiMP's) and return name → id."""
     meta = {}
     if tasks_file and tasks_file.exists():
-        meta = {r["task"]: (r["phenomenon"], r["field"]) for r in pq.read_table(tasks_file).to_pylist()}
+        meta = {r["task"]: (r["phenomenon"], r["field"]) for r in read_parquet(tasks_file, PREPARE).to_pylist()}
     known = dict(con.execute("SELECT task, task_id FROM tasks").fetchall())
     new = [n for n in dict.fromkeys(list(meta) + list(names)) if n not in known]
     if new:
@@ -108,16 +110,33 @@ def _load_run(con, run: Run, info: dict, ids_of, run_id: int) -> None:
         info.get("git_rev", ""),
         info.get("created", ""),
         str(layout.probe),
-        layout.summary.read_text() if layout.summary.exists() else "{}",
+        _json_text(layout.summary, _rerun("probe", run)) if layout.summary.exists() else "{}",
         None,
     ]
     con.execute(f"INSERT INTO runs VALUES ({', '.join('?' * len(row))})", row)
     insert(con, "similarities", similarity_rows(run_id, spaces.tasks, spaces.matrices, ids))
     if layout.eval1.exists():
-        insert(con, "scores", _scores_table(pq.read_table(layout.eval1), run_id, "eval1", None, ids))
+        eval1 = read_parquet(layout.eval1, _rerun("eval", run))
+        insert(con, "scores", _scores_table(eval1, run_id, "eval1", None, ids))
     for task in spaces.tasks:
         if layout.eval2(task).exists():
-            insert(con, "scores", _scores_table(pq.read_table(layout.eval2(task)), run_id, "eval2", ids[task], ids))
+            eval2 = read_parquet(layout.eval2(task), _rerun("probe", run))
+            insert(con, "scores", _scores_table(eval2, run_id, "eval2", ids[task], ids))
+
+
+PREPARE = "restore it with `dvc checkout --relink {path}` or rerun `dvc repro -f prepare`"
+RESTORE_ANALYSIS = "restore it with `dvc checkout --relink {path}` or rerun `dvc repro -f analyze`"
+
+
+def _rerun(stage: str, run: Run) -> str:
+    """The fix for an unreadable output of one run: restore it from the DVC cache, or rerun its stage."""
+    return f"restore it with `dvc checkout --relink {{path}}` or rerun `dvc repro -f {stage}@{run.stage_key}`"
+
+
+def _json_text(path: Path, fix: str) -> str:
+    """A JSON file's text, checked to be JSON (a truncated one is named, not stored)."""
+    read_json(path, fix)
+    return path.read_text(encoding="utf-8")
 
 
 def _drop_run(con, run_id: int) -> None:
@@ -131,7 +150,7 @@ def _fill(con, data_dir: Path, analysis_file: Path | None) -> tuple[int, int]:
     tasks = tasks_file(data_dir)
     added = replaced = 0
     for run in finished_runs(data_dir):
-        info = json.loads(run.layout.info.read_text())
+        info = read_json(run.layout.info, _rerun("probe", run))
         key = run.index_key(info["params_hash"])
         have = con.execute("SELECT run_id, created FROM runs WHERE index_key = ?", [key]).fetchone()
         if have and have[1] == info.get("created", ""):
@@ -143,13 +162,13 @@ def _fill(con, data_dir: Path, analysis_file: Path | None) -> tuple[int, int]:
         _load_run(con, run, info, lambda names: _task_ids(con, tasks, names), run_id)
     eval_file = split_files(splits_root(data_dir))[1]
     if eval_file.exists():  # the sentences behind the scores, for example pairs in the TUI
-        ev = pq.read_table(eval_file)
+        ev = read_parquet(eval_file, PREPARE)
         ids = _task_ids(con, tasks, ev.column("task").to_pylist())
         con.execute("DELETE FROM pairs")
         task_ids = pa.array([ids[t] for t in ev.column("task").to_pylist()], pa.int32())
         insert(con, "pairs", pa.table({"task_id": task_ids, **{c: ev.column(c) for c in ("pair_id", "good", "bad")}}))
     if analysis_file and Path(analysis_file).exists():
-        load_analysis(con, json.loads(Path(analysis_file).read_text()))
+        load_analysis(con, read_json(analysis_file, RESTORE_ANALYSIS))
     return added, replaced
 
 
@@ -198,8 +217,11 @@ def _build(db: Path, data_dir: Path, analysis_file, say) -> dict:
     os.close(fd)
     os.unlink(tmp)
     try:
+        before = _settle(db)
         if db.exists():
             shutil.copy2(db, tmp)
+            if os.path.exists(f"{db}.wal"):  # left by a writer that ended without a checkpoint, while readers held it
+                shutil.copy2(f"{db}.wal", tmp + ".wal")
         con = duckdb.connect(tmp)
         version = schema_version(con)
         if db.exists() and version != SCHEMA_VERSION:
@@ -210,20 +232,76 @@ def _build(db: Path, data_dir: Path, analysis_file, say) -> dict:
                     f"{db}: schema version {version or 1} is not {SCHEMA_VERSION}; rebuilding it from the stage outputs"
                 )
             con = duckdb.connect(tmp)
-        con.execute(SCHEMA)
-        con.execute(VIEWS)
-        con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
-        added, replaced = _fill(con, data_dir, analysis_file)
-        counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
-        con.close()
+        try:
+            con.execute(SCHEMA)
+            con.execute(VIEWS)
+            con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+            added, replaced = _fill(con, data_dir, analysis_file)
+            counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
+        finally:
+            con.close()
+        if _settle(db) != before:
+            raise IndexUnavailable(
+                f"index {db} was changed by another process while this one was built; nothing was replaced: rerun "
+                "`taskspace index` when no other process writes it"
+            )
         os.replace(tmp, db)
-    except duckdb.IOException as e:
-        raise IndexUnavailable(f"cannot write index {db}: {str(e).splitlines()[0]}") from None
+        Path(f"{db}.wal").unlink(missing_ok=True)  # the old file's (folded into the copy): never replayed onto it
+    except (duckdb.IOException, duckdb.TransactionException, duckdb.OutOfMemoryException, duckdb.FatalException,
+            OSError) as e:  # fmt: skip
+        why = _first_line(e)
+        full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+        full = full or any(w in why.lower() for w in ("no space left", "file too large", "disk quota"))
+        fix = f"free disk space in {db.parent}, then " if full else ""
+        msg = f"cannot write index {db}: {why}; it is unchanged: {fix}rerun `taskspace index`"
+        raise IndexUnavailable(msg) from None
     finally:
         for f in (tmp, tmp + ".wal"):
             if os.path.exists(f):
                 os.unlink(f)
     return {**counts, "added": added, "replaced": replaced}
+
+
+def _first_line(e: BaseException) -> str:
+    text = getattr(e, "strerror", None) or str(e).strip() or type(e).__name__
+    return text.splitlines()[0]
+
+
+HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.+?) \(PID (?P<pid>\d+)\)")
+
+
+def _settle(db: Path) -> tuple | None:
+    """Take DuckDB's own lock on the index for a moment: refuse (one line, naming the process) when another process
+    holds it open for writing — `taskspace index` or not, its writes would be lost under the renamed copy and its
+    WAL replayed onto the wrong file — else fold a WAL left behind into the file, so the copy holds all of it.
+    Readers (the TUI, read-only) are no obstacle: they keep the old file. Returns the file's identity, compared
+    again before the rename (nobody changed it meanwhile); None when there is no index yet."""
+    if not db.exists():
+        return None
+    try:
+        con = duckdb.connect(str(db))
+    except duckdb.ConnectionException:  # this process reads it (read-only): a reader, no obstacle
+        con = None
+    except duckdb.IOException as e:
+        held = HOLDER.search(str(e))
+        if held is None:
+            raise
+        con = None
+        try:  # readers hold a shared lock: a read-only connection still opens; a writer's exclusive one refuses it
+            duckdb.connect(str(db), read_only=True).close()
+        except duckdb.IOException:
+            raise IndexUnavailable(
+                f"index {db} is open for writing in another process (pid {held['pid']}, {Path(held['exe']).name}): "
+                "close that connection or end the process, then rerun `taskspace index`; nothing in the index was "
+                "changed"
+            ) from None
+    if con is not None:
+        try:
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+    st = db.stat()
+    return st.st_ino, st.st_size, st.st_mtime_ns, os.path.exists(f"{db}.wal")
 
 
 COMPARISON_VALUES = ("relation", "r", "p", "p_floor", "p_exact")

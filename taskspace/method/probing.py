@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from taskspace.config import FTGDConfig, ProbeConfig
 from taskspace.errors import ConfigError, OutputError
-from taskspace.io import file_hash, parquet_stamp, read_record, write_json, write_npy, write_parquet
+from taskspace.io import file_hash, parquet_stamp, read_npy, read_record, write_json, write_npy, write_parquet
 from taskspace.lm.models import LM, recorded_compute
 from taskspace.lm.scoring import PreparedEval, score_pairs
 from taskspace.method import resume
@@ -294,7 +294,7 @@ def run_eval2(
             eval2s.append(eval2)
         else:
             info, delta = _verified(layout, task, ftgd_h), Delta.load(layout.delta(task))
-        grad_vecs.append(np.load(layout.gradient(task)))
+        grad_vecs.append(read_npy(layout.gradient(task)))
         masks.append(global_indices(lm.model, delta.idx))
         if linear:
             steps.append(delta_steps(delta, lm.device))  # the selected entries' moves only: ~k per task

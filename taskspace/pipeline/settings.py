@@ -5,6 +5,7 @@ lm-evaluation-harness's `EvaluatorConfig` do, keeps validation in one place."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import subprocess
@@ -29,6 +30,7 @@ from taskspace.errors import ConfigError
 from taskspace.io import write_text
 from taskspace.pipeline import dvcfile
 from taskspace.runs import MODEL_CODE, Run, expand_runs, model_revisions, tiny_dir, weights
+from taskspace.stats.grouping import GROUPINGS, check_names, groups_for, load_grouping
 
 SECTIONS = ("data", "models", "ftgd", "probing", "analysis")
 
@@ -45,10 +47,27 @@ def load_params(path: str | Path = "params.yaml") -> dict:
     try:
         p = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ParamsError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        why = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ParamsError(f"{where}: not valid YAML ({why}); fix that line (or rerun `dvc exp run`)") from None
     if not isinstance(p, dict):
         raise ParamsError(f"{path}: expected a mapping of sections (see conf/config.yaml)")
     return p
+
+
+def _model_ftgd(shared: dict | None, m: ModelEntry) -> FTGDConfig:
+    """A model's FTGD settings: the shared section (already checked) under its overrides. A key or value refused
+    here is one of the overrides, so it is named where the user typed it: `models.<m>.ftgd.<key>`."""
+    where = f"models.{m.name}.ftgd"
+    unknown = [k for k in m.ftgd if k not in {f.name for f in dataclasses.fields(FTGDConfig)}]
+    if unknown:
+        from_section(FTGDConfig, {unknown[0]: m.ftgd[unknown[0]]}, where)  # raises, naming the override
+    try:
+        return FTGDConfig(**{**(shared or {}), **m.ftgd})
+    except ConfigError as e:
+        text = str(e)
+        raise ConfigError(f"{where}.{text.removeprefix('ftgd.')}" if text.startswith("ftgd.") else text) from None
 
 
 @dataclass(frozen=True)
@@ -97,10 +116,7 @@ class Settings:
             compute=from_section(ComputeConfig, raw.get("compute"), "compute"),  # optional: auto
             models=models,
             tiny_models={n: from_section(TinyConfig, c, f"tiny_models.{n}", name=n) for n, c in tiny.items()},
-            ftgds={
-                n: from_section(FTGDConfig, {**(raw["ftgd"] or {}), **m.ftgd}, f"models.{n}.ftgd") if m.ftgd else base
-                for n, m in models.items()
-            },
+            ftgds={n: _model_ftgd(raw["ftgd"], m) if m.ftgd else base for n, m in models.items()},
             base_ftgd=base,
             raw=raw,
             path=path,
@@ -196,11 +212,24 @@ def preflight(s: Settings) -> str:
                     f"task '{name}' has {n} pairs but data.n_train + data.n_eval = {d.n_train + d.n_eval}; "
                     "lower data.n_train or data.n_eval"
                 )
-    tiny = {str(tiny_dir(name)) for name in s.tiny_models}
+    if s.analysis.grouping not in GROUPINGS:  # a task→group file: read and checked against the data now
+        grouping = load_grouping(s.analysis.grouping)
+        check_names(grouping, data.available_tasks(src))
+        groups_for(names, grouping)
+    tiny = {str(tiny_dir(name)): name for name in s.tiny_models}
     for run in s.runs:
         spec = s.model(run.model).spec
-        if spec in tiny:
-            continue  # built by its tiny stage
+        if spec in tiny:  # built by its tiny stage: only the checkpoints its steps and save_every make
+            name = tiny[spec]
+            built = tiny_revisions(s.tiny(name))
+            if run.revision not in built:
+                t = s.tiny(name)
+                raise ConfigError(
+                    f"models.{run.model}.revisions: '{run.revision}' will not exist: tiny_models.{name} (steps "
+                    f"{t.steps}, save_every {t.save_every}) builds {', '.join(built)}; list some of those, or change "
+                    f"tiny_models.{name}.steps / save_every"
+                )
+            continue
         where = weights(spec, run.revision)
         if where != MODEL_CODE and not Path(where).exists():
             raise ConfigError(f"models.{run.model}: {where} does not exist (spec {spec}, revision {run.revision})")
@@ -210,6 +239,12 @@ def preflight(s: Settings) -> str:
     if not os.access(out, os.W_OK):
         raise ConfigError(f"{out.resolve()} is not writable: the stages write their outputs under data/")
     return f"{len(names)} tasks, {len(s.runs)} runs: ok"
+
+
+def tiny_revisions(cfg: TinyConfig) -> list[str]:
+    """The checkpoints a tiny model's stage saves (lm.tiny.build_tiny): step0, every save_every, and the last."""
+    steps = sorted({*range(0, cfg.steps + 1, cfg.save_every), cfg.steps})
+    return [f"step{k}" for k in steps]
 
 
 def git_rev() -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -23,9 +22,10 @@ import pyarrow.parquet as pq
 from taskspace.blimp import data
 from taskspace.blimp.words import task_words
 from taskspace.errors import OutputError
-from taskspace.io import atomic_write, parquet_stamp, write_json, write_npz, write_parquet
+from taskspace.io import atomic_write, parquet_stamp, read_json, read_parquet, write_json, write_npz, write_parquet
 from taskspace.pipeline import shards
 from taskspace.pipeline.replicates import (
+    PREPARE,
     Say,
     load_run_model,
     progress_line,
@@ -43,7 +43,7 @@ EVAL1 = "eval1"  # a replicate's one unit of eval work, as the executor's worker
 
 
 def task_meta() -> dict[str, dict]:
-    return {r["task"]: r for r in pq.read_table(tasks_file()).to_pylist()}
+    return {r["task"]: r for r in read_parquet(tasks_file(), PREPARE).to_pylist()}
 
 
 # ---- stages -------------------------------------------------------------------------------------------------
@@ -155,7 +155,7 @@ def stage_probe(s: Settings, run: Run, say: Say = print) -> None:
     reps, controls, summaries, changes = [], [], [], {False: [], True: []}
     for (r, c), layout in units.items():
         rep, what = replicas[r], unit_name(run, r, replicas, c)
-        eval1 = pq.read_table(rep.layout.eval1)
+        eval1 = read_parquet(rep.layout.eval1, f"rerun `dvc repro -f eval@{run.stage_key}`")
         say_step = step_line(what, say)
         res = run_eval2(lm, rep.eval, eval1, layout, rep.ftgd, s.probe, *stamps, progress=say_step, keep=True)
         (controls if c else reps).append(TaskSpaces.load(layout.matrices))
@@ -221,9 +221,10 @@ def stage_analyze(s: Settings, out: Path = ANALYZE, say: Say = print) -> dict:
         layout = run.layout
         if not layout.matrices.exists():
             raise OutputError(f"{layout.matrices} missing: run the probe stage for {run.label} first")
-        key = run.index_key(json.loads(layout.info.read_text())["params_hash"])
+        probe_fix = f"rerun `dvc repro -f probe@{run.stage_key}`"
+        key = run.index_key(read_json(layout.info, probe_fix)["params_hash"])
         series.setdefault(run.model, []).append((run.revision, spaces.TaskSpaces.load(layout.matrices, key)))
-        summaries[key] = json.loads(layout.summary.read_text()) if layout.summary.exists() else {}
+        summaries[key] = read_json(layout.summary, probe_fix) if layout.summary.exists() else {}
 
     def report(s: spaces.TaskSpaces, fits: dict) -> None:
         kind = "transfer" if "transfer" in fits else "transfer_linear"
