@@ -3,6 +3,7 @@ computing them: analysis, index and TUI behaviour on any number of tasks, models
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -42,11 +43,24 @@ def scores(tasks: list[str], n: int, rng) -> pa.Table:
     )
 
 
+def weights_hash(model: str, revision: str) -> str:
+    """A synthetic run's made-up weights hash: one per model and revision."""
+    return hashlib.sha256(f"{model}@{revision}".encode()).hexdigest()
+
+
 def write_run(
-    data_dir: Path, model: str, revision: str, tasks: list[str], seed: int = 0, created: str = "", cells: bool = False
+    data_dir: Path,
+    model: str,
+    revision: str,
+    tasks: list[str],
+    seed: int = 0,
+    created: str = "",
+    cells: bool = False,
+    weights_of: str | None = None,
 ) -> Path:
     """data/{eval,probe}/<model>/<revision>/: made-up eval1/eval2 scores, spaces (phenomenon blocks plus noise)
-    and run.json; with `cells`, each transfer cell's paired test (its q below 0.05 within phenomena)."""
+    and run.json; with `cells`, each transfer cell's paired test (its q below 0.05 within phenomena). The run's
+    weights hash is its own, or with `weights_of` that revision's (a checkpoint repeated on purpose)."""
     rng = np.random.default_rng(seed)
     t = len(tasks)
     groups = np.array([PARADIGMS[x][0] for x in tasks])
@@ -73,6 +87,7 @@ def write_run(
         "scale": "1M",
         "n_params": 1_000_000,
         "revision": revision,
+        "weights_sha256": weights_hash(model, weights_of or revision),
         "prefix": "<|endoftext|>",
         "params_hash": "h" * 12,
         "experiment": "",
@@ -83,9 +98,12 @@ def write_run(
     return layout.probe
 
 
-def build_synthetic_index(root: Path, runs: dict[str, list[str]], tasks: list[str], cells: bool = False) -> Path:
+def build_synthetic_index(
+    root: Path, runs: dict[str, list[str]], tasks: list[str], cells: bool = False, same: dict | None = None
+) -> Path:
     """A project folder with made-up outputs for `runs` (model → revisions), analysed and indexed like the
-    pipeline does it; returns the index file."""
+    pipeline does it; returns the index file. `same` ({(model, revision): earlier revision}) gives a run the
+    weights of another revision of its model, on purpose."""
     import os
 
     from taskspace.index import build_index
@@ -97,7 +115,7 @@ def build_synthetic_index(root: Path, runs: dict[str, list[str]], tasks: list[st
     write_splits(data_dir, tasks)
     models = {m: {"spec": m, "revisions": revs} for m, revs in runs.items()}
     for i, (m, rev) in enumerate((m, r) for m, revs in runs.items() for r in revs):
-        write_run(data_dir, m, rev, tasks, seed=i, cells=cells)
+        write_run(data_dir, m, rev, tasks, seed=i, cells=cells, weights_of=(same or {}).get((m, rev)))
     p = {"models": models, "data": {}, "ftgd": {}, "probing": {}, "analysis": {"permutations": 100}}
     p["runs"] = expand_runs(models)
     p["data_files"] = "taskspace/blimp/data.py"  # what data.source (hub, the default) derives

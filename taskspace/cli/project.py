@@ -21,9 +21,10 @@ def check(params):
     """Check params.yaml before any work: settings, runs, tasks and pair counts, models, writable outputs."""
     from taskspace.io import write_json
     from taskspace.pipeline.dvcfile import CHECKED
-    from taskspace.pipeline.settings import Settings, preflight
+    from taskspace.pipeline.settings import Settings
+    from taskspace.pipeline.stages import stage_check
 
-    summary = preflight(Settings.load(params))
+    summary = stage_check(Settings.load(params))
     write_json({"checked": True}, CHECKED)  # constant: the stages after it depend on it, not on its content
     say(f"{params}: {summary}")
 

@@ -85,11 +85,13 @@ def impact_table(task: str, outcomes) -> Table:
 
 
 def metrics_table(runs: dict, title: str) -> Table:
+    same = [f"{run} = {m['identical_weights_to']}" for run, m in runs.items() if m.get("identical_weights_to")]
+    note = f"\nidentical weights (same checkpoint twice): {', '.join(same)}" if same else ""
     t = Table(
         title=title,
         box=box.SIMPLE_HEAD,  # no cell borders, one space between cells: nine columns fit 80 characters uncut
         padding=0,
-        caption=labels.caption(METRIC_COLUMNS),
+        caption=labels.caption(METRIC_COLUMNS) + note,
     )
     t.add_column("run", no_wrap=True)
     for label in METRIC_COLUMNS.values():

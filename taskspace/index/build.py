@@ -112,6 +112,7 @@ def _load_run(con, run: Run, info: dict, ids_of, run_id: int) -> None:
         str(layout.probe),
         _json_text(layout.summary, _rerun("probe", run)) if layout.summary.exists() else "{}",
         None,
+        info.get("weights_sha256"),  # NULL: a run.json from before weights were hashed
     ]
     con.execute(f"INSERT INTO runs VALUES ({', '.join('?' * len(row))})", row)
     insert(con, "similarities", similarity_rows(run_id, spaces.tasks, spaces.matrices, ids))

@@ -8,6 +8,20 @@ from pathlib import Path
 import numpy as np
 
 from taskspace.index.schema import TABLES, VIEW_NAMES, connect_readonly
+from taskspace.runs import revision_key
+
+
+def mark_identical(rows: list[dict]) -> list[dict]:
+    """Give each run row `identical_to`: the model's earliest revision (training order) whose weights hash equals
+    this run's, when that is another revision (None otherwise, or when the hash is unknown)."""
+    first: dict[tuple[str, str], str] = {}
+    for r in sorted(rows, key=lambda r: (revision_key(r["revision"]), r["run_id"])):
+        if r.get("weights_sha256"):
+            first.setdefault((r["model"], r["weights_sha256"]), r["revision"])
+    for r in rows:
+        earlier = first.get((r["model"], r.get("weights_sha256") or ""))
+        r["identical_to"] = earlier if earlier and earlier != r["revision"] else None
+    return rows
 
 
 class Index:
@@ -74,18 +88,18 @@ class Index:
 
     def runs(self) -> list[dict]:
         """Runs with their key metrics (Mantel r/p and within−between contrast of the transfer space), each
-        model's checkpoints in training order."""
-        return self._rows(
+        model's checkpoints in training order; `identical_to` names an earlier revision with the same weights."""
+        return mark_identical(self._rows(
             """
             SELECT r.run_id, r.index_key, r.label, r.model, r.scale, r.n_params, r.revision, r.step, r.experiment,
-                   r.params_hash, r.created,
+                   r.params_hash, r.created, r.weights_sha256,
                    max(CASE WHEN a.metric = 'mantel_r' THEN a.value END) AS mantel_r,
                    max(CASE WHEN a.metric = 'mantel_p' THEN a.value END) AS mantel_p,
                    max(CASE WHEN a.metric = 'contrast' THEN a.value END) AS contrast,
                    max(CASE WHEN a.metric = 'reliability_sb' THEN a.value END) AS reliability
             FROM runs r LEFT JOIN analysis a ON a.run_id = r.run_id AND a.kind = 'transfer'
             GROUP BY ALL ORDER BY r.model, r.n_params, r.step NULLS LAST, r.run_id"""
-        )
+        ))
 
     def tasks(self) -> list[dict]:
         return self._rows("SELECT task_id, task, phenomenon, paper_phenomenon, field FROM tasks ORDER BY task_id")
@@ -160,14 +174,17 @@ class Index:
 
     def stability(self, run_id: int, kind: str) -> list[dict]:
         """The stability curve of a kind over the checkpoint series the run belongs to (training order):
-        revision, correlation with the next and the last checkpoint, and that kind's within − between."""
-        return self._rows(
-            """SELECT r.run_id, r.revision, r.step, s.position, s.with_next, s.with_last, s.contrast FROM stability s
+        revision, correlation with the next and the last checkpoint, and that kind's within − between;
+        `identical_to`: an earlier checkpoint of the series with the same weights."""
+        rows = self._rows(
+            """SELECT r.run_id, r.model, r.revision, r.step, r.weights_sha256, s.position, s.with_next, s.with_last,
+                      s.contrast FROM stability s
                JOIN runs r ON r.run_id = s.run_id
                JOIN runs me ON me.run_id = ? AND me.model = r.model AND me.params_hash = r.params_hash
                WHERE s.kind = ? ORDER BY s.position""",
             [run_id, kind],
         )
+        return mark_identical(rows)
 
 
 def load_space(db: str | Path, model: str, revision: str | None = None, kind: str = "transfer", **kw):

@@ -9,13 +9,14 @@ import duckdb
 from taskspace.errors import TaskspaceError
 from taskspace.stats.spaces import METRIC_UNITS, OWN_UNITS
 
-SCHEMA_VERSION = 3  # bumped whenever a table changes; an index of another version is rebuilt by `taskspace index`
+SCHEMA_VERSION = 4  # bumped whenever a table changes; an index of another version is rebuilt by `taskspace index`
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS runs (
     run_id INTEGER PRIMARY KEY, index_key VARCHAR UNIQUE, label VARCHAR, model VARCHAR, spec VARCHAR,
     scale VARCHAR, n_params BIGINT, revision VARCHAR, step BIGINT, prefix VARCHAR, params_hash VARCHAR,
-    experiment VARCHAR, git_rev VARCHAR, created VARCHAR, path VARCHAR, probe JSON, analysis_settings JSON);
+    experiment VARCHAR, git_rev VARCHAR, created VARCHAR, path VARCHAR, probe JSON, analysis_settings JSON,
+    weights_sha256 VARCHAR);
 CREATE TABLE IF NOT EXISTS tasks (
     task_id INTEGER PRIMARY KEY, task VARCHAR UNIQUE, phenomenon VARCHAR, paper_phenomenon VARCHAR, field VARCHAR);
 CREATE TABLE IF NOT EXISTS scores (

@@ -321,6 +321,10 @@ def load_model(
         if local:
             raise ModelError(f"cannot load model from {target}: {reason}") from None
         local_too = f" (and there is no local folder {spec})" if "/" in spec else ""
+        if revision and hub_offline_now():  # offline: name the revisions this machine does have
+            from taskspace.lm.hubcache import cached_revisions
+
+            reason += f" (revisions in the local hub cache: {', '.join(cached_revisions(spec)) or 'none'})"
         raise ModelError(
             f"cannot load '{spec}'{f' revision {revision}' if revision else ''} from the hub{local_too}: {reason}; "
             "offline? download it where there is internet (`hf download "

