@@ -9,6 +9,7 @@ from taskspace.blimp import data
 from taskspace.config import AnalysisConfig, DataConfig, FTGDConfig, ProbeConfig
 from taskspace.index import Index
 from taskspace.method.probing import KINDS, load_matrices
+from taskspace.stats.spaces import CELL_KINDS
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +33,7 @@ def repo67(tmp_path_factory, blimp):
         "tiny_models": {"tiny": {"steps": 30, "save_every": 30, "seed": 0}},
         "models": {"tiny": {"spec": "data/tiny/tiny", "scale": "0.4M", "revisions": ["step30"]}},
         "ftgd": full(FTGDConfig(sparsity=0.01, lr=0.001, steps=2, batch_size=4)),
-        "probing": full(ProbeConfig(metric="margin", eval_batch_size=256)),
+        "probing": full(ProbeConfig(metric="margin", eval_batch_size=256, transfer="both")),
         "analysis": full(AnalysisConfig(permutations=100)),
     }
     init_repo(repo, derived(p))
@@ -43,7 +44,8 @@ def repo67(tmp_path_factory, blimp):
 def test_full_spaces_analysis_and_index(repo67, blimp):
     tasks, mats = load_matrices(repo67 / "data" / "probe" / "tiny" / "step30" / "matrices.npz")
     assert len(tasks) == 67 and sorted(tasks) == data.select_tasks(blimp)
-    assert set(mats) == set(KINDS) - {"transfer_control", "transfer_minus_control"}  # this run has no control
+    # every kind but the control's (this run has none), and each transfer cell's paired test
+    assert set(mats) == set(KINDS) - {"transfer_control", "transfer_minus_control"} | set(CELL_KINDS)
     assert all(m.shape == (67, 67) for m in mats.values())
     assert np.isfinite(mats["transfer"]).all() and np.isfinite(mats["gradient"]).all()
     idx = Index(repo67 / "data" / "index" / "taskspace.duckdb")
