@@ -16,7 +16,7 @@ from taskspace.config import AnalysisConfig
 from taskspace.errors import OutputError
 from taskspace.report.labels import CONTRAST_TIGHT, NAMES, format_stat, p_method, trust_lines, unit, unit_name
 from taskspace.stats import analysis, spaces
-from taskspace.stats.spaces import SpaceComparison
+from taskspace.stats.spaces import SpaceComparison, same_weights
 from taskspace_tui.keys import Key
 from taskspace_tui.screens.base import DataScreen, message_box
 from taskspace_tui.widgets.heatmap import Heatmap, Scale, legend
@@ -59,6 +59,17 @@ class CompareData:
     stability: list[dict]  # A's checkpoint series for this kind (empty: none)
     metric: str = "accuracy"  # A's probing metric: the unit of transfer
     trust: tuple[str, str] = ("", "")  # A's and B's reliability and noise floor for this kind
+    identical: bool | None = None  # A's and B's weights hash the same (None: a hash unknown)
+
+
+def identical_line(identical: bool | None, stability: list[dict]) -> str:
+    """What the screen says of weights that repeat: A and B the same weights, checkpoints of the curve that repeat
+    an earlier one (their r is high for that reason, not because the space settled)."""
+    lines = ["A and B have identical weights: their difference is tuning noise alone"] if identical else []
+    same = [f"{r['revision']} = {r['identical_to']}" for r in stability if r.get("identical_to")]
+    if same:
+        lines.append(f"identical checkpoints (same weights): {', '.join(same)}")
+    return "\n".join(lines)
 
 
 class CompareScreen(DataScreen):
@@ -112,6 +123,7 @@ class CompareScreen(DataScreen):
             series,
             index.metric(self.a["run_id"]),
             tuple(self._trust(index, run) for run in (self.a, self.b)),
+            same_weights(self.a.get("weights_sha256"), self.b.get("weights_sha256")),
         )
 
     def _trust(self, index, run: dict) -> str:
@@ -156,6 +168,7 @@ class CompareScreen(DataScreen):
                 data.trust[0],
                 ("\nB ", "dim"),
                 data.trust[1],
+                ("\n" + identical_line(data.identical, []), "bold yellow") if data.identical else "",
                 "\nrows that changed most ",
                 ("(the row's off-diagonal length of A − B, in its unit):\n", "dim"),
                 changed,
@@ -165,9 +178,11 @@ class CompareScreen(DataScreen):
         if len(data.stability) > 1:
             st, width = data.stability, max(30, self.size.width // 2 - 2)
             revisions = [r["revision"] for r in st]
+            same = identical_line(None, st)
             stab.update(
                 Text("\n").join(
                     [
+                        *([Text(same, style="bold yellow")] if same else []),
                         stability_plot(f"{self.kind}: r with last (Spearman)", revisions,
                                        [r["with_last"] for r in st], width),
                         stability_plot(f"{self.kind}: {CONTRAST_TIGHT}, {unit_name(self.kind, data.metric)}", revisions,

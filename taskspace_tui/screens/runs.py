@@ -27,6 +27,13 @@ def _fmt(v, key: str = "") -> str:
     return format_stat(v, key) if v is None or isinstance(v, float) else str(v)
 
 
+def _cell(r: dict, key: str) -> str:
+    """A row's cell; a revision whose weights repeat an earlier one's says which (`step90 =step30`)."""
+    if key == "revision" and r.get("identical_to"):
+        return f"{r['revision']} ={r['identical_to']}"
+    return _fmt(r[key], key)
+
+
 @dataclass
 class RunsData:
     rows: list[dict]  # Index.runs(): each model's checkpoints in training order
@@ -90,7 +97,7 @@ class RunsScreen(DataScreen):
         table.clear()
         for r in rows:
             table.add_row(
-                "●" if r["run_id"] in self.marked else " ", *(_fmt(r[k], k) for _, k in COLUMNS), key=str(r["run_id"])
+                "●" if r["run_id"] in self.marked else " ", *(_cell(r, k) for _, k in COLUMNS), key=str(r["run_id"])
             )
 
     def on_input_changed(self, event: Input.Changed) -> None:
