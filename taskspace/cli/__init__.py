@@ -30,6 +30,7 @@ for _command in (
     project.index,
     project.metrics,
     project.exps,
+    project.resume,
     export.export,
     project.tui,
 ):

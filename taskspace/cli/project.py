@@ -223,3 +223,33 @@ def exps(fmt):
     dvc = Path(sys.executable).parent / "dvc"
     differ, rows = exp_rows(exp_show(str(dvc) if dvc.exists() else "dvc"))
     emit(rows, fmt, lambda: exps_table(rows, differ))
+
+
+@click.group()
+def resume() -> None:
+    """Carry finished per-task work (the stash in .taskspace/resume) to another machine, where stages resume."""
+
+
+@resume.command("export")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--with-deltas", is_flag=True, help="also the deltas and gradients (large; FTGD remakes them)")
+@friendly_errors
+def resume_export(out, with_deltas):
+    """Write every finished task's files into OUT (.tar.gz); run in the project folder."""
+    from taskspace.method.resume import REMADE, export
+
+    n, size = export(out, with_deltas=with_deltas)
+    left = "" if with_deltas else f"; {' and '.join(REMADE)} left out: FTGD remakes them"
+    say(f"{out}: {n} files, {size / 1e6:.2f} MB before compression{left}")
+
+
+@resume.command("import")
+@click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
+@friendly_errors
+def resume_import(bundle):
+    """Add BUNDLE's files to this project's stash; `dvc repro` / `dvc exp run` then use every one whose stamp
+    still matches (a carried eval2 needs the same delta, which FTGD remakes bit for bit on the same machine kind)."""
+    from taskspace.method.resume import ROOT, import_bundle
+
+    added, kept = import_bundle(bundle)
+    say(f"{bundle}: {added} files added to {ROOT}" + (f", {kept} already there kept" if kept else ""))

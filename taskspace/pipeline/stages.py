@@ -196,6 +196,10 @@ def stage_probe(s: Settings, run: Run, say: Say = print) -> None:
         rep, what = replicas[r], unit_name(run, r, replicas, c)
         eval1 = read_parquet(rep.layout.eval1, f"rerun `dvc repro -f eval@{run.stage_key}`")
         say_step = step_line(what, say)
+        if s.executor.kind == "serial" and s.probe.transfer != "linear":
+            tasks = _tasks(rep.eval)
+            kept = sum(eval2_finished(layout, t, *stamps, keep=True) for t in tasks)
+            say(f"{what}: eval2 of {kept} of {len(tasks)} tasks finished earlier: kept")
         res = run_eval2(lm, rep.eval, eval1, layout, rep.ftgd, s.probe, *stamps, progress=say_step, keep=True)
         (controls if c else reps).append(TaskSpaces.load(layout.matrices))
         changes[c].append(res["pair_changes"])
