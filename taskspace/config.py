@@ -320,6 +320,11 @@ class ModelEntry:
     prefix: str | None = None  # prepended to every sentence (e.g. a BOS text the tokenizer lacks)
     compile: bool = False  # torch.compile the forward pass (speed only: no run depends on it)
     ftgd: dict = field(default_factory=dict)
+    # Seeds of one model (runs.expand_seeds): `seeds` lists variants ({seed: spec}); entries of one `family` (by
+    # default each its own) are that model trained with different seeds, at the same scale.
+    seeds: dict = field(default_factory=dict)
+    seed: int = 0
+    family: str = ""
     name: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -338,6 +343,18 @@ class ModelEntry:
         if not isinstance(self.ftgd or {}, dict):
             _fail(f"{where}.ftgd", self.ftgd, "use a mapping of ftgd settings, e.g. {lr: 0.001}")
         object.__setattr__(self, "ftgd", dict(self.ftgd or {}))
+        seeds = self.seeds or {}
+        if not isinstance(seeds, dict) or not all(
+            isinstance(k, int) and not isinstance(k, bool) and isinstance(v, str) and v for k, v in seeds.items()
+        ):
+            _fail(f"{where}.seeds", seeds, "use a mapping of seeds to specs, e.g. {1: EleutherAI/pythia-160m-seed1}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed in seeds:
+            _fail(f"{where}.seed", self.seed, "use the whole number this entry's own weights were trained with, not "
+                  "one of its listed seeds")  # fmt: skip
+        if not isinstance(self.family, str):
+            _fail(f"{where}.family", self.family, "use the name of the model these weights are a seed of")
+        object.__setattr__(self, "seeds", dict(seeds))
+        object.__setattr__(self, "family", self.family or self.name)
 
 
 COMPUTE_DEVICES = ("auto", "cuda", "cpu")

@@ -20,7 +20,9 @@ from pathlib import Path
 
 DATA = Path("data")
 MODEL_CODE = "taskspace/lm/models.py"  # what a hub or bundled model's runs depend on in dvc.yaml (see `weights`)
-NOT_RESULTS = ("revisions", "compile")  # a model entry's keys that do not change any one run's results
+# A model entry's keys that do not change any one run's results: adding seed variants to a model (or naming its
+# family) recomputes nothing of the runs it already has.
+NOT_RESULTS = ("revisions", "compile", "seeds", "seed", "family")
 
 STEP = re.compile(r"^step(\d+)$")
 # The same rule in SQL, for index queries: the step number, NULL for other names (sorted last).
@@ -207,12 +209,34 @@ def weights(spec: str, revision: str) -> str:
     return spec if spec.endswith(".gguf") or revision == "main" else f"{spec}/{revision}"
 
 
+def seed_model(model: str, seed: int) -> str:
+    """The model name of a seed variant listed under `models.<model>.seeds`."""
+    return f"{model}-seed{seed}"
+
+
+def expand_seeds(models: dict) -> dict[str, dict]:
+    """`models` with each entry's `seeds` ({seed: spec}, e.g. PolyPythia's `EleutherAI/pythia-160m-seed1`) made
+    model entries of their own (`<model>-seed<k>`: the entry's other settings, that spec), all of the family
+    `<model>`; the listing entry keeps its own spec as `seed` (default 0). Entries without seeds are unchanged."""
+    out = {}
+    for model, entry in models.items():
+        seeds = entry.get("seeds") if isinstance(entry, dict) else None
+        if not seeds:
+            out[model] = entry
+            continue
+        base = {k: v for k, v in entry.items() if k != "seeds"}
+        out[model] = {**entry, "family": model, "seed": entry.get("seed", 0)}  # its `seeds` checked with it
+        for seed, spec in (seeds.items() if isinstance(seeds, dict) else ()):
+            out[seed_model(model, seed)] = {**base, "spec": spec, "family": model, "seed": seed}
+    return out
+
+
 def expand_runs(models: dict) -> dict[str, dict]:
     """One entry per model × revision with everything that run's results depend on: what dvc.yaml's eval, ftgd
     and probe stages iterate over, so each run is a stage entry DVC caches and skips on its own. Hydra derives
     params.yaml's `runs` from `models` with this (conf/hydra_plugins) at every `dvc exp run`."""
     out = {}
-    for model, entry in models.items():
+    for model, entry in expand_seeds(models).items():
         for rev in model_revisions(entry):
             run = Run(model, rev)
             kept = {k: v for k, v in entry.items() if k not in NOT_RESULTS}

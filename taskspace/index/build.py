@@ -113,6 +113,8 @@ def _load_run(con, run: Run, info: dict, ids_of, run_id: int) -> None:
         _json_text(layout.summary, _rerun("probe", run)) if layout.summary.exists() else "{}",
         None,
         info.get("weights_sha256"),  # NULL: a run.json from before weights were hashed
+        info.get("family") or run.model,  # seeds of one model share a family (each model its own by default)
+        info.get("seed"),
     ]
     con.execute(f"INSERT INTO runs VALUES ({', '.join('?' * len(row))})", row)
     insert(con, "similarities", similarity_rows(run_id, spaces.tasks, spaces.matrices, ids))
@@ -141,7 +143,7 @@ def _json_text(path: Path, fix: str) -> str:
 
 
 def _drop_run(con, run_id: int) -> None:
-    for table in ("scores", "similarities", "analysis", "stability"):
+    for table in ("scores", "similarities", "analysis", "stability", "seed_spread"):
         con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
     con.execute("DELETE FROM comparisons WHERE run_a = ? OR run_b = ?", [run_id, run_id])
     con.execute("DELETE FROM runs WHERE run_id = ?", [run_id])
@@ -359,3 +361,21 @@ def load_analysis(con, analysis: dict) -> None:
     ]
     if st:
         con.executemany("INSERT INTO stability VALUES (?, ?, ?, ?, ?, ?)", st)
+    load_seed_spread(con, analysis, keys)
+
+
+SPREAD = ("r", "contrast", "with_next", "seed_r")
+
+
+def load_seed_spread(con, analysis: dict, keys: dict) -> None:
+    """Each family's spread over seeds (analysis.json `seeds`), per kind and revision, by its first seed's run."""
+    con.execute("DELETE FROM seed_spread")
+    rows = [
+        (keys[key], family, kind, i, sp["revisions"][i], *(sp[f"{v}_{m}"][i] for v in SPREAD for m in ("mean", "sd")))
+        for family, kinds in analysis.get("seeds", {}).items()
+        for kind, sp in kinds.items()
+        for i, key in enumerate(sp.get("runs", []))
+        if key in keys
+    ]
+    if rows:
+        con.executemany(f"INSERT INTO seed_spread VALUES ({', '.join('?' * 13)})", rows)

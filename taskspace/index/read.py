@@ -92,7 +92,7 @@ class Index:
         return mark_identical(self._rows(
             """
             SELECT r.run_id, r.index_key, r.label, r.model, r.scale, r.n_params, r.revision, r.step, r.experiment,
-                   r.params_hash, r.created, r.weights_sha256,
+                   r.params_hash, r.created, r.weights_sha256, r.family, r.seed,
                    max(CASE WHEN a.metric = 'mantel_r' THEN a.value END) AS mantel_r,
                    max(CASE WHEN a.metric = 'mantel_p' THEN a.value END) AS mantel_p,
                    max(CASE WHEN a.metric = 'contrast' THEN a.value END) AS contrast,
@@ -185,6 +185,16 @@ class Index:
             [run_id, kind],
         )
         return mark_identical(rows)
+
+    def seed_spread(self, run_id: int, kind: str) -> list[dict]:
+        """The spread over seeds of the run's family (stats.seeds), per revision in training order: fit r and
+        within − between (mean, SD), Spearman with the next checkpoint and between seeds (mean, SD); empty when
+        the run's model has no other seeds."""
+        return self._rows(
+            """SELECT s.* FROM seed_spread s JOIN runs me ON me.run_id = ? AND me.family = s.family
+               WHERE s.kind = ? ORDER BY s.position""",
+            [run_id, kind],
+        )
 
 
 def load_space(db: str | Path, model: str, revision: str | None = None, kind: str = "transfer", **kw):

@@ -9,14 +9,14 @@ import duckdb
 from taskspace.errors import TaskspaceError
 from taskspace.stats.spaces import METRIC_UNITS, OWN_UNITS
 
-SCHEMA_VERSION = 4  # bumped whenever a table changes; an index of another version is rebuilt by `taskspace index`
+SCHEMA_VERSION = 5  # bumped whenever a table changes; an index of another version is rebuilt by `taskspace index`
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS runs (
     run_id INTEGER PRIMARY KEY, index_key VARCHAR UNIQUE, label VARCHAR, model VARCHAR, spec VARCHAR,
     scale VARCHAR, n_params BIGINT, revision VARCHAR, step BIGINT, prefix VARCHAR, params_hash VARCHAR,
     experiment VARCHAR, git_rev VARCHAR, created VARCHAR, path VARCHAR, probe JSON, analysis_settings JSON,
-    weights_sha256 VARCHAR);
+    weights_sha256 VARCHAR, family VARCHAR, seed INTEGER);
 CREATE TABLE IF NOT EXISTS tasks (
     task_id INTEGER PRIMARY KEY, task VARCHAR UNIQUE, phenomenon VARCHAR, paper_phenomenon VARCHAR, field VARCHAR);
 CREATE TABLE IF NOT EXISTS scores (
@@ -30,6 +30,10 @@ CREATE TABLE IF NOT EXISTS comparisons (
     kind VARCHAR, run_a INTEGER, run_b INTEGER, relation VARCHAR, r DOUBLE, p DOUBLE, p_floor DOUBLE, p_exact BOOLEAN);
 CREATE TABLE IF NOT EXISTS stability (
     run_id INTEGER, kind VARCHAR, position INTEGER, with_next DOUBLE, with_last DOUBLE, contrast DOUBLE);
+CREATE TABLE IF NOT EXISTS seed_spread (
+    run_id INTEGER, family VARCHAR, kind VARCHAR, position INTEGER, revision VARCHAR, r_mean DOUBLE, r_sd DOUBLE,
+    contrast_mean DOUBLE, contrast_sd DOUBLE, with_next_mean DOUBLE, with_next_sd DOUBLE, seed_r_mean DOUBLE,
+    seed_r_sd DOUBLE);
 """
 
 
@@ -69,7 +73,7 @@ SELECT r.run_id, r.label AS run, r.model, r.revision, r.step, r.experiment, r.pa
 FROM analysis a JOIN runs r USING (run_id);
 """
 VIEW_NAMES = ("spaces", "transfer", "task_accuracy", "fits")
-TABLES = ("runs", "tasks", "pairs", "scores", "similarities", "analysis", "comparisons", "stability")
+TABLES = ("runs", "tasks", "pairs", "scores", "similarities", "analysis", "comparisons", "stability", "seed_spread")
 
 
 class IndexUnavailable(TaskspaceError, RuntimeError):

@@ -30,7 +30,7 @@ from taskspace.config import (
 from taskspace.errors import ConfigError
 from taskspace.io import write_text
 from taskspace.pipeline import dvcfile
-from taskspace.runs import MODEL_CODE, Run, expand_runs, model_revisions, tiny_dir, weights
+from taskspace.runs import MODEL_CODE, Run, expand_runs, expand_seeds, model_revisions, tiny_dir, weights
 from taskspace.stats.grouping import GROUPINGS, check_names, groups_for, load_grouping
 
 SECTIONS = ("data", "models", "ftgd", "probing", "analysis")
@@ -101,7 +101,7 @@ class Settings:
         if not isinstance(raw["models"], dict) or not raw["models"]:
             raise ParamsError(f"{path}: `models` needs at least one model (a name with its spec)")
         models = {}
-        for name, entry in raw["models"].items():
+        for name, entry in expand_seeds(raw["models"]).items():
             if not isinstance(entry, dict) or "spec" not in entry:
                 raise ParamsError(f"{path}: models.{name} needs a 'spec' (hub id, folder, GGUF file or smollm2)")
             models[name] = from_section(ModelEntry, entry, f"models.{name}", name=name)
@@ -169,7 +169,7 @@ class Settings:
     @property
     def runs(self) -> list[Run]:
         """Every run, each model's revisions in training order."""
-        return [Run(m, rev) for m, entry in self.raw["models"].items() for rev in model_revisions(entry)]
+        return [Run(m, rev) for m, entry in expand_seeds(self.raw["models"]).items() for rev in model_revisions(entry)]
 
     def run(self, model: str, revision: str) -> Run:
         run = Run(model, revision)

@@ -42,7 +42,6 @@ from taskspace.runs import (
     DATA,
     MODEL_CODE,
     Run,
-    model_revisions,
     revision_step,
     splits_dir,
     tasks_file,
@@ -77,7 +76,7 @@ def identical_weights(s: Settings) -> dict[str, str]:
 
     out: dict[str, str] = {}
     for name, entry in s.models.items():
-        revs = model_revisions(s.raw["models"][name])
+        revs = [run.revision for run in s.runs if run.model == name]  # training order
         folders = [weights(entry.spec, rev) for rev in revs]
         if len(revs) < 2 or any(f == MODEL_CODE or not Path(f).is_dir() for f in folders):
             continue
@@ -243,6 +242,8 @@ def run_info(s: Settings, run: Run, lm) -> dict:
         "model": run.model,
         "spec": entry.spec,
         "scale": entry.scale,
+        "family": entry.family,  # seeds of one model share it (runs.expand_seeds)
+        "seed": entry.seed,
         "n_params": lm.n_params,
         "revision": run.revision,
         "weights_sha256": weights_sha256(lm),  # checkpoints serving the same weights are flagged by the analysis
@@ -258,6 +259,7 @@ def stage_analyze(s: Settings, out: Path = ANALYZE, say: Say = print) -> dict:
     """Every run's fit to the hypothesis space, comparisons and stability (spaces.analyze) → analysis.json,
     metrics.json (one row per run, in training order) and plots/."""
     from taskspace.stats import spaces
+    from taskspace.stats.seeds import seed_line
 
     cfg = s.analysis
     meta, words = task_meta(), task_words(splits())
@@ -288,7 +290,10 @@ def stage_analyze(s: Settings, out: Path = ANALYZE, say: Say = print) -> dict:
         report,
         quality=lambda s: summaries.get(s.key, {}),
         weights=lambda s: hashes.get(s.key),
+        family=lambda m: (s.model(m).family, s.model(m).seed),
     )
+    for name, kinds in result.seeds.items():
+        say(seed_line(name, kinds))
     same = identical_runs(series, hashes)
     for label, earlier in same.items():
         say(f"{label}: weights identical to {earlier}'s (its spaces differ only by tuning noise)")

@@ -79,6 +79,20 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(_corr_rows(rankdata(x)[None], rankdata(y))[0])
 
 
+def defined(m: np.ndarray) -> list[int]:
+    """Tasks a statistic can use: the most tasks found by leaving out, one at a time, the task with the most NaN
+    cells off the diagonal (its row and column) until none is left (a NaN row takes out one task, not all)."""
+    bad = np.isnan(np.asarray(m, dtype=float)) & ~np.eye(len(m), dtype=bool)
+    keep = list(range(len(m)))
+    while keep:
+        sub = bad[np.ix_(keep, keep)]
+        counts = sub.sum(0) + sub.sum(1)
+        if not counts.any():
+            break
+        keep.pop(int(np.argmax(counts)))
+    return keep
+
+
 def spearman_offdiag(a: np.ndarray, b: np.ndarray, symmetrize_first: bool = True) -> float:
     """Spearman rho of the off-diagonal entries of two spaces (NaN if either is constant)."""
     a, b = _pair(a, b, symmetrize_first)

@@ -16,7 +16,9 @@ from taskspace.config import AnalysisConfig
 from taskspace.errors import AnalysisError, OutputError
 from taskspace.stats import analysis as A
 from taskspace.stats.agreement import agreement
+from taskspace.stats.analysis import defined
 from taskspace.stats.grouping import groups_for, load_grouping
+from taskspace.stats.seeds import SeedSpread, seed_spread
 from taskspace.stats.subsets import sample_sensitivity
 
 # stored per run (the last two with a label-swapped control; transfer_ci, the interval half-width, with replicates)
@@ -156,20 +158,6 @@ def fit(
     return out
 
 
-def defined(m: np.ndarray) -> list[int]:
-    """Tasks a statistic can use: the most tasks found by leaving out, one at a time, the task with the most NaN
-    cells off the diagonal (its row and column) until none is left (a NaN row takes out one task, not all)."""
-    bad = np.isnan(np.asarray(m, dtype=float)) & ~np.eye(len(m), dtype=bool)
-    keep = list(range(len(m)))
-    while keep:
-        sub = bad[np.ix_(keep, keep)]
-        counts = sub.sum(0) + sub.sum(1)
-        if not counts.any():
-            break
-        keep.pop(int(np.argmax(counts)))
-    return keep
-
-
 def _ratio(x: float | None, chance: float) -> float | None:
     return None if x is None or not chance else float(x) / chance
 
@@ -185,7 +173,7 @@ class SpaceComparison:
     kind: str
     a: str
     b: str
-    relation: str  # checkpoint (consecutive revisions of a model) | scale (two models) | "" (any two)
+    relation: str  # checkpoint (consecutive revisions) | scale (two models) | seed (two seeds of one) | "" (any two)
     r: float | None
     p: float | None
     tasks: list[str]
@@ -292,6 +280,7 @@ class Analysis:
     linear_agreement: dict[str, dict] = field(default_factory=dict)
     samples: dict[str, dict[str, dict]] = field(default_factory=dict)
     cells: dict[str, dict] = field(default_factory=dict)  # per run: transfer cells significant on their own pairs
+    seeds: dict[str, dict[str, SeedSpread]] = field(default_factory=dict)  # per family with ≥ 2 seeds, per kind
 
     def _run_kind(self, key: str, kind: str, f: Fit) -> dict:
         out = asdict(f)
@@ -310,6 +299,7 @@ class Analysis:
                      for key, kinds in self.fits.items()},  # fmt: skip
             "comparisons": [c.as_json() for c in self.comparisons],
             "stability": {m: {k: asdict(s) for k, s in kinds.items()} for m, kinds in self.stability.items()},
+            "seeds": {f: {k: asdict(s) for k, s in kinds.items()} for f, kinds in self.seeds.items()},
         }
 
 
@@ -355,11 +345,14 @@ def analyze(
     say: Callable[[TaskSpaces, dict[str, Fit]], None] | None = None,
     quality: Callable[[TaskSpaces], dict] | None = None,
     weights: Callable[[TaskSpaces], str | None] | None = None,
+    family: Callable[[str], tuple[str, int]] | None = None,
 ) -> Analysis:
     """`series`: per model, its (revision, spaces) in training order; `groups(tasks)` gives the hypothesis
     grouping; `sparsity(model, spaces)` the run's FTGD sparsity (for sharing's chance level); `weights(spaces)`
-    the run's weights hash, if known: stability curves and comparisons say which runs have identical weights."""
-    sha = weights or (lambda _s: None)
+    the run's weights hash, if known: stability curves and comparisons say which runs have identical weights;
+    `family(model)` its (family, seed): families of several seeds get their spread over seeds (stats.seeds), and
+    their last checkpoints are compared as `seed`, not `scale`."""
+    sha, fam = weights or (lambda _s: None), family or (lambda m: (m, 0))
     out = Analysis(cfg)
     pairs: list[tuple[TaskSpaces, TaskSpaces, str]] = []
     for model, runs in series.items():
@@ -376,8 +369,15 @@ def analyze(
             kinds = compared(*(s for _, s in runs))
             out.stability[model] = {kind: stability(runs, fits, kind, hashes) for kind in kinds}
         pairs += [(a, b, "checkpoint") for (_, a), (_, b) in zip(runs, runs[1:])]
-    last = [runs[-1][1] for runs in series.values() if runs]
-    pairs += [(a, b, "scale") for i, a in enumerate(last) for b in last[i + 1 :]]
+    last = [(fam(model)[0], runs[-1][1]) for model, runs in series.items() if runs]
+    pairs += [(a, b, "seed" if fa == fb else "scale") for i, (fa, a) in enumerate(last) for fb, b in last[i + 1 :]]
+    members: dict[str, list] = {}
+    for model, runs in series.items():
+        members.setdefault(fam(model)[0], []).append((fam(model)[1], model, runs))
+    for name, ms in members.items():
+        if len(ms) > 1:
+            ms.sort(key=lambda m: m[0])
+            out.seeds[name] = {k: seed_spread(ms, out.fits, k) for k in compared(*(s for *_, rs in ms for _, s in rs))}
     for a, b, relation in pairs:
         if len(set(a.tasks) & set(b.tasks)) >= 3:  # spaces over too few common tasks are not compared
             same = same_weights(sha(a), sha(b))

@@ -60,6 +60,23 @@ class CompareData:
     metric: str = "accuracy"  # A's probing metric: the unit of transfer
     trust: tuple[str, str] = ("", "")  # A's and B's reliability and noise floor for this kind
     identical: bool | None = None  # A's and B's weights hash the same (None: a hash unknown)
+    seeds: list[dict] = dataclasses.field(default_factory=list)  # A's family's spread over seeds (empty: one seed)
+
+
+def seed_lines(rows: list[dict]) -> str:
+    """A family's spread over seeds per checkpoint: a checkpoint-to-next change is read against seed-to-seed."""
+    if not rows:
+        return ""
+
+    def ms(mean, sd) -> str:
+        return "n/a" if mean is None else f"{mean:+.3f}" + (f" ± {sd:.3f}" if sd is not None else "")
+
+    out = [f"seeds of {rows[0]['family']} (Spearman r; mean ± SD over seeds)", "revision   fit r            "
+           "ckpt → next      seed ↔ seed"]  # fmt: skip
+    for r in rows:
+        cells = [ms(r[f"{v}_mean"], r[f"{v}_sd"]) for v in ("r", "with_next", "seed_r")]
+        out.append(f"{r['revision']:<10} {cells[0]:<16} {cells[1]:<16} {cells[2]}")
+    return "\n".join(out)
 
 
 def identical_line(identical: bool | None, stability: list[dict]) -> str:
@@ -124,6 +141,7 @@ class CompareScreen(DataScreen):
             index.metric(self.a["run_id"]),
             tuple(self._trust(index, run) for run in (self.a, self.b)),
             same_weights(self.a.get("weights_sha256"), self.b.get("weights_sha256")),
+            index.seed_spread(self.a["run_id"], self.kind),
         )
 
     def _trust(self, index, run: dict) -> str:
@@ -175,23 +193,21 @@ class CompareScreen(DataScreen):
             )
         )
         stab = self.query_one("#stability", Static)
+        parts = [Text(seed_lines(data.seeds))] if data.seeds else []
         if len(data.stability) > 1:
             st, width = data.stability, max(30, self.size.width // 2 - 2)
             revisions = [r["revision"] for r in st]
             same = identical_line(None, st)
-            stab.update(
-                Text("\n").join(
-                    [
-                        *([Text(same, style="bold yellow")] if same else []),
-                        stability_plot(f"{self.kind}: r with last (Spearman)", revisions,
-                                       [r["with_last"] for r in st], width),
-                        stability_plot(f"{self.kind}: {CONTRAST_TIGHT}, {unit_name(self.kind, data.metric)}", revisions,
-                                       [r["contrast"] for r in st], width),
-                    ]
-                )
-            )  # fmt: skip
+            parts = [
+                *([Text(same, style="bold yellow")] if same else []),
+                stability_plot(f"{self.kind}: r with last (Spearman)", revisions, [r["with_last"] for r in st], width),
+                stability_plot(f"{self.kind}: {CONTRAST_TIGHT}, {unit_name(self.kind, data.metric)}", revisions,
+                               [r["contrast"] for r in st], width),
+                *parts,
+            ]  # fmt: skip
         else:
-            stab.update("stability curve: pick two checkpoints of one model (same params) to see it")
+            parts.insert(0, Text("stability curve: pick two checkpoints of one model (same params) to see it"))
+        stab.update(Text("\n").join(parts))
 
     def action_next_kind(self) -> None:
         kinds = list(spaces.COMPARED)
