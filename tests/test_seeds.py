@@ -12,7 +12,7 @@ from conftest import derived, init_repo, pipeline_params, sh
 from taskspace.errors import ConfigError
 from taskspace.pipeline.settings import Settings
 from taskspace.runs import expand_runs, expand_seeds
-from taskspace.stats.seeds import mean_sd, seed_spread
+from taskspace.stats.seeds import mean_sd, scale_spread, seed_spread
 from taskspace.stats.spaces import Fit, TaskSpaces
 
 T4 = ["a", "b", "c", "d"]
@@ -46,6 +46,18 @@ def test_seed_spread_against_hand_computed_values():
     assert sp.with_next_mean[0] == pytest.approx(0.0) and sp.with_next_sd[0] == pytest.approx(math.sqrt(2))
     assert sp.with_next_mean[1] is None  # the last revision has no next
     assert sp.seed_r_mean == pytest.approx([1.0, -1.0]) and sp.seed_r_sd == [None, None]  # one pair of seeds
+
+
+def test_scale_comparisons_between_families_of_seeds_give_r_mean_and_sd():
+    from types import SimpleNamespace as C
+
+    fam = {"s0": "small", "s1": "small", "b0": "big", "b1": "big", "x": "other"}
+    comps = [C(relation="scale", a=a, b=b, kind="transfer", r=r) for a, b, r in
+             (("s0", "b0", 0.5), ("s0", "b1", 0.3), ("s1", "b0", 0.4), ("s1", "b1", 0.2), ("s0", "x", 0.9))]
+    comps.append(C(relation="seed", a="s0", b="s1", kind="transfer", r=0.8))  # not a scale comparison
+    (out,) = scale_spread(comps, fam)  # small–other has one comparison: no spread to give
+    assert (out["a"], out["b"], out["kind"], out["pairs"]) == ("small", "big", "transfer", 4)
+    assert out["r_mean"] == pytest.approx(0.35) and out["r_sd"] == pytest.approx(np.std([0.5, 0.3, 0.4, 0.2], ddof=1))
 
 
 def test_seed_spread_uses_the_revisions_every_seed_has():

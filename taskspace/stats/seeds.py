@@ -74,6 +74,21 @@ def seed_spread(members: Sequence[tuple[int, str, Sequence[tuple[str, object]]]]
     return SeedSpread(kind, [s for s, _, _ in members], [m for _, m, _ in members], revisions, first, **spread)
 
 
+def scale_spread(comparisons: Sequence, family: dict[str, str]) -> list[dict]:
+    """`scale` comparisons (each family's last checkpoints) grouped by the two families and kind: the Spearman r's
+    mean ± SD over the seed pairs, for family pairs with more than one such comparison. `family`: run key → family."""
+    groups: dict[tuple[str, str, str], list] = {}
+    for c in comparisons:
+        if c.relation == "scale":
+            groups.setdefault((family[c.a], family[c.b], c.kind), []).append(c.r)
+    out = []
+    for (a, b, kind), rs in groups.items():
+        if len(rs) > 1:
+            mean, sd = mean_sd(rs)
+            out.append({"a": a, "b": b, "kind": kind, "pairs": len(rs), "r_mean": mean, "r_sd": sd})
+    return out
+
+
 def seed_line(family: str, kinds: dict[str, SeedSpread]) -> str:
     """One family's spread over seeds at its last common revision, for the stage log."""
     sp = kinds.get("transfer") or next(iter(kinds.values()))

@@ -18,7 +18,7 @@ from taskspace.stats import analysis as A
 from taskspace.stats.agreement import agreement
 from taskspace.stats.analysis import defined
 from taskspace.stats.grouping import groups_for, load_grouping
-from taskspace.stats.seeds import SeedSpread, seed_spread
+from taskspace.stats.seeds import SeedSpread, scale_spread, seed_spread
 from taskspace.stats.subsets import sample_sensitivity
 
 # stored per run (the last two with a label-swapped control; transfer_ci, the interval half-width, with replicates)
@@ -281,6 +281,7 @@ class Analysis:
     samples: dict[str, dict[str, dict]] = field(default_factory=dict)
     cells: dict[str, dict] = field(default_factory=dict)  # per run: transfer cells significant on their own pairs
     seeds: dict[str, dict[str, SeedSpread]] = field(default_factory=dict)  # per family with ≥ 2 seeds, per kind
+    scales: list[dict] = field(default_factory=list)  # scale comparisons between families of seeds: r mean ± SD
 
     def _run_kind(self, key: str, kind: str, f: Fit) -> dict:
         out = asdict(f)
@@ -300,6 +301,7 @@ class Analysis:
             "comparisons": [c.as_json() for c in self.comparisons],
             "stability": {m: {k: asdict(s) for k, s in kinds.items()} for m, kinds in self.stability.items()},
             "seeds": {f: {k: asdict(s) for k, s in kinds.items()} for f, kinds in self.seeds.items()},
+            "scales": self.scales,
         }
 
 
@@ -378,6 +380,7 @@ def analyze(
         if len(ms) > 1:
             ms.sort(key=lambda m: m[0])
             out.seeds[name] = {k: seed_spread(ms, out.fits, k) for k in compared(*(s for *_, rs in ms for _, s in rs))}
+    out.scales = scale_spread(out.comparisons, {s.key: fam(m)[0] for m, runs in series.items() for _, s in runs})
     for a, b, relation in pairs:
         if len(set(a.tasks) & set(b.tasks)) >= 3:  # spaces over too few common tasks are not compared
             same = same_weights(sha(a), sha(b))
