@@ -58,6 +58,8 @@ def test_export_writes_figures_csv_and_reports(db, tmp_path):
         res = CliRunner().invoke(main, ["export", *args, "--db", str(db)])
         return f"{res.exit_code} {res.output}"
 
+    mine = tmp_path / "report.png"  # the user's own file beside the reports: never overwritten or deleted
+    mine.write_bytes(b"mine")
     extras = {"cmp.png": ("--compare", "tiny@step30"), "stab.pdf": ("--stability",)}
     for name in ("space.png", "space.svg", "cmp.png", "stab.pdf", "report.md", "report.html", "cells.csv"):
         extra = extras.get(name, ())
@@ -67,7 +69,11 @@ def test_export_writes_figures_csv_and_reports(db, tmp_path):
     ).read_bytes()
     assert b"evaluated on" in (tmp_path / "space.svg").read_bytes()
     md = (tmp_path / "report.md").read_text()
-    assert "# tiny@step60" in md and "| transfer |" in md and "![transfer space](report.png)" in md
+    assert "# tiny@step60" in md and "| transfer |" in md and "![transfer space](report.heatmap.png)" in md
+    assert mine.read_bytes() == b"mine" and (tmp_path / "report.heatmap.png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "report.heatmap.png").unlink()
+    assert export("tiny@step60", "--out", str(tmp_path / "report.html")).startswith("0 ")
+    assert mine.read_bytes() == b"mine" and not (tmp_path / "report.heatmap.png").exists()  # html inlines it
     assert "r, lexical overlap out" in md and "**noise floor**: not measured" in md  # this run has no control
     assert "data:image/png;base64," in (tmp_path / "report.html").read_text()
     idx = Index(db)
@@ -79,7 +85,36 @@ def test_export_writes_figures_csv_and_reports(db, tmp_path):
         cells = {(r["tuned_task"], r["eval_task"]): float(r["value"]) for r in csv.DictReader(fh)}
     assert cells[names[0], names[1]] == pytest.approx(m[0, 1])
     assert "no run matches 'zeta@main'" in export("zeta@main", "--out", str(tmp_path / "x.png"))
+    one = build_synthetic_index(tmp_path / "one", {"solo": ["step30"]}, TASKS)
+    res = CliRunner().invoke(main, ["export", "solo@step30", "--stability", "--out", str(tmp_path / "s.png"),
+                                    "--db", str(one)])  # fmt: skip
+    assert res.exit_code != 0 and "--stability needs a checkpoint series" in res.output
+    assert not (tmp_path / "s.png").exists()  # no empty axes written
     assert "--out" in export("tiny@step60", "--out", str(tmp_path / "x.txt")) and not (tmp_path / "x.txt").exists()
+
+
+def test_compare_panels_of_one_checkpoint_under_two_settings_say_which_and_runs_are_found_by_experiment(db, tmp_path):
+    from taskspace.cli.export import panel_titles
+
+    a = {"label": "tiny@step300", "experiment": "lr-high", "params_hash": "aaaa1111bbbb"}
+    b = {"label": "tiny@step300", "experiment": "", "params_hash": "cccc2222dddd"}
+    assert panel_titles(a, b) == ("tiny@step300 (lr-high)", "tiny@step300 (#cccc2222)")
+    assert panel_titles(a, {**b, "label": "tiny@step30"}) == ("tiny@step300", "tiny@step30")
+    import shutil
+
+    import duckdb
+
+    copy = shutil.copy(db, tmp_path / "named.duckdb")
+    con = duckdb.connect(str(copy))
+    con.execute("UPDATE runs SET experiment = 'lr-high' WHERE label = 'tiny@step30'")
+    con.close()
+    idx = Index(copy)
+    try:
+        assert idx.find_run("tiny@step30#lr-high")["experiment"] == "lr-high"
+        with pytest.raises(ValueError, match="no run matches 'tiny@step60#lr-high'"):
+            idx.find_run("tiny@step60#lr-high")
+    finally:
+        idx.close()
 
 
 def test_the_spaces_view_gives_each_kind_the_unit_the_labels_show():

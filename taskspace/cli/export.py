@@ -46,12 +46,17 @@ def export(run, out, kind, other, stability, db):
         tasks, m = idx.matrix(a["run_id"], kind)
         if stability:
             rows = idx.stability(a["run_id"], kind)
+            if len(rows) < 2:
+                raise ConfigError(
+                    f"{a['label']}: --stability needs a checkpoint series, and {a['model']} has "
+                    f"{'one' if rows else 'no'} analysed checkpoint; list several in models.{a['model']}.revisions"
+                )
             series = {a["model"]: [{**r, "step": r["step"] if r["step"] is not None else r["position"]} for r in rows]}
             ex.save_figure(ex.stability_figure(series, kind, metric), out)
         elif b:
             tasks_b, mb = idx.matrix(b["run_id"], kind)
             order = [tasks_b.index(t) for t in tasks]
-            fig = ex.compare_figure(tasks, m, mb[order][:, order], groups, kind, metric, (a["label"], b["label"]))
+            fig = ex.compare_figure(tasks, m, mb[order][:, order], groups, kind, metric, panel_titles(a, b))
             ex.save_figure(fig, out)
         elif suffix in ex.FIGURE_SUFFIXES:
             ex.save_figure(ex.space_figure(tasks, m, groups, kind, metric, a["index_key"]), out)
@@ -75,15 +80,30 @@ def _report(idx, run: dict, tasks, m, groups, kind: str, metric: str, out: Path)
     off = [(tasks[i], tasks[j], float(m[i, j])) + ((float(q[i, j]),) if q is not None else ())
            for i in range(len(tasks)) for j in range(len(tasks)) if i != j]  # fmt: skip
     top = sorted((t for t in off if np.isfinite(t[2])), key=lambda t: -t[2])[:10]
-    figure = out.with_suffix(".png")
     marked = q < 0.05 if q is not None else None
-    ex.save_figure(ex.space_figure(tasks, m, groups, kind, metric, run["index_key"], marked), figure)
+    fig = ex.space_figure(tasks, m, groups, kind, metric, run["index_key"], marked)
+    figure = report_figure(out)
     text = ex.report_markdown(run, idx.analysis(run["run_id"]), top, unit(kind, metric), figure.name)
     if out.suffix.lower() == ".html":
-        _write(out, ex.report_html(text, figure.read_bytes()))
-        figure.unlink()  # inlined
+        _write(out, ex.report_html(text, ex.figure_bytes(fig)))  # inlined: no file beside it, none touched
     else:
+        ex.save_figure(fig, figure)
         _write(out, text)
+        say(f"wrote {figure} (the report's figure)")
+
+
+def report_figure(out: Path) -> Path:
+    """A Markdown report's heatmap: named after the report and the kind of file it is (`x.md` → `x.heatmap.png`),
+    so a file the user wrote beside it (`x.png`) is never overwritten."""
+    return out.with_name(f"{out.stem}.heatmap.png")
+
+
+def panel_titles(a: dict, b: dict) -> tuple[str, str]:
+    """The compare figure's panel titles: the runs' labels, with the experiment (else the settings hash) where
+    both are the same checkpoint under two settings."""
+    if a["label"] != b["label"]:
+        return a["label"], b["label"]
+    return tuple(f"{r['label']} ({r.get('experiment') or '#' + r['params_hash'][:8]})" for r in (a, b))
 
 
 def _write(path: Path, text: str) -> None:

@@ -65,11 +65,16 @@ class Index:
         return df.pivot(index="task_a", columns="task_b", values="value")
 
     def find_run(self, ref: str) -> dict:
-        """A run by run_id, `model@revision` or its index key (`model@revision#hash`, a prefix of the hash will do);
-        one clear line when none or several match."""
+        """A run by run_id, `model@revision` or its index key (`model@revision#hash`, a prefix of the hash will do,
+        or `model@revision#<experiment name>`); one clear line when none or several match."""
         runs = self.runs()
-        found = [r for r in runs if ref in (str(r["run_id"]), r["label"]) or r["index_key"].startswith(ref + "#")
-                 or ("#" in ref and r["index_key"].startswith(ref))]  # fmt: skip
+        label, _, exp = ref.partition("#")
+        named = [r for r in runs if "#" in ref and r["label"] == label and r["experiment"] == exp]
+        found = named or [
+            r for r in runs
+            if ref in (str(r["run_id"]), r["label"]) or r["index_key"].startswith(ref + "#")
+            or ("#" in ref and r["index_key"].startswith(ref))
+        ]  # fmt: skip
         if len(found) != 1:
             keys = ", ".join(r["index_key"] for r in (found or runs)) or "none indexed"
             what = "several runs match" if found else "no run matches"

@@ -146,13 +146,19 @@ def stability_figure(series: dict[str, list[dict]], kind: str, metric: str):
     return fig
 
 
+def figure_bytes(fig, fmt: str = "png") -> bytes:
+    """The figure rendered in memory (and closed): for a file, or inlined into an HTML report."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=150, bbox_inches="tight")
+    _pyplot().close(fig)
+    return buf.getvalue()
+
+
 def save_figure(fig, path: Path) -> Path:
     if path.suffix.lower() not in FIGURE_SUFFIXES:
         raise ConfigError(f"{path}: figures are written as {', '.join(FIGURE_SUFFIXES)}; choose one of those")
-    buf = io.BytesIO()
-    fig.savefig(buf, format=path.suffix[1:].lower(), dpi=150, bbox_inches="tight")
-    _pyplot().close(fig)
-    atomic_write(path, lambda f: f.write_bytes(buf.getvalue()))
+    data = figure_bytes(fig, path.suffix[1:].lower())
+    atomic_write(path, lambda f: f.write_bytes(data))
     return path
 
 
