@@ -54,15 +54,23 @@ class RunnerBusy(RuntimeError):
     """A second command while one runs (DVC runs one pipeline command per project)."""
 
 
+def default_sigint() -> None:
+    """In the child before exec: SIGINT's default action. A process started from a background shell (`cmd &`)
+    inherits SIGINT ignored, and so would every command it starts: cancel's SIGINT would then do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class DvcRunner:
     """`start(args)` launches `dvc <args>` in the project, in a session of its own; `lines()` yields its output
     (stdout and stderr) until it exits; `cancel()` sends SIGINT to its whole process group (DVC stops cleanly,
-    stages resume next time). `busy` while it runs; `returncode` once it has exited (negative: killed by that
-    signal). `command` replaces `dvc` (tests run plain Python)."""
+    stages resume next time), then SIGTERM and SIGKILL to what is left of it `grace` seconds apart. `busy` while it
+    runs; `returncode` once it has exited (negative: killed by that signal). `command` replaces `dvc` (tests run
+    plain Python)."""
 
-    def __init__(self, project: str | Path, command: Sequence[str] | None = None) -> None:
+    def __init__(self, project: str | Path, command: Sequence[str] | None = None, grace: float = 10.0) -> None:
         self.project = Path(project)
         self.command = list(command) if command is not None else dvc_command()
+        self.grace = grace
         self.args: list[str] = []
         self._proc: asyncio.subprocess.Process | None = None
 
@@ -98,6 +106,7 @@ class DvcRunner:
             stderr=asyncio.subprocess.STDOUT,
             env=self.env(),
             start_new_session=True,  # its own process group: cancel reaches the stages it spawns
+            preexec_fn=default_sigint,  # and SIGINT stops them even where this app ignores it
         )
 
     async def lines(self) -> AsyncIterator[str]:
@@ -111,14 +120,25 @@ class DvcRunner:
         await proc.wait()
 
     def cancel(self) -> bool:
-        """Interrupt the running command and everything it started; False when nothing runs."""
+        """Interrupt the running command and everything it started; False when nothing runs. What has not exited
+        `grace` seconds later (it ignores SIGINT, or hangs while stopping) gets SIGTERM, and SIGKILL after as long."""
         if not self.busy:
             return False
         try:
             os.killpg(self._proc.pid, signal.SIGINT)
         except ProcessLookupError:  # it exited meanwhile
             return False
+        asyncio.get_running_loop().call_later(self.grace, self._escalate, self._proc.pid, signal.SIGTERM)
         return True
+
+    def _escalate(self, group: int, sig: signal.Signals) -> None:
+        """`sig` to what is left of a cancelled command's process group (nothing when all of it has exited)."""
+        try:
+            os.killpg(group, sig)
+        except (ProcessLookupError, PermissionError):  # all of it exited (or its id is now another user's group)
+            return
+        if sig == signal.SIGTERM:
+            asyncio.get_running_loop().call_later(self.grace, self._escalate, group, signal.SIGKILL)
 
     async def output(self, *args: str) -> DvcResult:
         """A short query (`dvc status --json`), its stdout and stderr apart; it may run beside a long command."""

@@ -141,3 +141,31 @@ def pipeline_repo(tmp_path_factory, blimp) -> Path:
     sh(repo, "git", "commit", "-qm", "baseline")
     shutil.copy(repo / "data" / "index" / "taskspace.duckdb", repo.parent / "baseline.duckdb")
     return repo
+
+
+# The tasks of the synthetic indexes (tests/synthetic.py) that the TUI and weight-identity tests build.
+SYNTHETIC_TASKS = [
+    "regular_plural_subject_verb_agreement_1",
+    "distractor_agreement_relational_noun",
+    "anaphor_gender_agreement",
+    "anaphor_number_agreement",
+    "determiner_noun_agreement_1",
+    "determiner_noun_agreement_2",
+]
+
+
+def refused_tuning(lm, blimp: Path, out: Path, lr: float, steps: int, match: str):
+    """FTGD of two tasks at an lr that breaks the model: it must stop at the first task with an FTGDError matching
+    `match` and leave neither that task's record nor its delta. Returns (train pairs, layout) for a rerun."""
+    from taskspace.config import FTGDConfig, ProbeConfig
+    from taskspace.method.ftgd import FTGDError
+    from taskspace.method.probing import run_ftgd
+    from taskspace.runs import Layout
+
+    train, _ = data.split_pairs(data.load_blimp(blimp, ["anaphor_gender_agreement", "adjunct_island"]), 16, 4, 0)
+    layout = Layout.single(out)
+    with pytest.raises(FTGDError, match=match):
+        run_ftgd(lm, train, layout, FTGDConfig(lr=lr, steps=steps, batch_size=8), ProbeConfig())
+    assert not layout.ftgd_info("anaphor_gender_agreement").exists()
+    assert not layout.delta("anaphor_gender_agreement").exists()
+    return train, layout

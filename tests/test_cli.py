@@ -1,7 +1,13 @@
 """The CLI's commands through click's CliRunner: they build validated configs, call the library, print tables."""
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
+import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -56,26 +62,28 @@ def test_ftgd_compare_tunes_three_ways(tiny_dir, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    "args, message, exit_code",
     [
-        (["ftgd", "--lr", "-1"], "--lr = -1.0 is invalid"),
-        (["ftgd", "--steps", "0"], "--steps = 0 is invalid"),
-        (["probe", "--n-train", "0", "--out", "x"], "--n-train = 0 is invalid: tuning needs at least 1 train pair"),
-        (["probe", "--metric", "acc", "--out", "x"], "--metric = 'acc' is invalid"),
-        (["score", "--batch-size", "0"], "--batch-size 0: use an integer ≥ 1"),
-        (["score", "--out", "scores.csv"], "scores are written as Parquet"),
-        (["score", "--n", "-5"], "--n = -5 is invalid"),
-        (["score", "--tasks", "adjunct_islands"], "did you mean adjunct_island"),
+        # exit 1: the library's one-line answer (friendly_errors); it was 2 for every error before the CLI
+        # conventions kept 2 for click's usage errors alone
+        (["ftgd", "--lr", "-1"], "--lr = -1.0 is invalid", 1),
+        (["ftgd", "--steps", "0"], "--steps = 0 is invalid", 1),
+        (["probe", "--n-train", "0", "--out", "x"], "--n-train = 0 is invalid: tuning needs at least 1 train pair", 1),
+        (["score", "--batch-size", "0"], "--batch-size 0: use an integer ≥ 1", 1),
+        (["score", "--out", "scores.csv"], "scores are written as Parquet", 1),
+        (["score", "--n", "-5"], "--n = -5 is invalid", 1),
+        (["score", "--tasks", "adjunct_islands"], "did you mean adjunct_island", 1),
+        # exit 2: --metric is a click.Choice over config.METRICS now, so click refuses it as a usage error
+        (["probe", "--metric", "acc", "--out", "x"], "Invalid value for '--metric': 'acc' is not one of", 2),
     ],
 )
-def test_bad_options_end_in_one_line_before_any_model_loads(args, message):
+def test_bad_options_end_in_one_line_before_any_model_loads(args, message, exit_code):
     code, text = run(*args)
-    assert code == 2 and message in text and "Traceback" not in text
+    assert code == exit_code and message in text and "Traceback" not in text
     assert "loading" not in text  # refused before the model is loaded
 
 
 def test_plan_counts_a_params_file_without_calibrating(tmp_path, monkeypatch):
-    from pathlib import Path
 
     from taskspace.pipeline.settings import compose_params
 
@@ -141,3 +149,123 @@ def test_exps_shows_only_what_differs_between_measured_experiments():
     ]  # fmt: skip
     assert rows[0]["transfer_mantel_r"] == 0.5 and rows[2]["self_transfer"] == 2.0
     assert short(list(range(30))) == "[30 items]" and short("x" * 30).endswith("…")
+
+
+# ---- CLI conventions: -h, choices, help on every option, the hidden stage group, exit codes, completion ----------
+
+
+def commands(cmd: click.Command = main, path: tuple[str, ...] = ()):
+    """(path, command) for `taskspace` and every command under it, the `stage` and `resume` groups included."""
+    yield path, cmd
+    if isinstance(cmd, click.Group):
+        for name, sub in sorted(cmd.commands.items()):
+            yield from commands(sub, (*path, name))
+
+
+COMMANDS = [path for path, _ in commands()]
+
+
+def test_the_walk_reaches_the_groups():
+    assert {("stage", "probe"), ("stage", "dvc-yaml"), ("resume", "export"), ("resume", "import")} <= set(COMMANDS)
+    assert {("score",), ("export",), ("tui",)} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=lambda p: " ".join(p) or "taskspace")
+def test_h_is_help_everywhere(path):
+    code, text = run(*path, "-h")
+    assert code == 0 and text.startswith("Usage: ") and "-h, --help" in text, text
+
+
+def test_every_option_has_help_and_every_argument_is_described():
+    missing = []
+    for path, cmd in commands():
+        where = " ".join(("taskspace", *path))
+        for p in cmd.params:
+            if isinstance(p, click.Option) and not (p.help or "").strip():
+                missing.append(f"{where} {p.opts[0]}")
+            if isinstance(p, click.Argument):  # click arguments take no help=: the docstring names them
+                assert p.human_readable_name in (cmd.help or ""), f"{where}: {p.human_readable_name} undescribed"
+    assert not missing, missing
+
+
+def test_closed_sets_are_choices_over_the_library_tuples():
+    from taskspace.cli.common import DTYPE_NAMES, FORMATS
+    from taskspace.config import COMPUTE_DTYPES, METRICS, OBJECTIVES
+    from taskspace.lm.shapes import SHAPES
+    from taskspace.pipeline.gpus import GPUS
+
+    def choices(path: tuple[str, ...], flag: str) -> tuple[str, ...] | None:
+        cmd = dict(commands())[path]
+        opt = next(p for p in cmd.params if flag in p.opts)
+        return tuple(opt.type.choices) if isinstance(opt.type, click.Choice) else None
+
+    assert DTYPE_NAMES == ("float32", "bfloat16", "float16") == tuple(v for v in COMPUTE_DTYPES.values() if v)
+    expected = {
+        (("ftgd",), "--objective"): OBJECTIVES,
+        (("probe",), "--objective"): OBJECTIVES,
+        (("probe",), "--metric"): METRICS,
+        (("score",), "--dtype"): DTYPE_NAMES,
+        (("plan",), "--dtype"): DTYPE_NAMES,
+        (("plan",), "--gpu"): tuple(GPUS),
+        (("make-tiny",), "--shape"): SHAPES,
+        (("score",), "--format"): FORMATS,
+        (("metrics",), "--format"): FORMATS,
+        (("index",), "--format"): FORMATS,
+        (("exps",), "--format"): FORMATS,
+    }
+    for (path, flag), values in expected.items():
+        assert choices(path, flag) == tuple(values), (path, flag)
+    # validated later by the library with its own message (cuda:1, a layer:N group, a grouping FILE): free text
+    for path, flag in ((("score",), "--device"), (("plan",), "--device"), (("ftgd",), "--params"),
+                       (("analyze",), "--grouping")):  # fmt: skip
+        assert choices(path, flag) is None, (path, flag)
+
+
+def test_the_stage_group_is_hidden_but_works(tmp_path):
+    def listed(*args: str) -> list[str]:
+        code, text = run(*args, "--help")
+        assert code == 0, text
+        return [line.split()[0] for line in text.split("Commands:\n", 1)[1].splitlines() if line.startswith("  ")]
+
+    assert "resume" in listed() and "stage" not in listed()  # internal: dvc.yaml calls it
+    assert {"prepare", "tiny", "eval", "ftgd", "probe", "analyze", "runs", "dvc-yaml"} == set(listed("stage"))
+    code, text = run("stage", "dvc-yaml", "--out", str(tmp_path / "dvc.yaml"))
+    assert code == 0 and "stages:" in (tmp_path / "dvc.yaml").read_text()
+
+
+def taskspace_script() -> str:
+    script = Path(sys.executable).parent / "taskspace"
+    found = str(script) if script.exists() else shutil.which("taskspace")
+    if not found:
+        pytest.skip("no `taskspace` console script installed")
+    return found
+
+
+def test_an_explained_error_exits_1_and_a_usage_error_2():
+    res = subprocess.run([taskspace_script(), "metrics", "--file", "/nonexistent.json"], capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.startswith("error: /nonexistent.json not found") and "Traceback" not in res.stderr
+    code, text = run("metrics", "--file", "/nonexistent.json")
+    assert code == 1 and text.count("error:") == 1
+    for args, message in [
+        (["score", "--nope"], "--nope"),
+        (["probe", "--objective", "hinge", "--out", "x"], "Invalid value for '--objective'"),
+        (["plan", "--gpu", "v100"], "Invalid value for '--gpu'"),
+        (["index", "--format", "xml"], "Invalid value for '--format'"),
+        (["export", "--out", "x.png"], "Missing argument 'RUN'"),
+        (["resume", "import"], "Missing argument 'BUNDLE'"),
+        (["nope"], "No such command 'nope'"),
+    ]:
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, (args, res.output)
+
+
+def test_shell_completion_is_clicks():
+    env = {**os.environ, "_TASKSPACE_COMPLETE": "bash_source"}
+    res = subprocess.run([taskspace_script()], env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "_taskspace_completion" in res.stdout and "complete " in res.stdout, res.stderr
+    env = {**os.environ, "_TASKSPACE_COMPLETE": "bash_complete", "COMP_WORDS": "taskspace probe --metric ",
+           "COMP_CWORD": "3"}  # fmt: skip
+    res = subprocess.run([taskspace_script()], env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.split() == ["plain,accuracy", "plain,margin"], res.stdout

@@ -94,10 +94,10 @@ def test_split_larger_than_task_is_refused(blimp):
 
 def test_cli_reports_bad_input_in_one_line(blimp):
     res = CliRunner().invoke(main, ["score", "--blimp", str(blimp), "--tasks", "adjunct_islnd"])
-    assert res.exit_code == 2
+    assert res.exit_code == 1  # a data error: 1 (click's usage errors are 2)
     assert "did you mean adjunct_island" in res.output and "Traceback" not in res.output
     res = CliRunner().invoke(main, ["score", "--blimp", "/nonexistent/blimp", "--tasks", "x"])
-    assert res.exit_code == 2 and "BLiMP folder /nonexistent/blimp does not exist" in res.output
+    assert res.exit_code == 1 and "BLiMP folder /nonexistent/blimp does not exist" in res.output
 
 
 def test_paper_phenomenon_counts_s_selection_under_argument_structure():

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -174,11 +175,20 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+def _ignoring_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a job of a background shell (`dvc repro &`) starts
+
+
+def _ignores(pid: int, sig: signal.Signals) -> bool:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return bool(int(re.search(r"^SigIgn:\s*([0-9a-f]+)", status, re.M).group(1), 16) >> (sig - 1) & 1)
+
+
 @contextlib.contextmanager
-def _earlier_submission(folder: Path):
+def _earlier_submission(folder: Path, preexec: Callable[[], None] | None = None):
     """A stage process whose one job (submitit's local cluster) sleeps for 10 minutes; yields it and the pids of
     its job (the controller, then the task) once the submission is recorded. Whatever is left is killed after."""
-    proc = subprocess.Popen([sys.executable, "-c", SUBMITTER, str(folder)])
+    proc = subprocess.Popen([sys.executable, "-c", SUBMITTER, str(folder)], preexec_fn=preexec)
     job: list[int] = []
     try:
         deadline = time.time() + 60
@@ -240,3 +250,51 @@ def test_a_rerun_refuses_while_the_earlier_submitter_still_waits_on_its_jobs(tmp
         proc.terminate()  # SIGTERM, as DVC stopping the stage: it cancels its own job and clears its record
         assert proc.wait(timeout=60) != 0
         assert _gone(job) and not (folder / SUBMITTED).exists()
+
+
+def test_a_rerun_cancels_in_seconds_the_jobs_of_a_submitter_started_in_a_background_shell(tmp_path, monkeypatch):
+    """A stage run from a background shell (`dvc repro &`) ignores SIGINT, and its jobs would too: it submits them
+    with SIGINT's default action, so a rerun's SIGINT stops them at once."""
+    from taskspace.pipeline.executor import _supersede
+
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+    folder = tmp_path / "jobs" / "ftgd" / "tiny-step30"
+    with _earlier_submission(folder, _ignoring_sigint) as (proc, job):
+        assert _ignores(proc.pid, signal.SIGINT) and not any(_ignores(pid, signal.SIGINT) for pid in job)
+        proc.kill()
+        proc.wait()
+        start = time.monotonic()
+        _supersede(folder / SUBMITTED)  # what a rerun does first: the submitter is gone, so its jobs are cancelled
+        # measured ~1.1 s (a controller gives its task 1 s); one ignoring SIGINT would wait for SIGTERM, 3 s later
+        assert time.monotonic() - start < 3 and not any(map(_alive, job))
+
+
+STUBBORN = (  # a controller that ignores SIGINT and SIGTERM (and forwards nothing), its task one that ignores SIGTERM
+    "import signal, subprocess, sys, time\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "task = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+    "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+    "print(task.pid, flush=True)\n"
+    "time.sleep(600)\n"
+)
+
+
+def test_cancelling_a_local_job_escalates_to_sigterm_and_sigkill(tmp_path):
+    """A local-cluster job that SIGINT does not stop gets SIGTERM, then SIGKILL, `grace` seconds apart: its
+    controller and its task alike (submitit's tasks ignore SIGTERM)."""
+    from taskspace.pipeline.executor import _cancel
+
+    controller = subprocess.Popen([sys.executable, "-c", STUBBORN], stdout=subprocess.PIPE, text=True,
+                                  preexec_fn=_ignoring_sigint)  # fmt: skip
+    task = int(controller.stdout.readline())
+    try:
+        assert _ignores(controller.pid, signal.SIGINT) and _ignores(task, signal.SIGTERM)
+        start = time.monotonic()
+        _cancel("local", [str(controller.pid)], grace=0.5)
+        assert controller.wait(timeout=10) == -signal.SIGKILL and _gone([task], within=10)
+        assert time.monotonic() - start < 10
+    finally:
+        for pid in (controller.pid, task):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        controller.wait()

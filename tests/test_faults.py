@@ -7,16 +7,14 @@ import shutil
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import derived, full
+from conftest import derived, full, refused_tuning
 
 from taskspace.blimp import data
 from taskspace.cli import main
 from taskspace.config import FTGDConfig, ProbeConfig
 from taskspace.errors import OutputError
 from taskspace.lm.models import ModelError, load_model, pick_device, pick_dtype, resolve
-from taskspace.method.ftgd import FTGDError
 from taskspace.method.probing import run_ftgd
-from taskspace.runs import Layout
 from taskspace.stats.spaces import TaskSpaces
 
 
@@ -29,7 +27,7 @@ def test_a_model_without_revisions_refuses_one():
     with pytest.raises(ModelError, match="has no revisions; drop --revision step5"):
         resolve("smollm2", "step5")
     code, text = cli("score", "--model", "smollm2", "--revision", "step5")
-    assert code == 2 and "has no revisions" in text
+    assert code == 1 and "has no revisions" in text
 
 
 def test_devices_and_dtypes_are_checked(monkeypatch):
@@ -79,18 +77,13 @@ def test_an_unwritable_output_is_refused_before_any_work(tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     code, text = cli("score", "--tasks", "adjunct_island", "--out", str(blocker / "s.parquet"))
-    assert code == 2 and "is a file, not a folder" in text and "loading" not in text
+    assert code == 1 and "is a file, not a folder" in text and "loading" not in text
     code, text = cli("probe", "--tasks", "adjunct_island", "--out", str(blocker / "run"))
-    assert code == 2 and "is a file, not a folder" in text
+    assert code == 1 and "is a file, not a folder" in text
 
 
 def test_a_collapsing_lr_stops_that_task_and_writes_nothing(tiny_lm, blimp, tmp_path):
-    train, _ = data.split_pairs(data.load_blimp(blimp, ["anaphor_gender_agreement", "adjunct_island"]), 16, 4, 0)
-    layout = Layout.single(tmp_path)
-    with pytest.raises(FTGDError, match=r"task anaphor_gender_agreement: .*lr 1000.0"):
-        run_ftgd(tiny_lm, train, layout, FTGDConfig(lr=1000.0, steps=5, batch_size=8), ProbeConfig())
-    assert not layout.ftgd_info("anaphor_gender_agreement").exists()
-    assert not layout.delta("anaphor_gender_agreement").exists()
+    train, layout = refused_tuning(tiny_lm, blimp, tmp_path, 1000.0, 5, r"task anaphor_gender_agreement: .*lr 1000.0")
     # a sane lr tunes the same task without complaint
     run_ftgd(tiny_lm, train, layout, FTGDConfig(lr=1e-3, steps=5, batch_size=8), ProbeConfig())
     assert json.loads(layout.ftgd_info("adjunct_island").read_text())["steps_run"] == 5
@@ -107,7 +100,7 @@ def test_a_full_disk_ends_in_one_line(monkeypatch, tmp_path):
     monkeypatch.setattr(pq, "write_table", full)
     code, text = cli("score", "--model", "smollm2", "--tasks", "adjunct_island", "--n", "2", "--out",
                      str(tmp_path / "s.parquet"))  # fmt: skip
-    assert code == 2 and "No space left on device" in text and "Traceback" not in text
+    assert code == 1 and "No space left on device" in text and "Traceback" not in text
     assert not list(tmp_path.iterdir())  # no half-written file left behind
 
 

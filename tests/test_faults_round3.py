@@ -4,6 +4,7 @@ processes: nothing here is mocked."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -35,12 +37,19 @@ def cli(*args: str) -> tuple[int, str]:
 
 
 def one_line(code: int, text: str) -> str:
-    """The CLI's answer to a user error: exit code 2 and one `error:` line, no traceback."""
-    assert code == 2, text
+    """The CLI's answer to a user error: exit code 1 (click's usage errors are 2) and one `error:` line, no
+    traceback."""
+    assert code == 1, text
     assert "Traceback" not in text, text
     errors = [line for line in text.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, text
     return " ".join(text.split())  # rich wraps long lines: compare the words
+
+
+def one_line_about(path: Path, text: str, *command: str) -> tuple[Path, str]:
+    """Write a broken `text` to `path`, give it to `taskspace *command PATH`: the path and the one-line answer."""
+    path.write_text(text)
+    return path, one_line(*cli(*command, str(path)))
 
 
 def flip(path: Path, at: float = 0.5) -> None:
@@ -149,23 +158,30 @@ def test_a_corrupt_delta_file_is_named(tmp_path):
 # ---- 3. an index another process holds is refused, nothing lost ------------------------------------------------
 
 
+@contextlib.contextmanager
+def opened_elsewhere(db: Path, read_only: bool, then: str = "pass") -> Iterator[subprocess.Popen]:
+    """Another process that opens the index `db`, runs `then` (Python, its connection `con`) and holds it open
+    until the block ends; then it is killed, as a crashed or closed TUI would be."""
+    code = f"import sys, time, duckdb; con = duckdb.connect(sys.argv[1], read_only={read_only}); {then}; "
+    other = subprocess.Popen([sys.executable, "-c", code + "print('open', flush=True); time.sleep(120)", str(db)],
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert other.stdout.readline().strip() == "open"
+        yield other
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_an_index_held_open_by_another_process_is_refused_and_nothing_is_lost(project):
     db = project / "taskspace.duckdb"
     build_index(db, project / "data")
-    code = (
-        "import sys, time, duckdb; con = duckdb.connect(sys.argv[1]); "
-        "con.execute(\"INSERT INTO meta VALUES ('note', 'kept')\"); print('held', flush=True); time.sleep(120)"
-    )
-    holder = subprocess.Popen([sys.executable, "-c", code, str(db)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    insert = "con.execute(\"INSERT INTO meta VALUES ('note', 'kept')\")"
+    with opened_elsewhere(db, read_only=False, then=insert) as holder:
         text = one_line(*cli("index", "--db", str(db), "--data-dir", str(project / "data")))
         assert f"index {db} is open for writing in another process (pid {holder.pid}" in text
         assert "nothing in the index was changed" in text
-    finally:
-        holder.kill()  # killed with its INSERT only in the WAL
-        holder.wait()
-    counts = build_index(db, project / "data")  # now it may: the WAL is folded in first
+    counts = build_index(db, project / "data")  # killed with its INSERT only in the WAL: now the WAL is folded in
     assert counts["runs"] == 1 and counts["added"] == 0
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("SELECT value FROM meta WHERE key = 'note'").fetchone() == ("kept",)
@@ -175,31 +191,22 @@ def test_an_index_held_open_by_another_process_is_refused_and_nothing_is_lost(pr
 def test_readers_of_the_index_do_not_stop_a_rebuild(project):
     db = project / "taskspace.duckdb"
     build_index(db, project / "data")
-    code = (
-        "import sys, time, duckdb; c = duckdb.connect(sys.argv[1], read_only=True); print('open', flush=True); "
-        "time.sleep(60)"
-    )
-    reader = subprocess.Popen([sys.executable, "-c", code, str(db)], stdout=subprocess.PIPE, text=True)  # the TUI
-    try:
-        assert reader.stdout.readline().strip() == "open"
+    with opened_elsewhere(db, read_only=True):  # the TUI
         write_run(project / "data", "tiny", "step60", TASKS, seed=1)
         assert build_index(db, project / "data")["added"] == 1
         with duckdb.connect(str(db), read_only=True) as con:  # and in this process too
             write_run(project / "data", "tiny", "step90", TASKS, seed=2)
             assert build_index(db, project / "data")["added"] == 1
             assert con.execute("SELECT count(*) FROM runs").fetchone() == (2,)  # a reader keeps what it opened
-    finally:
-        reader.kill()
-        reader.wait()
 
 
 # ---- 4. tracebacks: truncated files and full disks end in one line ---------------------------------------------
 
 
 def test_a_truncated_metrics_file_is_one_line(tmp_path):
-    path = tmp_path / "metrics.json"
-    path.write_text('{"tiny@step30": {"transfer_mantel_r": 0.')
-    text = one_line(*cli("metrics", "--file", str(path)))
+    path, text = one_line_about(
+        tmp_path / "metrics.json", '{"tiny@step30": {"transfer_mantel_r": 0.', "metrics", "--file"
+    )
     assert f"{path} is unreadable or corrupt" in text and "dvc repro -f analyze" in text
 
 
@@ -303,17 +310,9 @@ def test_a_model_folder_without_tokenizer_files_says_so(tiny_dir, tmp_path):
 
 
 def test_weights_that_become_infinite_are_named_as_such(tiny_lm, blimp, tmp_path):
-    from taskspace.blimp import data
-    from taskspace.config import FTGDConfig, ProbeConfig
-    from taskspace.method.ftgd import FTGDError
-    from taskspace.method.probing import run_ftgd
-    from taskspace.runs import Layout
+    from conftest import refused_tuning
 
-    train, _ = data.split_pairs(data.load_blimp(blimp, ["anaphor_gender_agreement", "adjunct_island"]), 8, 4, 0)
-    layout = Layout.single(tmp_path)
-    with pytest.raises(FTGDError, match=r"after 1 steps at lr 1e\+39: it produced non-finite \(inf/NaN\) weights"):
-        run_ftgd(tiny_lm, train, layout, FTGDConfig(lr=1e39, steps=1, batch_size=8), ProbeConfig())
-    assert not layout.delta("anaphor_gender_agreement").exists()
+    refused_tuning(tiny_lm, blimp, tmp_path, 1e39, 1, r"after 1 steps at lr 1e\+39: it produced non-finite \(inf/NaN\)")
 
 
 def _params(blimp, **changes) -> dict:
@@ -342,9 +341,9 @@ def test_settings_errors_name_the_key_where_it_was_typed(blimp):
 
 
 def test_a_yaml_error_in_params_names_its_line(tmp_path):
-    params = tmp_path / "params.yaml"
-    params.write_text("data:\n  n_train: 16\n  tasks: [a, b\nftgd: {}\n")
-    text = one_line(*cli("check", "--params", str(params)))
+    params, text = one_line_about(
+        tmp_path / "params.yaml", "data:\n  n_train: 16\n  tasks: [a, b\nftgd: {}\n", "check", "--params"
+    )
     assert f"{params}:4:" in text and "not valid YAML" in text
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
+from conftest import SYNTHETIC_TASKS as TASKS
 from synthetic import build_synthetic_index
 
 from taskspace.index import Index
@@ -21,14 +22,6 @@ from taskspace_tui.screens.runs import RunsScreen
 from taskspace_tui.screens.task import TaskScreen
 from taskspace_tui.widgets.heatmap import Heatmap
 
-TASKS = [
-    "regular_plural_subject_verb_agreement_1",
-    "distractor_agreement_relational_noun",
-    "anaphor_gender_agreement",
-    "anaphor_number_agreement",
-    "determiner_noun_agreement_1",
-    "determiner_noun_agreement_2",
-]
 RUNS = {"tiny": ["step100", "step30", "step60"], "zeta": ["main"]}  # listed out of training order on purpose
 
 

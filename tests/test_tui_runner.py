@@ -2,8 +2,10 @@
 one command at a time, cancel reaching the command's children)."""
 
 import asyncio
+import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -128,3 +130,76 @@ async def test_output_keeps_stdout_and_stderr_apart(tmp_path):
     )
     assert (res.rc, res.out.strip(), res.err.strip()) == (1, "{}", "lock held")
     assert not runner.busy and runner.returncode is None  # a query is not the pipeline command
+
+
+def ignoring(*signals: signal.Signals):
+    """A subprocess's preexec: these signals ignored, as a shell's background job (`cmd &`) ignores SIGINT."""
+
+    def apply() -> None:
+        for sig in signals:
+            signal.signal(sig, signal.SIG_IGN)
+
+    return apply
+
+
+IN_BACKGROUND = (  # the app in a process that ignores SIGINT: start PARENT, cancel it, say how it ended
+    "import asyncio, json, signal, sys, time\n"
+    "from taskspace_tui.runner import DvcRunner\n"
+    "async def main():\n"
+    "    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN\n"
+    "    runner = DvcRunner(sys.argv[1], [sys.executable, '-c'], grace=60)  # no SIGTERM within the test's wait\n"
+    "    await runner.start([sys.argv[2]])\n"
+    "    lines = runner.lines()\n"
+    "    child = int(await lines.__anext__())\n"
+    "    print(runner.pid, child, flush=True)\n"
+    "    start = time.monotonic()\n"
+    "    assert runner.cancel()\n"
+    "    rest = [line async for line in lines]\n"
+    "    print(json.dumps({'rc': runner.returncode, 'seconds': time.monotonic() - start, 'rest': rest}), flush=True)\n"
+    "asyncio.run(main())\n"
+)
+
+
+def test_cancel_works_from_an_app_started_in_the_background(tmp_path):
+    """An app started from a background shell ignores SIGINT, and so would the commands it starts: they get SIGINT's
+    default action back, so cancel's SIGINT stops the command and its children at once (no SIGTERM needed)."""
+    app = subprocess.Popen([sys.executable, "-c", IN_BACKGROUND, str(tmp_path), PARENT], stdout=subprocess.PIPE,
+                           text=True, preexec_fn=ignoring(signal.SIGINT))  # fmt: skip
+    try:
+        out, _ = app.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        app.kill()
+        out, _ = app.communicate()
+    pids = [int(p) for p in out.splitlines()[0].split()] if out.strip() else []
+    try:
+        assert app.returncode == 0 and len(pids) == 2, out
+        ended = json.loads(out.splitlines()[1])
+        assert ended["rc"] == -signal.SIGINT and ended["seconds"] < 5, ended
+        assert all(gone(pid) for pid in pids)  # the command and the child it started
+    finally:
+        kill_left_over(*pids)
+
+
+@pytest.mark.parametrize(
+    ("ignored", "ended_by"),
+    [((signal.SIGINT,), signal.SIGTERM), ((signal.SIGINT, signal.SIGTERM), signal.SIGKILL)],
+    ids=["sigint-ignored", "sigint-and-sigterm-ignored"],
+)
+async def test_cancel_escalates_when_the_command_does_not_stop(tmp_path, ignored, ended_by):
+    """A command that ignores SIGINT (or hangs while stopping) gets SIGTERM `grace` seconds after the SIGINT, then
+    SIGKILL after as long again."""
+    names = ", ".join(f"signal.{s.name}" for s in ignored)
+    stubborn = f"import signal, time\nfor s in ({names},): signal.signal(s, signal.SIG_IGN)\n{SLEEPER}"
+    runner = DvcRunner(tmp_path, PYTHON, grace=0.5)
+    await runner.start([stubborn])
+    pid = runner.pid
+    try:
+        lines = runner.lines()
+        assert await asyncio.wait_for(lines.__anext__(), 30) == "started"
+        start = time.monotonic()
+        assert runner.cancel()
+        await asyncio.wait_for(_rest(lines), 30)
+        assert runner.returncode == -ended_by and time.monotonic() - start < 10
+        assert gone(pid)
+    finally:
+        kill_left_over(pid)

@@ -9,19 +9,11 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import SYNTHETIC_TASKS as TASKS
 from conftest import derived, full
 from synthetic import build_synthetic_index, weights_hash
 
 from taskspace.lm import weights as W
-
-TASKS = [
-    "regular_plural_subject_verb_agreement_1",
-    "distractor_agreement_relational_noun",
-    "anaphor_gender_agreement",
-    "anaphor_number_agreement",
-    "determiner_noun_agreement_1",
-    "determiner_noun_agreement_2",
-]
 
 
 @pytest.fixture(autouse=True)

@@ -15,11 +15,26 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from taskspace.blimp import data
-from taskspace.config import DataConfig, FTGDConfig, ProbeConfig, check_revision
+from taskspace.config import (
+    COMPUTE_DTYPES,
+    METRICS,
+    OBJECTIVES,
+    DataConfig,
+    FTGDConfig,
+    ProbeConfig,
+    check_revision,
+)
 from taskspace.errors import ConfigError, TaskspaceError
 
 console = Console(stderr=True)  # messages and progress
 out_console = Console()  # results (tables), so `> file` keeps only them
+
+# Exit codes: 0 done; 1 an error the command explains in one line (data, settings, state, disk: `friendly_errors`);
+# 2 a usage error click reports (unknown option, a value outside its choices, a missing argument).
+EXIT_ERROR = 1
+FORMATS = ("table", "json", "csv")
+# the torch dtypes a model loads in (params.yaml's compute.dtype names them fp32 / bf16 / fp16)
+DTYPE_NAMES = tuple(name for name in COMPUTE_DTYPES.values() if name)
 
 
 def say(msg: str) -> None:
@@ -43,7 +58,7 @@ def format_option(fn):
     return click.option(
         "--format",
         "fmt",
-        type=click.Choice(["table", "json", "csv"]),
+        type=click.Choice(FORMATS),
         default="table",
         show_default=True,
         help="table for reading; json or csv on stdout for scripts",
@@ -66,7 +81,7 @@ def emit(rows: list[dict], fmt: str, table) -> None:
 
 def friendly_errors(fn):
     """A TaskspaceError (bad input or state) or an OS error (disk full, read-only folder) ends in one line and
-    exit code 2, never a traceback."""
+    exit code 1 (EXIT_ERROR), never a traceback; click's usage errors keep their exit code 2."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -74,11 +89,11 @@ def friendly_errors(fn):
             return fn(*args, **kwargs)
         except TaskspaceError as e:
             console.print(f"[red]error:[/red] {e}", soft_wrap=True, highlight=False)
-            sys.exit(2)
+            sys.exit(EXIT_ERROR)
         except OSError as e:
             where = f" ({e.filename})" if e.filename else ""
             console.print(f"[red]error:[/red] {e.strerror or e}{where}{os_fix(e)}", soft_wrap=True, highlight=False)
-            sys.exit(2)
+            sys.exit(EXIT_ERROR)
 
     return wrapper
 
@@ -132,8 +147,13 @@ model_options = option_group(
     ),
     click.option("--revision", default=None, help="hub revision (Pythia: stepN) or local sub-folder"),
     click.option("--prefix", default=None, help="prefix token (default: <|endoftext|>, else BOS)"),
-    click.option("--device", default=None, help="cuda / cpu (default: cuda if available)"),
-    click.option("--dtype", default=None, help="float32 / bfloat16 (default: bf16 on GPU, fp32 on CPU)"),
+    click.option("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)"),
+    click.option(
+        "--dtype",
+        default=None,
+        type=click.Choice(DTYPE_NAMES),
+        help="precision of the weights (default: bfloat16 on GPU, float32 on CPU)",
+    ),
     click.option("--compile", "compile_model", is_flag=True, help="torch.compile the model (pays on a GPU)"),
 )
 
@@ -218,20 +238,31 @@ def load_split(cfg: DataConfig, flags: tuple[str, str] = ("--n-train", "--n-eval
 
 _F, _P = FTGDConfig(), ProbeConfig()
 ftgd_options = option_group(
-    click.option("--objective", default=_F.objective, show_default=True, help="differential / margin / lm"),
-    click.option("--margin", default=_F.margin, show_default=True, help="hinge margin (objective margin)"),
+    click.option(
+        "--objective",
+        default=_F.objective,
+        show_default=True,
+        type=click.Choice(OBJECTIVES),
+        help="differential: raise logp(good) − logp(bad); margin: a hinge on it (--margin); lm: plain LM loss on good",
+    ),
+    click.option("--margin", default=_F.margin, show_default=True, help="hinge margin (--objective margin)"),
     click.option("--sparsity", default=_F.sparsity, show_default=True, help="fraction updated (1.0 = dense)"),
-    click.option("--lr", default=_F.lr, show_default=True),
-    click.option("--steps", default=_F.steps, show_default=True),
+    click.option("--lr", default=_F.lr, show_default=True, help="learning rate (AdamW)"),
+    click.option("--steps", default=_F.steps, show_default=True, help="tuning steps per task"),
     click.option("--batch-size", default=_F.batch_size, show_default=True, help="pairs per step"),
-    click.option("--ftgd-seed", default=_F.seed, show_default=True),
-    click.option("--early-stop/--no-early-stop", default=_F.early_stop, show_default=True),
+    click.option("--ftgd-seed", default=_F.seed, show_default=True, help="seed of the batches drawn for tuning"),
+    click.option(
+        "--early-stop/--no-early-stop",
+        default=_F.early_stop,
+        show_default=True,
+        help=f"stop once {_F.patience} steps in a row get every pair of their batch right (not with --objective lm)",
+    ),
     click.option(
         "--params",
         "param_group",
         default=_F.params,
         show_default=True,
-        help="all / embeddings / attention / mlp / layer:N",
+        help="parameters tuned: all / embeddings / attention / mlp / layer:N",
     ),
     click.option("--n-train", default=500, show_default=True, help="train pairs per task"),
     click.option("--n-eval", default=200, show_default=True, help="eval pairs per task"),
@@ -259,15 +290,26 @@ def ftgd_config(kw: dict) -> FTGDConfig:
 
 
 probe_options = option_group(
-    click.option("--metric", default=_P.metric, show_default=True, help="transfer on accuracy / margin"),
-    click.option("--grad-params", default=_P.grad_params, show_default=True, help="group for gradient sim."),
+    click.option(
+        "--metric",
+        default=_P.metric,
+        show_default=True,
+        type=click.Choice(METRICS),
+        help="what transfer measures: accuracy or mean margin",
+    ),
+    click.option(
+        "--grad-params",
+        default=_P.grad_params,
+        show_default=True,
+        help="parameter group for gradient similarity: all / embeddings / attention / mlp / layer:N",
+    ),
     click.option(
         "--grad-projection",
         default=_P.grad_projection,
         show_default=True,
         help="k: count-sketch size (exact when the gradient has ≤ k entries); 0 = exact",
     ),
-    click.option("--eval-batch-size", default=_P.eval_batch_size, show_default=True),
+    click.option("--eval-batch-size", default=_P.eval_batch_size, show_default=True, help="sentences per forward pass"),
 )
 
 

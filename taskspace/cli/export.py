@@ -20,7 +20,7 @@ OUT_HELP = "file to write; its suffix picks the format: .png .svg .pdf (figure),
 @click.option("--kind", default="transfer", show_default=True, help="which space (see `taskspace tui` help)")
 @click.option("--compare", "other", default=None, help="another run: A, B on one scale and A − B (figures)")
 @click.option("--stability", is_flag=True, help="the space over the run's checkpoints (figures)")
-@click.option("--db", default=DB, show_default=True, type=click.Path(path_type=Path))
+@click.option("--db", default=DB, show_default=True, type=click.Path(path_type=Path), help="the DuckDB index to read")
 @friendly_errors
 def export(run, out, kind, other, stability, db):
     """Export RUN (model@revision, its index key model@revision#hash, or a run_id) from the index."""

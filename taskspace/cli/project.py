@@ -7,11 +7,19 @@ from pathlib import Path
 
 import click
 
-from taskspace.cli.common import console, emit, format_option, friendly_errors, out_console, say
+from taskspace.cli.common import DTYPE_NAMES, console, emit, format_option, friendly_errors, out_console, say
 from taskspace.cli.tables import calibration_line, counts_table, exps_table, metrics_table, plan_table, transfer_line
+from taskspace.pipeline.gpus import DEFAULT_GPU, GPUS
 from taskspace.runs import ANALYSIS_FILE, INDEX_DB, METRICS_FILE
 
-PARAMS = click.option("--params", default="params.yaml", show_default=True, type=click.Path(path_type=Path))
+PARAMS = click.option(
+    "--params",
+    default="params.yaml",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="the pipeline's settings file",
+)
+DB_HELP = "the DuckDB index file"
 
 
 @click.command()
@@ -29,7 +37,7 @@ def check(params):
     say(f"{params}: {summary}")
 
 
-@click.group()
+@click.group(hidden=True)  # internal: dvc.yaml calls it; `taskspace stage --help` still lists its commands
 def stage() -> None:
     """Pipeline stage bodies (called by dvc.yaml; read params.yaml in the current folder)."""
 
@@ -110,7 +118,7 @@ def stage_runs(params):
 
 
 @stage.command("dvc-yaml")
-@click.option("--out", default="dvc.yaml", show_default=True, type=click.Path(path_type=Path))
+@click.option("--out", default="dvc.yaml", show_default=True, type=click.Path(path_type=Path), help="file to write")
 @friendly_errors
 def stage_dvc_yaml(out):
     """Write dvc.yaml from the stage definitions (taskspace/pipeline/dvcfile.py: STAGES)."""
@@ -124,13 +132,18 @@ def stage_dvc_yaml(out):
 @click.command()
 @PARAMS
 @click.option("--calibrate/--no-calibrate", default=True, show_default=True, help="time a few steps on this device")
-@click.option("--device", default=None, help="device to plan for (default: cuda if available)")
-@click.option("--dtype", default=None, help="float32 / bfloat16 (default: bf16 on GPU, fp32 on CPU)")
+@click.option("--device", default=None, help="device to plan for: cpu, cuda or cuda:N (default: cuda if available)")
+@click.option(
+    "--dtype",
+    default=None,
+    type=click.Choice(DTYPE_NAMES),
+    help="precision to plan for (default: bfloat16 on GPU, float32 on CPU)",
+)
 @click.option(
     "--gpu",
-    type=click.Choice(["h200", "h100", "a100", "l40s", "a10", "l4"]),
+    type=click.Choice(tuple(GPUS)),
     default=None,
-    help="with --device cuda and no GPU here: estimate for this GPU from its datasheet (default h100)",
+    help=f"with --device cuda and no GPU here: estimate for this GPU from its datasheet (default {DEFAULT_GPU})",
 )
 @click.option("--json", "as_json", is_flag=True, help="print the plan as JSON")
 @friendly_errors
@@ -160,9 +173,17 @@ def plan(params, calibrate, device, dtype, gpu, as_json):
 
 
 @click.command()
-@click.option("--db", default=str(INDEX_DB), show_default=True, type=click.Path(path_type=Path))
-@click.option("--data-dir", default="data", show_default=True, type=click.Path(path_type=Path))
-@click.option("--analysis", "analysis_file", default=str(ANALYSIS_FILE), show_default=True)
+@click.option("--db", default=str(INDEX_DB), show_default=True, type=click.Path(path_type=Path), help=DB_HELP)
+@click.option(
+    "--data-dir", default="data", show_default=True, type=click.Path(path_type=Path), help="the stage outputs to index"
+)
+@click.option(
+    "--analysis",
+    "analysis_file",
+    default=str(ANALYSIS_FILE),
+    show_default=True,
+    help="the analyze stage's analysis.json (fits, comparisons)",
+)
 @click.option("--counts", "counts_only", is_flag=True, help="only report the row counts (read-only, writes nothing)")
 @format_option
 @friendly_errors
@@ -185,7 +206,14 @@ def index(db, data_dir, analysis_file, counts_only, fmt):
 
 
 @click.command()
-@click.option("--file", "path", default=str(METRICS_FILE), show_default=True, type=click.Path(path_type=Path))
+@click.option(
+    "--file",
+    "path",
+    default=str(METRICS_FILE),
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="the analyze stage's metrics.json",
+)
 @format_option
 @friendly_errors
 def metrics(path, fmt):
@@ -202,7 +230,7 @@ def metrics(path, fmt):
 
 
 @click.command()
-@click.option("--db", default=str(INDEX_DB), show_default=True)
+@click.option("--db", default=str(INDEX_DB), show_default=True, help=DB_HELP)
 @click.option("--project", default=".", show_default=True, help="the DVC project (for the pipeline screen)")
 def tui(db, project):
     """Open the Textual TUI over the index and the DVC project."""

@@ -72,9 +72,11 @@ def score(n_eval, n_train, batch_size, out, fmt, **kw):
 
 @click.command("make-tiny")
 @data_options
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="folder for OUT/step0, OUT/step100 …"
+)
 @click.option("--steps", default=300, show_default=True, help="LM training steps (0: random weights, step0 only)")
-@click.option("--save-every", default=100, show_default=True)
+@click.option("--save-every", default=100, show_default=True, help="save a checkpoint (OUT/stepN) every N steps")
 @click.option(
     "--shape",
     default="tiny",
@@ -152,7 +154,12 @@ def ftgd(compare, out, n_train, n_eval, **kw):
 @data_options
 @ftgd_options
 @probe_options
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="folder for matrices.npz, probe.json, eval1.parquet and tasks/*/",
+)
 @friendly_errors
 def probe(out, n_train, n_eval, **kw):
     """Task spaces: eval1, FTGD per task, eval2 → transfer, gradient-similarity and parameter-sharing matrices."""
@@ -183,9 +190,16 @@ def probe(out, n_train, n_eval, **kw):
     help="a `taskspace probe` output folder; repeat for a checkpoint series (in order)",
 )
 @click.option("--blimp", default=None, help="BLiMP source, for task metadata and the lexical control")
-@click.option("--grouping", default="phenomenon", show_default=True, help="phenomenon / paper / field / FILE")
-@click.option("--permutations", default=1000, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--grouping",
+    default="phenomenon",
+    show_default=True,
+    help="hypothesis space: phenomenon, paper, field, or a task→group FILE",
+)
+@click.option(
+    "--permutations", default=1000, show_default=True, help="random relabellings per test (all of them when few enough)"
+)
+@click.option("--seed", default=0, show_default=True, help="seed of the permutations")
 @click.option("--both-directions", is_flag=True, help="correlate both directions of transfer, not (T + Tᵀ)/2")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="folder for analysis.json")
 @friendly_errors

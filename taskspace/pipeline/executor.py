@@ -120,21 +120,12 @@ def run_jobs(
 
 
 @contextlib.contextmanager
-def _terminated_on_signal() -> Iterator[None]:
-    """SIGTERM (DVC or the user stopping the stage) raises SystemExit, so workers are stopped too."""
-
-    def stop(signum, _frame):
-        raise SystemExit(128 + signum)
-
-    try:
-        old = signal.signal(signal.SIGTERM, stop)
-    except ValueError:  # not the main thread (tests driving a stage from a worker): nothing to install
+def _handling(signum: int, handler: Callable | None = None) -> Iterator[None]:
+    """`handler` for `signum` inside, the old one after; by default SystemExit (SIGTERM stops the workers too)."""
+    with contextlib.ExitStack() as restore:
+        with contextlib.suppress(ValueError):  # not the main thread (tests driving a stage from a worker): nothing
+            restore.callback(signal.signal, signum, signal.signal(signum, handler or (lambda n, _: sys.exit(128 + n))))
         yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 # ---- local: one spawned process per job (each pinned to its device) ---------------------------------------
@@ -144,7 +135,7 @@ def _local(fn: Callable, jobs: Sequence, folder: Path, every: float, poll: Calla
     ctx = mp.get_context("spawn")  # CUDA cannot be shared with a forked child
     logs = [folder / f"job-{i + 1}.log" for i in range(len(jobs))]
     procs = [ctx.Process(target=_child, args=(fn, job, str(log))) for job, log in zip(jobs, logs)]
-    with _terminated_on_signal():
+    with _handling(signal.SIGTERM):
         try:
             for p in procs:
                 p.start()
@@ -266,9 +257,9 @@ def _slurm(cfg: ExecutorConfig, fn: Callable, jobs: Sequence, folder: Path, poll
     record = folder / SUBMITTED
     _supersede(record)
     submitted = []
-    with _terminated_on_signal():
-        try:
-            with submitit.helpers.clean_env():  # jobs submitted from a SLURM job must not inherit its SLURM_*
+    with _handling(signal.SIGTERM):
+        try:  # jobs submitted from a SLURM job must not inherit its SLURM_*; nor SIGINT ignored (see _cancel)
+            with submitit.helpers.clean_env(), _handling(signal.SIGINT, signal.default_int_handler):
                 submitted = ex.map_array(_OnGPU(fn, s.gpus_per_job) if s.gpus_per_job else fn, list(jobs))
             if ex.cluster != "debug":  # debug jobs run inside this process: nothing can outlive it
                 write_json(_submission(ex.cluster, [j.job_id for j in submitted], outer), record)
@@ -276,6 +267,8 @@ def _slurm(cfg: ExecutorConfig, fn: Callable, jobs: Sequence, folder: Path, poll
                 poll()
                 time.sleep(cfg.poll_seconds)
         except BaseException:
+            if ex.cluster == "local":  # its controllers may ignore j.cancel's SIGINT (see _cancel)
+                _cancel("local", [j.job_id for j in submitted])
             for j in submitted:
                 with contextlib.suppress(Exception):
                     j.cancel(check=False)
@@ -376,12 +369,20 @@ def _squeue() -> set[str]:
     return set(out.stdout.split())
 
 
-def _cancel(cluster: str, ids: list[str]) -> None:
-    """Cancel jobs: scancel, or SIGINT to a local-cluster controller (which stops its tasks, as submitit does)."""
+def _cancel(cluster: str, ids: list[str], grace: float = 3.0) -> None:
+    """Cancel jobs: scancel, or SIGINT to local-cluster controllers (which stop their tasks), then SIGTERM and SIGKILL
+    to what of them and their tasks runs `grace` s later (one started from a background shell ignores SIGINT)."""
     if cluster == "local":
-        for j in ids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(j), signal.SIGINT)
+        pids = [int(j) for j in ids]
+        tasks = [int(c) for p in pids for c in _proc(p, f"task/{p}/children").split()]
+        started = {p: _started(p) for p in pids + tasks}  # a pid names one process while its start time is the same
+        for sig, targets in ((signal.SIGINT, pids), (signal.SIGTERM, pids + tasks), (signal.SIGKILL, pids + tasks)):
+            for p in (p for p in targets if started[p] and _started(p) == started[p]):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p, sig)
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and any(t and _started(p) == t for p, t in started.items()):
+                time.sleep(0.05)
         return
     out = subprocess.run(["scancel", *ids], capture_output=True, text=True)
     if out.returncode:
