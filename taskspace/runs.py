@@ -239,6 +239,6 @@ def expand_runs(models: dict) -> dict[str, dict]:
     for model, entry in expand_seeds(models).items():
         for rev in model_revisions(entry):
             run = Run(model, rev)
-            kept = {k: v for k, v in entry.items() if k not in NOT_RESULTS}
+            kept = {"prefix": None} | {k: v for k, v in entry.items() if k not in NOT_RESULTS}  # prefix: eval's param
             out[run.stage_key] = {**kept, "model": model, "revision": rev, "weights": weights(str(entry["spec"]), rev)}
     return out

@@ -117,6 +117,23 @@ def test_compare_panels_of_one_checkpoint_under_two_settings_say_which_and_runs_
         idx.close()
 
 
+def test_rebuilding_from_the_same_outputs_leaves_the_index_byte_for_byte(tmp_path):
+    """DVC records the index's md5: a rebuild with nothing new must not change it (nor add a cache object)."""
+    import hashlib
+
+    from taskspace.index import build_index
+
+    db = build_synthetic_index(tmp_path, {"tiny": ["step30", "step60"]}, TASKS)
+    data, analysis = db.parent.parent, db.parent.parent / "analyze" / "analysis.json"
+    before = hashlib.sha1(db.read_bytes()).hexdigest()
+    counts = build_index(db, data, analysis)
+    assert (counts["added"], counts["replaced"]) == (0, 0)
+    assert hashlib.sha1(db.read_bytes()).hexdigest() == before
+    analysis.write_text(analysis.read_text().replace('"comparisons"', '"comparisons"', 1) + "\n")  # new bytes
+    build_index(db, data, analysis)
+    assert hashlib.sha1(db.read_bytes()).hexdigest() != before  # changed inputs are loaded
+
+
 def test_the_spaces_view_gives_each_kind_the_unit_the_labels_show():
     """The index's `unit` column (SQL) and the figures' and TUI's unit (Python) come from the same data."""
     import json

@@ -265,3 +265,18 @@ def test_stages_run_from_the_venvs_dvc_without_activating_it(repo):
                          capture_output=True, text=True)  # fmt: skip
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Running stage 'analyze'" in res.stdout
+
+
+def test_a_models_ftgd_override_reruns_its_tuning_not_its_eval1(repo):
+    """eval1 depends on what a run loads (spec, revision, weights, prefix), not on the whole run entry: a per-model
+    FTGD override reruns ftgd and probe, never eval; and re-indexing with nothing new keeps the index's md5."""
+    p = yaml.safe_load((repo / "params.yaml").read_text())
+    p["models"]["tiny"]["ftgd"] = {"lr": 0.002}
+    (repo / "params.yaml").write_text(yaml.safe_dump(p))
+    sh(repo, "taskspace", "stage", "runs")
+    out = sh(repo, "dvc", "repro").stdout
+    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    assert {"ftgd@tiny-step30", "probe@tiny-step30"} <= ran and not [s for s in ran if s.startswith("eval@")], ran
+    lock = (repo / "dvc.lock").read_text()
+    sh(repo, "dvc", "repro", "-f", "index")
+    assert (repo / "dvc.lock").read_text() == lock  # the rebuilt index is the same file: no new md5, no cache object

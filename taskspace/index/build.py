@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
@@ -175,6 +176,14 @@ def _fill(con, data_dir: Path, analysis_file: Path | None) -> tuple[int, int]:
     return added, replaced
 
 
+def _inputs_digest(data_dir: Path, analysis_file) -> str:
+    """What the rows besides the runs' own come from: the eval split (pairs) and analysis.json, by content."""
+    h = hashlib.sha1()
+    for f in (split_files(splits_root(data_dir))[1], Path(analysis_file) if analysis_file else None):
+        h.update(f.read_bytes() if f is not None and f.exists() else b"-")
+    return h.hexdigest()
+
+
 def build_index(
     db: str | Path,
     data_dir: str | Path = "data",
@@ -239,10 +248,15 @@ def _build(db: Path, data_dir: Path, analysis_file, say) -> dict:
             con.execute(SCHEMA)
             con.execute(VIEWS)
             con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+            inputs = _inputs_digest(data_dir, analysis_file)
+            kept = con.execute("SELECT value FROM meta WHERE key = 'inputs'").fetchone()
+            con.execute("INSERT OR REPLACE INTO meta VALUES ('inputs', ?)", [inputs])
             added, replaced = _fill(con, data_dir, analysis_file)
             counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
         finally:
             con.close()
+        if db.exists() and not added and not replaced and kept and kept[0] == inputs:
+            return {**counts, "added": 0, "replaced": 0}  # nothing new: the file stays byte for byte (DVC's md5)
         if _settle(db) != before:
             raise IndexUnavailable(
                 f"index {db} was changed by another process while this one was built; nothing was replaced: rerun "

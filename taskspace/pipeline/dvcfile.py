@@ -29,6 +29,7 @@ TUNING = ("taskspace/method/ftgd.py", "taskspace/method/similarity.py", "taskspa
           "taskspace/method/probing.py", *SCORING)  # fmt: skip
 GRADIENT_KEYS = ("probing.grad_params", "probing.grad_projection", "probing.projection_seed")
 REPLICATE_KEYS = ("probing.ftgd_seeds", "probing.split_seeds")
+RUN_LOADS = ("spec", "revision", "weights", "prefix")  # what a run's model is loaded from (runs.expand_runs)
 STAGES: dict[str, StageSpec] = {
     # first, on any params change: a bad setting stops `dvc repro` before any stage deletes its outputs
     "check": StageSpec(
@@ -37,7 +38,8 @@ STAGES: dict[str, StageSpec] = {
     ),
     "prepare": StageSpec(("data", "probing.split_seeds"), ("taskspace/blimp/data.py",)),
     "tiny": StageSpec(("tiny_models.${key}",), ("taskspace/lm/tiny.py",)),
-    "eval": StageSpec(("data", "runs.${key}", "compute", *REPLICATE_KEYS), SCORING),
+    # eval1 depends on the weights and the prefix only: a model's FTGD overrides or its scale label rerun no eval
+    "eval": StageSpec(("data", *(f"runs.${{key}}.{k}" for k in RUN_LOADS), "compute", *REPLICATE_KEYS), SCORING),
     "ftgd": StageSpec(
         ("data", "runs.${key}", "compute", "ftgd", *GRADIENT_KEYS, *REPLICATE_KEYS, "probing.control"), TUNING
     ),
@@ -59,6 +61,8 @@ def _value(raw: dict, key: str, stage_key: str | None):
     node = raw
     for part in key.replace("${key}", str(stage_key)).split("."):
         node = node.get(part) if isinstance(node, dict) else None
+    if key == "runs.${key}" and isinstance(node, dict) and node.get("prefix", "") is None:
+        node = {k: v for k, v in node.items() if k != "prefix"}  # written out for eval's params: stamps as before
     return node
 
 
