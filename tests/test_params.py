@@ -58,6 +58,7 @@ def test_runs_are_derived_from_models_by_hydra(tmp_path):
     p = P.load_params(P.compose_params(over, tmp_path / "p.yaml", str(ROOT / "conf")))
     assert list(p["runs"]) == ["tiny-step200", "tiny-step300", "smollm2-main"]
     assert p["runs"]["tiny-step200"] == {
+        "prefix": None,  # always written: eval's params name it (a null one is hashed as absent)
         "spec": "data/tiny/tiny",
         "scale": "0.4M",
         "ftgd": {"lr": 0.001},
