@@ -68,6 +68,34 @@ def test_repro_builds_index_with_expected_rows(repo):
         assert run in shown and f"{m['transfer_mantel_r']:+.3f}" in shown and f"{m['transfer_mantel_p']:.3f}" in shown
 
 
+def test_finished_work_carried_to_a_fresh_clone_is_used_not_redone(repo, tmp_path):
+    """A run's finished eval2 travels as a bundle without its deltas: a fresh clone (another machine, nothing
+    built) imports it, `dvc repro` remakes the deltas bit for bit and keeps every carried eval2. (Run before any
+    experiment: the stash holds what the last run of each task wrote.)"""
+    bundle = tmp_path / "carry.tar.gz"
+    said = " ".join(sh(repo, "taskspace", "resume", "export", str(bundle)).stderr.split())  # unwrapped
+    assert f"{2 * 2 * len(TASKS)} files" in said and "delta.safetensors and grad.npy left out" in said
+    with tarfile.open(bundle) as tar:
+        names = tar.getnames()
+    assert sum(n.endswith("/eval2.parquet") for n in names) == 2 * len(TASKS)
+    assert not [n for n in names if n.endswith((".safetensors", ".npy"))]
+    clone = repo.parent / f"clone-{tmp_path.name}"  # beside the repo: its relative data_files path holds there too
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+    assert "files added to .taskspace/resume" in sh(clone, "taskspace", "resume", "import", str(bundle)).stderr
+    assert "already there kept" in sh(clone, "taskspace", "resume", "import", str(bundle)).stderr  # nothing lost
+    res = sh(clone, "dvc", "repro")
+    out = " ".join((res.stdout + res.stderr).split())
+    for rev in ("step30", "step60"):
+        assert f"tiny@{rev}: eval2 of {len(TASKS)} of {len(TASKS)} tasks finished earlier: kept" in out
+        a, b = (np.load(r / "data" / "probe" / "tiny" / rev / "matrices.npz") for r in (repo, clone))
+        assert set(a.files) == set(b.files)
+        assert all(np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f") for k in a.files)
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(bundle.read_bytes()[:200])
+    res = sh(clone, "taskspace", "resume", "import", str(bad), check=False)
+    assert res.returncode != 0 and "truncated or not a .tar.gz bundle" in res.stderr and "Traceback" not in res.stderr
+
+
 def test_second_repro_does_nothing(repo):
     res = sh(repo, "dvc", "repro")
     assert "Running stage" not in res.stdout
@@ -166,33 +194,6 @@ def kill_after_first_task(repo: Path, cmd: list[str], first: Path, timeout: floa
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert first.read_text() != old, "first task did not finish before the deadline"
-
-
-def test_finished_work_carried_to_a_fresh_clone_is_used_not_redone(repo, tmp_path):
-    """A run's finished eval2 travels as a bundle without its deltas: a fresh clone (another machine, nothing
-    built) imports it, `dvc repro` remakes the deltas bit for bit and keeps every carried eval2."""
-    bundle = tmp_path / "carry.tar.gz"
-    said = " ".join(sh(repo, "taskspace", "resume", "export", str(bundle)).stderr.split())  # unwrapped
-    assert f"{2 * 2 * len(TASKS)} files" in said and "delta.safetensors and grad.npy left out" in said
-    with tarfile.open(bundle) as tar:
-        names = tar.getnames()
-    assert sum(n.endswith("/eval2.parquet") for n in names) == 2 * len(TASKS)
-    assert not [n for n in names if n.endswith((".safetensors", ".npy"))]
-    clone = repo.parent / f"clone-{tmp_path.name}"  # beside the repo: its relative data_files path holds there too
-    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
-    assert "files added to .taskspace/resume" in sh(clone, "taskspace", "resume", "import", str(bundle)).stderr
-    assert "already there kept" in sh(clone, "taskspace", "resume", "import", str(bundle)).stderr  # nothing lost
-    res = sh(clone, "dvc", "repro")
-    out = " ".join((res.stdout + res.stderr).split())
-    for rev in ("step30", "step60"):
-        assert f"tiny@{rev}: eval2 of {len(TASKS)} of {len(TASKS)} tasks finished earlier: kept" in out
-        a, b = (np.load(r / "data" / "probe" / "tiny" / rev / "matrices.npz") for r in (repo, clone))
-        assert set(a.files) == set(b.files)
-        assert all(np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f") for k in a.files)
-    bad = tmp_path / "bad.tar.gz"
-    bad.write_bytes(bundle.read_bytes()[:200])
-    res = sh(clone, "taskspace", "resume", "import", str(bad), check=False)
-    assert res.returncode != 0 and "truncated or not a .tar.gz bundle" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_killed_stage_resumes_without_redoing_finished_tasks(repo):
