@@ -7,6 +7,7 @@ palette and the help screen all come from them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from textual.app import App, SystemCommand
@@ -16,6 +17,7 @@ from taskspace.index import Index, IndexUnavailable
 from taskspace.runs import INDEX_DB
 from taskspace_tui.keys import Key, bindings
 from taskspace_tui.messages import IndexChanged
+from taskspace_tui.runner import DvcRunner, PipelineRun
 from taskspace_tui.screens.base import DataScreen
 from taskspace_tui.screens.compare import CompareScreen
 from taskspace_tui.screens.heatmap import HeatmapScreen
@@ -41,10 +43,12 @@ class TaskspaceApp(App):
     BINDINGS = bindings(KEYS)
     KEYED_SCREENS = (RunsScreen, HeatmapScreen, CompareScreen, TaskScreen, PipelineScreen)  # in the help's order
 
-    def __init__(self, db: str | Path = INDEX_DB, project: str | Path = ".") -> None:
+    def __init__(self, db: str | Path = INDEX_DB, project: str | Path = ".", dvc: Sequence[str] | None = None) -> None:
         super().__init__()
         self.db = Path(db)
         self.project = Path(project)
+        # the pipeline command lives here, not in its screen: leaving the screen neither orphans nor forgets it
+        self.pipeline = PipelineRun(DvcRunner(self.project, dvc))
 
     def on_mount(self) -> None:
         self.push_screen(RunsScreen())

@@ -10,7 +10,8 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,12 +43,29 @@ def stage_states(names: list[str], status: DvcResult, running: bool) -> list[tup
     return [(name, "changed" if name in changed else "up to date") for name in names]
 
 
+def group_stages(states: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """One row per stage, a `foreach` stage's items (`eval@run`…) folded into one (`eval@… (12)`) whose state
+    counts its items' states; so the whole pipeline, analyze and index included, fits a small terminal."""
+    groups: dict[str, list[str]] = {}
+    for name, state in states:
+        groups.setdefault(name.split("@", 1)[0] + ("@…" if "@" in name else ""), []).append(state)
+    rows = []
+    for name, items in groups.items():
+        if not name.endswith("@…"):
+            rows += [(name, state) for state in items]
+            continue
+        counts = {state: items.count(state) for state in dict.fromkeys(items)}
+        state = next(iter(counts)) if len(counts) == 1 else ", ".join(f"{n} {s}" for s, n in counts.items())
+        rows.append((f"{name} ({len(items)})", state))
+    return rows
+
+
 def first_line(text: str) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return lines[0][:80] if lines else "dvc status failed"
 
 
-BUSY = "a dvc command is already running (DVC runs one per project); cancel it first"
+BUSY = "a dvc command is already running (DVC runs one per project)"
 
 
 class RunnerBusy(RuntimeError):
@@ -152,3 +170,74 @@ class DvcRunner:
         )
         out, err = await proc.communicate()
         return DvcResult(proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))
+
+
+class PipelineRun:
+    """The project's pipeline command as the TUI shows it, held by the App so that it outlives the pipeline screen
+    (leaving the screen neither orphans nor forgets it): its `DvcRunner`, the output so far (`log`) and how the last
+    command ended. `launch(args)` claims the runner at once (a second launch raises RunnerBusy before the first has
+    started) and returns the coroutine that runs it; `watch(callback)` tells a screen each new line (`callback(line)`)
+    and each change of state (`callback(None)`)."""
+
+    def __init__(self, runner: DvcRunner, max_lines: int = 5000) -> None:
+        self.runner = runner
+        self.log: deque[str] = deque(maxlen=max_lines)
+        self.args: list[str] = []
+        self.active = False  # from launch() until the command's output has ended
+        self.cancelled = False  # the current or last command was cancelled
+        self.rc: int | None = None  # the last command's exit status (-1: it could not start)
+        self._watchers: list[Callable[[str | None], None]] = []
+
+    @property
+    def busy(self) -> bool:
+        return self.active or self.runner.busy
+
+    @property
+    def command(self) -> str:
+        return " ".join(["dvc", *self.args])
+
+    def watch(self, callback: Callable[[str | None], None]) -> None:
+        self._watchers.append(callback)
+
+    def unwatch(self, callback: Callable[[str | None], None]) -> None:
+        self._watchers = [w for w in self._watchers if w != callback]
+
+    def _tell(self, line: str | None) -> None:
+        if line is not None:
+            self.log.append(line)
+        for watcher in list(self._watchers):
+            watcher(line)
+
+    def launch(self, args: Sequence[str]) -> Coroutine[None, None, int]:
+        if self.busy:
+            raise RunnerBusy(BUSY)
+        self.active, self.cancelled, self.rc, self.args = True, False, None, list(args)
+        return self._run()
+
+    async def _run(self) -> int:
+        self._tell(f"$ {self.command}")
+        rc = -1
+        try:
+            await self.runner.start(self.args)
+            self._tell(None)  # started: DVC now holds its lock
+            async for line in self.runner.lines():
+                self._tell(line)
+            rc = self.runner.returncode if self.runner.returncode is not None else -1
+        except Exception as e:  # noqa: BLE001 - said in the log, never a traceback on screen
+            self._tell(f"[error: {type(e).__name__}: {e}]")
+        finally:
+            self.active, self.rc = False, rc
+        self._tell(f"[exit {rc}]")
+        if self.cancelled:
+            self._tell("[cancelled: finished tasks are kept; the next run resumes from them]")
+        self._tell(None)
+        return rc
+
+    def cancel(self) -> bool:
+        """SIGINT to the running command (DvcRunner.cancel); False when nothing runs."""
+        if not self.runner.cancel():
+            return False
+        self.cancelled = True
+        self._tell("[cancel requested]")
+        self._tell(None)
+        return True

@@ -247,11 +247,11 @@ async def test_pipeline_screen_runs_dvc_repro_to_the_end(pipeline_repo):
         assert screen.query_one("#stages").row_count >= 5
         await pilot.press("ctrl+r")
         for _ in range(600):  # the dvc subprocess streams in an async worker; the UI stays live meanwhile
-            if screen.runner.returncode is not None:
+            if app.pipeline.runner.returncode is not None:
                 break
             await pilot.pause(0.1)
         await settle(app, pilot)
-        assert screen.runner.returncode == 0
+        assert app.pipeline.runner.returncode == 0
         log = "\n".join(line.text for line in screen.query_one("#log").lines)
         assert "dvc repro" in log and "[exit 0]" in log
         progress = screen.query_one("#progress")
@@ -421,7 +421,7 @@ async def test_exp_run_beyond_the_workspace_asks_first(offline_project, index_db
         assert isinstance(app.screen, ConfirmScreen) and "pythia-70m-step1000" in app.screen.question
         await pilot.press("n")
         await settle(app, pilot)
-        assert app.screen is screen and not screen.runner.busy and screen.runner.returncode is None  # not launched
+        assert app.screen is screen and not app.pipeline.busy and app.pipeline.runner.returncode is None  # not launched
 
 
 async def test_escape_leaves_the_filter_box_and_keeps_the_filter(index_db):
@@ -564,3 +564,246 @@ async def test_heatmap_fades_cells_not_significant_on_their_own_pairs(tmp_path):
         await pilot.pause()
         panel = str(screen.query_one("#cell").render())
         assert "paired test: p 0.5000, q 1.0000" in panel and "not significant" in panel and "interval" in panel
+
+
+# ---- at 80×24: the pipeline screen over a stand-in for dvc, help, task view, runs footer -------------------------
+
+FAKE_DVC = """
+import sys, time
+args = sys.argv[1:]
+if args[:2] == ["stage", "list"]:  # a real pipeline's shape: foreach stages with an item per run
+    items = [f"{stage}@run{i}" for stage in ("eval", "ftgd", "probe") for i in range(12)]
+    print("\\n".join(["check", "prepare", *items, "analyze", "index"]))
+elif args[:1] == ["status"]:
+    print('{"analyze": [], "index": []}')
+else:
+    print("stage one done", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.fixture
+def fake_dvc(tmp_path):
+    script = tmp_path / "fake_dvc.py"
+    script.write_text(FAKE_DVC)
+    return [sys.executable, str(script)]
+
+
+async def quiet(app, pilot, seconds: float = 30.0):
+    """Like settle, but leaves a running pipeline command running (its worker ends only with the command)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    await pilot.pause()
+    while any(w.is_running and w.group != "pipeline" for w in app.workers) and time.monotonic() < deadline:
+        await pilot.pause(0.05)
+    await pilot.pause()
+
+
+async def until(pilot, condition, seconds: float = 30.0) -> None:
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return
+        await pilot.pause(0.05)
+    assert condition()
+
+
+def screen_text(app) -> str:
+    """What the terminal shows, line by line."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+def log_text(screen) -> str:
+    return "\n".join(line.text for line in screen.query_one("#log").lines)
+
+
+def stop(app) -> None:
+    """A test's left-over stand-in command, killed with its group."""
+    import os
+    import signal
+
+    pid = app.pipeline.runner.pid
+    if pid:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+async def test_a_run_outlives_the_pipeline_screen(index_db, tmp_path, fake_dvc):
+    """Leaving the pipeline screen leaves its command running: coming back shows it, its output so far, and cancel
+    reaches it; a second launch meanwhile is refused with the command's name, PID and the cancel key."""
+    app = TaskspaceApp(db=index_db, project=tmp_path, dvc=fake_dvc)
+    async with app.run_test(size=(80, 24)) as pilot:
+        try:
+            await settle(app, pilot)
+            await pilot.press("p")
+            await quiet(app, pilot)
+            await pilot.press("ctrl+r")
+            await until(pilot, lambda: "stage one done" in app.pipeline.log)
+            pid = app.pipeline.runner.pid
+            await pilot.press("escape")
+            await quiet(app, pilot)
+            assert isinstance(app.screen, RunsScreen) and app.pipeline.busy and app.pipeline.runner.pid == pid
+            await pilot.press("p")
+            await quiet(app, pilot)
+            screen = app.screen
+            assert isinstance(screen, PipelineScreen)
+            state = str(screen.query_one("#run-state").render())
+            assert "running: dvc repro" in state and str(pid) in state and "ctrl+c cancels" in state
+            assert "$ dvc repro" in log_text(screen) and "stage one done" in log_text(screen)
+            assert not screen.query_one("#cancel").disabled and screen.query_one("#running").display
+            await pilot.press("ctrl+r")
+            await pilot.pause()
+            said = [n.message for n in app._notifications]
+            assert any("already running" in m and "dvc repro" in m and str(pid) in m and "ctrl+c" in m for m in said)
+            assert app.pipeline.runner.pid == pid  # the first one untouched
+            await pilot.press("ctrl+c")
+            await until(pilot, lambda: not app.pipeline.busy)
+            assert app.pipeline.runner.returncode == -2 and app.pipeline.cancelled  # SIGINT: DVC stops cleanly
+            assert screen.query_one("#cancel").disabled
+            await quiet(app, pilot)
+        finally:
+            stop(app)
+
+
+async def test_a_cancelled_run_says_what_is_kept_and_how_to_go_on(index_db, tmp_path, fake_dvc):
+    app = TaskspaceApp(db=index_db, project=tmp_path, dvc=fake_dvc)
+    async with app.run_test(size=(80, 24)) as pilot:
+        try:
+            await settle(app, pilot)
+            await pilot.press("p")
+            await quiet(app, pilot)
+            await pilot.press("ctrl+r")
+            await until(pilot, lambda: "stage one done" in app.pipeline.log)
+            await pilot.press("ctrl+c")
+            await until(pilot, lambda: not app.pipeline.busy)
+            await quiet(app, pilot)
+            state = str(app.screen.query_one("#run-state").render())
+            assert "cancelled: dvc repro" in state and "Finished tasks are kept" in state
+            assert "ctrl+r relaunches" in state and "escape goes back" in state
+            assert "[cancelled: finished tasks are kept" in log_text(app.screen)
+            shown = " ".join(screen_text(app).split())
+            assert "cancelled: dvc repro" in shown and "escape goes back" in shown  # on screen at 80×24
+            await pilot.press("ctrl+r")  # relaunches, as it says
+            await until(pilot, lambda: app.pipeline.busy and not app.pipeline.cancelled)
+            assert "running: dvc repro" in str(app.screen.query_one("#run-state").render())
+            await pilot.press("ctrl+c")
+            await until(pilot, lambda: not app.pipeline.busy)
+            await quiet(app, pilot)  # the status re-read after it ended
+        finally:
+            stop(app)
+
+
+async def test_typing_overrides_right_after_opening_the_pipeline_goes_into_the_field(index_db, tmp_path, fake_dvc):
+    """Focus starts in the overrides box: `r` (runs), `t`, `p`, `?` typed there are text, not keys."""
+    app = TaskspaceApp(db=index_db, project=tmp_path, dvc=fake_dvc)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("p", *"-S ftgd.lr=0.001 ?tp")
+        await quiet(app, pilot)
+        assert isinstance(app.screen, PipelineScreen) and len(app.screen_stack) == 3
+        assert app.focused.id == "overrides" and app.focused.value == "-S ftgd.lr=0.001 ?tp"
+        assert not app.pipeline.busy and not app.pipeline.log  # nothing launched
+
+
+async def test_tab_on_the_pipeline_screen_moves_between_visible_widgets(index_db, tmp_path, fake_dvc):
+    app = TaskspaceApp(db=index_db, project=tmp_path, dvc=fake_dvc)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("p")
+        await quiet(app, pilot)
+        seen = []
+        for _ in range(7):
+            w = app.focused
+            assert w is not None and w.display and w.region.area > 0, (seen, w)
+            assert app.screen.region.contains_region(w.region), w
+            seen.append(w.id)
+            await pilot.press("tab")
+        assert seen[0] == "overrides" and {"repro", "exp_run", "log", "stages"} <= set(seen)
+        assert "progress" not in seen  # no runs to show: hidden, not an empty box to land on
+
+
+async def test_the_whole_pipeline_fits_80x24(index_db, tmp_path, fake_dvc):
+    """foreach stages fold into one row each, so analyze and index show without scrolling."""
+    app = TaskspaceApp(db=index_db, project=tmp_path, dvc=fake_dvc)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("p")
+        await quiet(app, pilot)
+        table = app.screen.query_one("#stages")
+        assert [table.get_row_at(i)[0] for i in range(table.row_count)] == [
+            "check", "prepare", "eval@… (12)", "ftgd@… (12)", "probe@… (12)", "analyze", "index"
+        ]  # fmt: skip
+        assert table.row_count + 1 <= table.size.height  # header and every row in view
+        lines = screen_text(app).splitlines()
+        assert any(ln.lstrip().startswith("analyze") and "changed" in ln for ln in lines)
+        assert any(ln.lstrip().startswith("index") and "changed" in ln for ln in lines)
+        assert any(ln.lstrip().startswith("eval@… (12)") and "up to date" in ln for ln in lines)
+
+
+def test_foreach_stages_fold_into_one_row_with_their_states_counted():
+    from taskspace_tui.runner import group_stages
+
+    states = [("check", "up to date"), ("eval@a", "changed"), ("eval@b", "up to date"), ("eval@c", "changed"),
+              ("ftgd@a", "up to date"), ("index", "changed")]  # fmt: skip
+    assert group_stages(states) == [
+        ("check", "up to date"),
+        ("eval@… (3)", "2 changed, 1 up to date"),
+        ("ftgd@… (1)", "up to date"),
+        ("index", "changed"),
+    ]
+
+
+async def test_help_scrolls_by_keyboard_at_80x24(index_db):
+    from taskspace.report.labels import GLOSSARY
+
+    app = TaskspaceApp(db=index_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        body = app.screen.query_one("#help")
+        assert app.focused is body and body.max_scroll_y > 0 and body.region.bottom <= 24
+        last = list(GLOSSARY)[-1]
+        assert last not in screen_text(app)
+        await pilot.press("down")
+        await until(pilot, lambda: body.scroll_y >= 1)
+        await pilot.press("pagedown")
+        await until(pilot, lambda: body.scroll_y > 1)
+        await pilot.press("end")
+        await until(pilot, lambda: body.scroll_y == body.max_scroll_y)
+        await pilot.pause()
+        assert last in screen_text(app)
+        await pilot.press("escape")
+        assert isinstance(app.screen, RunsScreen)
+
+
+async def test_task_view_names_its_run_and_shows_transfer_values_at_80x24(index_db):
+    app = TaskspaceApp(db=index_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("t")
+        await settle(app, pilot)
+        screen, text = app.screen, screen_text(app)
+        label = screen.run_row["label"]
+        assert label in str(screen.query_one("#task-title").render()) and label in text.splitlines()[0]  # header
+        for table_id in ("#from", "#to"):
+            table = screen.query_one(table_id)
+            assert table.region.right <= 80
+            for i in range(min(4, table.row_count)):
+                value = table.get_row_at(i)[0]
+                assert value.startswith(("+", "-")) and value in text, (table_id, value)
+
+
+async def test_runs_footer_shows_enter_and_enter_in_the_filter_returns_to_the_table(index_db):
+    app = TaskspaceApp(db=index_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        footer = screen_text(app).splitlines()[-1]
+        assert "heatmap" in footer and footer.lstrip().startswith("⏎ heatmap")
+        await pilot.press("slash", "z", "enter")
+        assert app.focused.id == "runs" and isinstance(app.screen, RunsScreen)  # enter in the box: to the table
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, HeatmapScreen) and app.screen.run_row["label"] == "zeta@main"

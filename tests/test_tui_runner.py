@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from taskspace_tui.runner import DvcRunner, RunnerBusy
+from taskspace_tui.runner import DvcRunner, PipelineRun, RunnerBusy
 
 PYTHON = [sys.executable, "-c"]
 SLEEPER = "import time; print('started', flush=True); time.sleep(60)"
@@ -201,5 +201,36 @@ async def test_cancel_escalates_when_the_command_does_not_stop(tmp_path, ignored
         await asyncio.wait_for(_rest(lines), 30)
         assert runner.returncode == -ended_by and time.monotonic() - start < 10
         assert gone(pid)
+    finally:
+        kill_left_over(pid)
+
+
+async def test_pipeline_run_keeps_the_log_and_tells_its_watchers(tmp_path):
+    """What the App holds across screens: a launch claims the runner at once (a second one is refused before the
+    first has even started), the output is kept for a screen that opens later, a cancel is remembered."""
+    run = PipelineRun(DvcRunner(tmp_path, PYTHON))
+    heard: list[str | None] = []
+    run.watch(heard.append)
+    work = asyncio.ensure_future(run.launch([SLEEPER]))
+    assert run.busy
+    with pytest.raises(RunnerBusy):
+        run.launch(["print('second')"])
+    pid = None
+    try:
+        for _ in range(600):
+            if "started" in run.log:
+                break
+            await asyncio.sleep(0.05)
+        pid = run.runner.pid
+        assert list(run.log)[:2] == [f"$ {run.command}", "started"] and run.command.endswith(SLEEPER)
+        run.unwatch(heard.append)
+        assert run.cancel() and run.cancelled
+        rc = await asyncio.wait_for(work, 30)
+        assert rc == run.rc == -signal.SIGINT and not run.busy
+        assert list(run.log)[-2] == f"[exit {rc}]" and run.log[-1].startswith("[cancelled: finished tasks are kept")
+        assert heard[:3] == [f"$ {run.command}", None, "started"] and "[cancel requested]" not in heard  # unwatched
+        work = asyncio.ensure_future(run.launch(["print('next')"]))  # free again; a new command is not cancelled
+        assert await asyncio.wait_for(work, 30) == 0 and not run.cancelled
+        assert list(run.log)[-2:] == ["next", "[exit 0]"]
     finally:
         kill_left_over(pid)

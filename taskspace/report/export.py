@@ -1,5 +1,5 @@
 """Figures and reports for papers and notes: a task space as a labelled heatmap, two spaces compared, the
-stability of spaces over checkpoints (PNG or SVG, matplotlib), a space as CSV, and a run report in Markdown or
+stability of spaces over checkpoints (PNG, SVG or PDF, matplotlib), a space as CSV, and a run report in Markdown or
 HTML. Rendered off-screen (Agg), so it works on a server over SSH; each file is written atomically.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from taskspace.report.labels import (
     LOSS_UNIT,
     NOISE_FLOOR,
     REPORT_COLUMNS,
+    axes,
     linear_lines,
     stat_cell,
     unit,
@@ -48,30 +50,115 @@ def _limits(m: np.ndarray, diverging: bool) -> tuple[float, float]:
     return float(finite.min()), float(finite.max())
 
 
-def _blocks(ax, groups: Sequence[str], n: int) -> None:
-    """Lines between phenomenon blocks, and the block's name beside it (tasks are in group order)."""
-    start = 0
-    for i in range(1, n + 1):
-        if i == n or groups[i] != groups[start]:
-            if i < n:
-                ax.axhline(i - 0.5, color="black", lw=0.6)
-                ax.axvline(i - 0.5, color="black", lw=0.6)
-            ax.text(n - 0.3, (start + i - 1) / 2, f" {groups[start]}", va="center", ha="left", fontsize=7)
+NAMED_TASKS = 40  # a compare figure names each task up to this many; past it, it names the phenomenon blocks
+CBAR = 0.15  # a colour bar's width (inches)
+
+
+def _font(n: int) -> float:
+    """The size (pt) of task and block names: 8 for a few tasks, down to 6, still readable, for all 67 BLiMP tasks."""
+    return 8.0 if n <= 24 else 7.0 if n <= 40 else 6.0
+
+
+def _runs(groups: Sequence[str]) -> list[tuple[str, int, int]]:
+    """The blocks of equal consecutive groups (tasks are in group order): (group, first, stop)."""
+    out, start = [], 0
+    for i in range(1, len(groups) + 1):
+        if i == len(groups) or groups[i] != groups[start]:
+            out.append((groups[start], start, i))
             start = i
+    return out
 
 
-def _heatmap(ax, fig, tasks, m, groups, label, diverging, limits=None):
+def _side(n: int, groups: Sequence[str], named: bool, fs: float, most: float, total: float) -> float:
+    """A heatmap's side (inches): `total` shared by its cells, at most `most` a cell, and never less than one line
+    of text per task (named) or per smallest block (blocks named instead), so no two names can touch."""
+    line = 1.45 * fs / 72
+    smallest = min((b - a for _, a, b in _runs(groups)), default=1)
+    return n * max(line if named else line / smallest, min(most, total / max(n, 1)))
+
+
+def _heatmap(ax, cax, names, m, groups, kind, label, diverging, limits=None, named=True, side=4.0):
+    """A space on `ax` (its colour bar on `cax`, if any): lines between phenomenon blocks; each task named on both
+    axes and each block named at its right, or (not `named`) the blocks named on both axes instead of the tasks;
+    the colour bar's label wrapped to the heatmap's `side` (inches)."""
     lo, hi = limits or _limits(m, diverging)
-    im = ax.imshow(m, cmap="RdBu_r" if diverging else "viridis", vmin=lo, vmax=hi, interpolation="nearest")
-    n = len(tasks)
-    size = 7 if n <= 20 else 4
-    ax.set_xticks(range(n), tasks, rotation=90, fontsize=size)
-    ax.set_yticks(range(n), tasks, fontsize=size)
-    ax.set_xlabel("evaluated on")
-    ax.set_ylabel("tuned on")
-    if groups:
-        _blocks(ax, groups, n)
-    fig.colorbar(im, ax=ax, shrink=0.8, label=label, pad=0.2 if groups else 0.04)  # room for the block names
+    cmap = "RdBu_r" if diverging else "viridis"
+    im = ax.imshow(m, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest", aspect="auto")
+    blocks = [b for b in _runs(groups) if b[0]] if any(groups) else []
+    n, fs = len(names), _font(len(names)) if named or not blocks else 7.0  # blocks named: fewer, more room
+    for _, _, stop in _runs(groups) if blocks else []:
+        if stop < n:
+            ax.axhline(stop - 0.5, color="black", lw=0.6)
+            ax.axvline(stop - 0.5, color="black", lw=0.6)
+    if named or not blocks:
+        ax.set_xticks(range(n), names, rotation=90, fontsize=fs)
+        ax.set_yticks(range(n), names, fontsize=fs)
+        for name, first, stop in blocks:
+            ax.annotate(name, xy=(1, (first + stop - 1) / 2), xycoords=("axes fraction", "data"), xytext=(4, 0),
+                        textcoords="offset points", va="center", ha="left", fontsize=fs, fontweight="bold")  # fmt: skip
+    else:
+        centres = [(first + stop - 1) / 2 for _, first, stop in blocks]
+        ax.set_xticks(centres, [b[0] for b in blocks], rotation=90, fontsize=fs, fontweight="bold")
+        ax.set_yticks(centres, [b[0] for b in blocks], fontsize=fs, fontweight="bold")
+        ax.tick_params(length=0)
+    rows, cols = axes(kind)
+    ax.set_xlabel(cols, fontsize=9)
+    ax.set_ylabel(rows, fontsize=9)
+    if cax is not None:
+        bar = ax.figure.colorbar(im, cax=cax)
+        bar.set_label(textwrap.fill(label, max(16, int(side * 14))), fontsize=8)
+        cax.tick_params(labelsize=7)
+    return im
+
+
+def _reach(ax, renderer) -> np.ndarray:
+    """How far an axes' texts (tick and axis labels, title, block names) reach beyond its box (inches): left,
+    bottom, right, top."""
+    tight, box = ax.get_tightbbox(renderer), ax.get_window_extent(renderer)
+    return np.array([box.x0 - tight.x0, box.y0 - tight.y0, tight.x1 - box.x1, tight.y1 - box.y1]) / ax.figure.dpi
+
+
+def _arrange(fig, rows, title: str = "", gap: float = 0.3, pad: float = 0.1) -> None:
+    """Lay out rows of boxes, (axes, width, height) in inches: rows top to bottom and centred, boxes left to right
+    and centred on their row's line, the title above, and the figure sized to hold every text. Each box's texts
+    are measured first and each box kept clear of its neighbours' by `gap`: no two texts can overlap."""
+    boxes = [b for row in rows for b in row]
+    big = sum(w + h for _, w, h in boxes) + 10
+    fig.set_size_inches(big, big)
+    for ax, w, h in boxes:
+        ax.set_position([1 / big, 1 / big, w / big, h / big])
+    renderer = fig.canvas.get_renderer()
+    reach = {ax: _reach(ax, renderer) for ax, _, _ in boxes}
+    at, widths, top = {}, [], 0.0
+    for row in rows:
+        up = max(h / 2 + reach[ax][3] for ax, _, h in row)
+        down = max(h / 2 + reach[ax][1] for ax, _, h in row)
+        x, mid = 0.0, top - up
+        for ax, w, h in row:
+            at[ax] = [x + reach[ax][0], mid - h / 2, w, h]
+            x += reach[ax][0] + w + reach[ax][2] + gap
+        widths.append(x - gap)
+        top = mid - down - gap
+    for row, width in zip(rows, widths, strict=True):
+        for ax, _, _ in row:
+            at[ax][0] += (max(widths) - width) / 2
+    bottom = top + gap  # the lowest text, the first row's highest at 0
+    text, title_at = None, (max(widths) / 2, gap / 2)
+
+    def place(ox: float, oy: float, w: float, h: float) -> None:  # in figure fractions, for savefig's tight crop
+        fig.set_size_inches(w, h)
+        for ax, (x, y, bw, bh) in at.items():
+            ax.set_position([(x + ox) / w, (y + oy) / h, bw / w, bh / h])
+        if text is not None:
+            text.set_position(((title_at[0] + ox) / w, (title_at[1] + oy) / h))
+
+    if title:
+        wrapped = "\n".join(textwrap.fill(line, max(60, int(max(widths) * 13))) for line in title.splitlines())
+        text = fig.text(0, 0, wrapped, ha="center", va="bottom", fontsize=9)
+    ox, oy = 1.0, 1.0 - bottom  # first with an inch of room, then cropped to what every text needs
+    place(ox, oy, max(widths) + 2, oy + 4)
+    tight = fig.get_tightbbox(fig.canvas.get_renderer())
+    place(ox + pad - tight.x0, oy + pad - tight.y0, tight.width + 2 * pad, tight.height + 2 * pad)
 
 
 def order_by_group(tasks: Sequence[str], groups: dict[str, str], m: np.ndarray):
@@ -81,41 +168,47 @@ def order_by_group(tasks: Sequence[str], groups: dict[str, str], m: np.ndarray):
 
 
 def space_figure(tasks, m, groups: dict[str, str], kind: str, metric: str, title: str, marked=None):
-    """One space as a paper-style heatmap: both axes titled, every task named, phenomenon blocks outlined and
-    named, a colour bar in the space's unit (diverging around 0 for transfer); `marked` (boolean, the tasks'
-    order): a dot on each off-diagonal cell significant on its own pairs (q < 0.05)."""
+    """One space as a paper-style heatmap: both axes titled (tuned on / evaluated on, or task for a symmetric
+    space), every task named, phenomenon blocks outlined and named, a colour bar in the space's unit (diverging
+    around 0 but for sharing); `marked` (boolean, the tasks' order): a dot on each off-diagonal cell significant on
+    its own pairs (q < 0.05). Laid out so that no two texts overlap, at any number of tasks."""
     plt = _pyplot()
     names, g, mm = order_by_group(list(tasks), groups, np.asarray(m, dtype=float))
-    side = max(5.0, 0.16 * len(names) + 3)
-    fig, ax = plt.subplots(figsize=(side + 2.5, side))
-    _heatmap(ax, fig, names, mm, g, unit(kind, metric), diverging=kind not in ("sharing",))
+    n = len(names)
+    side = _side(n, g, True, _font(n), 0.5, 4.5)
+    fig = plt.figure()
+    ax, cax = fig.add_axes((0, 0, 1, 1)), fig.add_axes((0, 0, 1, 1))
+    _heatmap(ax, cax, names, mm, g, kind, unit(kind, metric), kind != "sharing", side=side)
     note = ""
     if marked is not None:
         _, _, mk = order_by_group(list(tasks), groups, np.asarray(marked, dtype=float))
-        rows, cols = np.nonzero((mk > 0) & ~np.eye(len(names), dtype=bool))
-        ax.scatter(cols, rows, s=max(2.0, 60 / max(len(names), 1)), c="black", marker="o", linewidths=0)
+        rows, cols = np.nonzero((mk > 0) & ~np.eye(n, dtype=bool))
+        ax.scatter(cols, rows, s=(0.3 * 72 * side / max(n, 1)) ** 2, c="black", marker="o", linewidths=0)
         note = f"\n• q < 0.05 on the cell's own pairs (paired sign-flip test, BH over cells): {len(rows)} cells"
-    ax.set_title(f"{title}\n{kind}: {DESCRIPTIONS.get(kind, '')}{note}", fontsize=9)
-    fig.tight_layout()
+    _arrange(fig, [[(ax, side, side), (cax, CBAR, side)]], f"{title}\n{kind}: {DESCRIPTIONS.get(kind, '')}{note}")
     return fig
 
 
 def compare_figure(tasks, a, b, groups: dict[str, str], kind: str, metric: str, labels: tuple[str, str]):
-    """A and B on one shared scale, and A − B on a diverging one."""
+    """A and B side by side on one shared scale, and A − B below them on a diverging one; each panel titled. Up to
+    NAMED_TASKS tasks every task is named, past that the phenomenon blocks are named on both axes instead (7 pt)."""
     plt = _pyplot()
     names, g, ma = order_by_group(list(tasks), groups, np.asarray(a, dtype=float))
     _, _, mb = order_by_group(list(tasks), groups, np.asarray(b, dtype=float))
     both = np.concatenate([ma[np.isfinite(ma)], mb[np.isfinite(mb)]])
     shared = _limits(both, kind != "sharing") if both.size else (-1.0, 1.0)
-    side = max(4.0, 0.12 * len(names) + 3)
-    fig, axes = plt.subplots(1, 3, figsize=(3 * side + 3, side))
-    for ax, m, label in ((axes[0], ma, labels[0]), (axes[1], mb, labels[1])):
-        _heatmap(ax, fig, names, m, g, unit(kind, metric), kind != "sharing", shared)
-        ax.set_title(label, fontsize=9)
-    _heatmap(axes[2], fig, names, ma - mb, g, f"difference ({unit(kind, metric)})", True)
-    axes[2].set_title(f"{labels[0]} − {labels[1]}", fontsize=9)
-    fig.suptitle(f"{kind}: {DESCRIPTIONS.get(kind, '')}", fontsize=9)
-    fig.tight_layout()
+    n = len(names)
+    named = n <= NAMED_TASKS or not any(g)
+    side = _side(n, g, named, _font(n) if named else 7.0, 0.4, 3.2)
+    fig = plt.figure()
+    pa, pb, pd, ca, cd = (fig.add_axes((0, 0, 1, 1)) for _ in range(5))
+    _heatmap(pa, None, names, ma, g, kind, "", kind != "sharing", shared, named, side)
+    _heatmap(pb, ca, names, mb, g, kind, unit(kind, metric), kind != "sharing", shared, named, side)
+    _heatmap(pd, cd, names, ma - mb, g, kind, f"difference ({unit(kind, metric)})", True, None, named, side)
+    for ax, title in ((pa, labels[0]), (pb, labels[1]), (pd, f"{labels[0]} − {labels[1]}")):
+        ax.set_title(title, fontsize=9)
+    rows = [[(pa, side, side), (pb, side, side), (ca, CBAR, side)], [(pd, side, side), (cd, CBAR, side)]]
+    _arrange(fig, rows, f"{kind}: {DESCRIPTIONS.get(kind, '')}")
     return fig
 
 

@@ -29,6 +29,16 @@ DESCRIPTIONS = {
 }
 
 
+SYMMETRIC = ("gradient", "sharing")  # a task × task space: the same value read either way round
+TUNED, EVALUATED, TASK = "tuned on", "evaluated on", "task"  # a figure's row and column axes
+
+
+def axes(kind: str) -> tuple[str, str]:
+    """A space's (row, column) axis titles: the tuned and the evaluated task for the transfer kinds, plain "task"
+    on both for a symmetric space."""
+    return (TASK, TASK) if kind in SYMMETRIC else (TUNED, EVALUATED)
+
+
 def unit(kind: str, metric: str = "accuracy") -> str:
     """What a space's values measure: transfer kinds in the probing metric, the others their own."""
     return OWN_UNITS.get(kind) or METRIC_UNITS[metric]

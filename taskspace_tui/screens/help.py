@@ -17,9 +17,9 @@ def help_text(sections: list[tuple[str, list[Key]]]) -> str:
     lines = ["[b]taskspace[/b] — keys (ctrl+p opens the command palette; escape goes back)", ""]
     lines += [help_line(title, keys) for title, keys in sections]
     lines += ["", "[b]spaces[/b] (rows: the task tuned on, columns: the task evaluated)"]
-    lines += [f"  {kind:<16}{text}" for kind, text in DESCRIPTIONS.items()]
+    lines += [f"  {kind:<16} {text}" for kind, text in DESCRIPTIONS.items()]  # some names are longer than 16
     lines += ["", "[b]statistics[/b]"]
-    lines += [f"  {name:<16}{text}" for name, text in GLOSSARY.items()]
+    lines += [f"  {name:<16} {text}" for name, text in GLOSSARY.items()]
     return "\n".join(lines)
 
 
@@ -27,13 +27,14 @@ class HelpScreen(ModalScreen):
     """Knows no screen: the App gives it every screen's keys."""
 
     BINDINGS = [Binding("escape,question_mark,q", "app.pop_screen", "close")]
+    AUTO_FOCUS = "#help"
 
     def __init__(self, sections: list[tuple[str, list[Key]]]) -> None:
         super().__init__()
         self.sections = sections
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="help"):
+        with VerticalScroll(id="help"):  # focused: arrows, page keys, home and end scroll it
             yield Static(help_text(self.sections))
 
 

@@ -1,11 +1,15 @@
 """Pipeline screen: dvc status and stages, launch `dvc repro` / `dvc exp run -S …` with a live log, cancel.
 
-A shell over a `DvcRunner` (taskspace_tui.runner), which runs the process: DVC allows one pipeline command per
-repo at a time, so a second launch while one runs is refused with a message rather than failing on DVC's lock."""
+A view of the App's `PipelineRun` (taskspace_tui.runner), which runs the process and keeps its output: leaving this
+screen leaves the command running, and coming back shows it, its output so far and lets you cancel it. DVC allows one
+pipeline command per repo at a time, so a second launch while one runs is refused with a message (and the way to
+cancel) rather than failing on DVC's lock. Focus starts in the overrides box, and the screen's keys are ctrl keys:
+what is typed there goes into the box, never to a key."""
 
 from __future__ import annotations
 
 import shlex
+from collections.abc import Coroutine
 from pathlib import Path
 
 from textual import work
@@ -13,13 +17,19 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Footer, Header, Input, LoadingIndicator, RichLog, Static
 
-from taskspace_tui.keys import Key
+from taskspace_tui.keys import BACK, Key
 from taskspace_tui.messages import IndexChanged
-from taskspace_tui.runner import BUSY, DvcRunner, stage_states
+from taskspace_tui.runner import BUSY, DvcRunner, PipelineRun, group_stages, stage_states
 from taskspace_tui.screens.base import KeyedScreen
 from taskspace_tui.screens.confirm import ConfirmScreen
 
 PROGRESS_SECONDS = 2.0
+
+
+async def run_and_tell(app, work: Coroutine[None, None, int]) -> None:
+    """An App worker (it outlives the screen): the command, then IndexChanged when it succeeded."""
+    if await work == 0:
+        app.post_message(IndexChanged())
 
 
 class PipelineScreen(KeyedScreen):
@@ -30,11 +40,23 @@ class PipelineScreen(KeyedScreen):
         Key("ctrl+c", "cancel", "cancel", "Stop the running dvc command (it resumes next time)", priority=True),
         Key("ctrl+s", "status", "status", "Re-read dvc status", priority=True),
     ]
-    runner: DvcRunner  # made on mount, in the app's project
+    AUTO_FOCUS = "#overrides"  # typing goes into the form at once (the keys above are ctrl keys)
 
     def __init__(self) -> None:
         super().__init__()
         self.last_preview: list[str] = []
+
+    @property
+    def pipeline(self) -> PipelineRun:
+        return self.app.pipeline
+
+    @property
+    def runner(self) -> DvcRunner:
+        return self.app.pipeline.runner
+
+    @classmethod
+    def spelled(cls, action: str) -> str:
+        return next(k.spelled for k in cls.KEYS + [BACK] if k.action == action)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -43,7 +65,7 @@ class PipelineScreen(KeyedScreen):
                 yield DataTable(id="stages", cursor_type="row")
                 yield DataTable(id="progress", cursor_type="row")
             with Vertical(id="pipeline-form"):
-                yield Static("overrides for dvc exp run (e.g. profile=offline ftgd.sparsity=0.05)")
+                yield Static("overrides for dvc exp run", id="overrides-label")
                 yield Input(placeholder="profile=offline ftgd.sparsity=0.05", id="overrides")
                 with Horizontal(id="buttons"):
                     yield Button("repro", id="repro", variant="primary")
@@ -55,13 +77,29 @@ class PipelineScreen(KeyedScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.runner = DvcRunner(self.app.project)
-        self.query_one("#running").display = False
         self.query_one("#stages", DataTable).add_columns("stage", "state")
-        self.query_one("#progress", DataTable).add_columns("run", "ftgd", "eval2")
+        progress = self.query_one("#progress", DataTable)
+        progress.add_columns("run", "ftgd", "eval2")
+        progress.display = False  # until it has rows: never an empty box that Tab can land on
+        log = self.query_one("#log", RichLog)
+        for line in self.pipeline.log:  # a command started before this screen opened: its output so far
+            log.write(line)
+        self.pipeline.watch(self._heard)
+        self._show_state()
         self.action_status()
         # tasks done, read from the output folders: moves while workers or SLURM jobs run, DVC locked or not
         self.set_interval(PROGRESS_SECONDS, self._progress_while_running)
+
+    def on_unmount(self) -> None:
+        self.pipeline.unwatch(self._heard)
+
+    def _heard(self, line: str | None) -> None:
+        """The App's PipelineRun: a line of output, or (None) a change of state."""
+        if line is not None:
+            self.query_one("#log", RichLog).write(line)
+            return
+        self._show_state()
+        self.load_status()  # started: DVC holds its lock (stages say busy); ended: what changed
 
     # ---- status --------------------------------------------------------------------------------------------
 
@@ -77,12 +115,12 @@ class PipelineScreen(KeyedScreen):
         if names.rc != 0:
             table.add_row("(no DVC project here)", str(self.app.project))
             return
-        for name, state in stage_states(names.out.split(), status, self.runner.busy):
+        for name, state in group_stages(stage_states(names.out.split(), status, self.pipeline.busy)):
             table.add_row(name, state)
         self.load_progress()
 
     def _progress_while_running(self) -> None:
-        if self.runner.busy:
+        if self.pipeline.busy:
             self.load_progress()
 
     @work(thread=True, exclusive=True, group="progress", exit_on_error=False)
@@ -103,6 +141,7 @@ class PipelineScreen(KeyedScreen):
         table.clear()
         for r in rows:
             table.add_row(r.label, f"{r.ftgd}/{r.total}", f"{r.eval2}/{r.total}")
+        table.display = bool(rows)
 
     # ---- launching -----------------------------------------------------------------------------------------
 
@@ -113,8 +152,10 @@ class PipelineScreen(KeyedScreen):
         self.launch(["repro"])
 
     def action_exp_run(self) -> None:
+        if self._refuse_while_busy():
+            return
         overrides = [item.removeprefix("-S") for item in shlex.split(self.query_one("#overrides", Input).value)]
-        self.preview(overrides)
+        self.preview([item for item in overrides if item])
 
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
     def preview(self, overrides: list[str]) -> None:
@@ -145,38 +186,40 @@ class PipelineScreen(KeyedScreen):
         )
         self.app.push_screen(ConfirmScreen(question), lambda yes: self.launch(args) if yes else None)
 
+    def _refuse_while_busy(self) -> bool:
+        """While a command runs: say which, and how to cancel it (True: nothing is launched)."""
+        if not self.pipeline.busy:
+            return False
+        self.notify(f"{BUSY}: {self.pipeline.command} (PID {self.runner.pid}); {self.spelled('cancel')} cancels it",
+                    severity="warning")  # fmt: skip
+        return True
+
     def launch(self, args: list[str]) -> None:
-        if self.runner.busy:
-            self.notify(BUSY, severity="warning")
+        if self._refuse_while_busy():
             return
-        self.stream(args)
+        self.app.run_worker(run_and_tell(self.app, self.pipeline.launch(args)), group="pipeline", exit_on_error=False)
 
-    @work(exclusive=True, group="run", exit_on_error=False)
-    async def stream(self, args: list[str]) -> None:
-        log = self.query_one("#log", RichLog)
-        log.write("$ dvc " + " ".join(args))
-        self._show_running(True, " ".join(["dvc", *args]))
-        rc = -1
-        try:
-            await self.runner.start(args)
-            self.load_status()  # DVC now holds its lock: the stages show "busy", not a stale "up to date"
-            async for line in self.runner.lines():
-                log.write(line)
-            rc = self.runner.returncode
-        except Exception as e:  # shown in the log, never a traceback on screen
-            log.write(f"[error: {type(e).__name__}: {e}]")
-        finally:
-            self._show_running(False, f"finished with exit code {rc}")
-        log.write(f"[exit {rc}]")
-        self.load_status()
-        if rc == 0:
-            self.app.post_message(IndexChanged())
-
-    def _show_running(self, on: bool, text: str) -> None:
+    def _show_state(self) -> None:
+        on = self.pipeline.busy
         self.query_one("#running").display = on
         self.query_one("#cancel", Button).disabled = not on
-        self.query_one("#run-state", Static).update(("running: " if on else "") + text)
+        self.query_one("#run-state", Static).update(self.state_line())
+
+    def state_line(self) -> str:
+        run = self.pipeline
+        if run.busy and run.cancelled:
+            return f"cancelling: {run.command} (DVC stops cleanly)"
+        if run.busy:
+            return f"running: {run.command} (PID {self.runner.pid}) · {self.spelled('cancel')} cancels"
+        if run.cancelled:
+            return (
+                f"cancelled: {run.command}. Finished tasks are kept (the next run resumes from them). "
+                f"{self.spelled('repro')} relaunches repro, {self.spelled('exp_run')} exp run · "
+                f"{self.spelled('app.pop_screen')} goes back"
+            )
+        if run.rc is None:
+            return "idle"
+        return f"finished: {run.command}, exit code {run.rc}"
 
     def action_cancel(self) -> None:
-        if self.runner.cancel():  # DVC stops cleanly on SIGINT; stages resume next time
-            self.query_one("#log", RichLog).write("[cancel requested]")
+        self.pipeline.cancel()  # DVC stops cleanly on SIGINT; stages resume next time

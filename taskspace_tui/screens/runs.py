@@ -42,7 +42,8 @@ class RunsData:
 class RunsScreen(DataScreen):
     NAME = "runs"
     KEYS = [
-        Key("enter", "open", "heatmap", "Heatmap of the run under the cursor", palette=True),
+        # priority: the table's own enter (not shown) would hide it from the footer; in the filter box it submits
+        Key("enter", "open", "heatmap", "Heatmap of the run under the cursor", priority=True),
         Key("space", "mark", "mark", "Mark the run under the cursor (two marked: compare them)"),
         Key("c", "compare", "compare", "Compare the two marked runs"),
         Key("t", "task", "task view", "Task view of the run under the cursor"),
@@ -119,6 +120,9 @@ class RunsScreen(DataScreen):
     def action_open(self) -> None:
         from taskspace_tui.screens.heatmap import HeatmapScreen
 
+        if isinstance(self.focused, Input):  # enter in the filter box: back to the (filtered) table
+            self.query_one(DataTable).focus()
+            return
         run = self.current()
         if run:
             self.app.push_screen(HeatmapScreen(run))

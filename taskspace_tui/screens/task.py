@@ -34,6 +34,7 @@ class TaskScreen(DataScreen):
         self.run_row, self.task_name = run, task
 
     def compose(self) -> ComposeResult:
+        self.sub_title = f"task view · {self.run_row['label']}"  # the header names the run
         yield Header()
         yield message_box()
         yield Static(id="task-title")
@@ -61,20 +62,21 @@ class TaskScreen(DataScreen):
             return "—" if x is None else fmt.format(x)
 
         self.query_one("#task-title", Static).update(
-            f"[b]{self.task_name}[/b]  ({a.get('phenomenon', '')})   accuracy {f(a.get('acc_before'))} → "
+            f"[b]{self.run_row['label']}[/b] · [b]{self.task_name}[/b]  ({a.get('phenomenon', '')})   "
+            f"accuracy {f(a.get('acc_before'))} → "
             f"{f(a.get('acc_after'))} after tuning on it   mean margin {f(a.get('margin_before'), '{:+.2f}')} → "
             f"{f(a.get('margin_after'), '{:+.2f}')}"
         )
-        for table_id, values, title in (
-            ("#from", m[i], "tuning on it moves → task"),
-            ("#to", m[:, i], "task → tuning on it moves this"),
+        for table_id, values, title in (  # the value first: a long task name is cut at the edge, never the value
+            ("#from", m[i], "tuning on it → moves task"),
+            ("#to", m[:, i], "tuning on task → moves it"),
         ):
             t = self.query_one(table_id, DataTable)
             t.clear(columns=True)
-            t.add_columns(title, "transfer")
+            t.add_columns("transfer", title)
             order = [k for k in np.argsort(-np.nan_to_num(values)) if k != i]
             for k in order:
-                t.add_row(tasks[k], f"{values[k]:+.3f}")
+                t.add_row(f"{values[k]:+.3f}", tasks[k])
         ex = self.query_one("#examples", DataTable)
         ex.clear(columns=True)
         ex.add_columns("pair", "margin", "correct", "good sentence", "bad sentence")
