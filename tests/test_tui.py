@@ -630,17 +630,22 @@ def stop(app) -> None:
             pass
 
 
+async def launched(app, pilot) -> None:
+    """Open the pipeline screen, launch `dvc repro` (the stand-in) and wait for its first stage's line."""
+    await settle(app, pilot)
+    await pilot.press("p")
+    await quiet(app, pilot)
+    await pilot.press("ctrl+r")
+    await until(pilot, lambda: "stage one done" in app.pipeline.log)
+
+
 async def test_a_run_outlives_the_pipeline_screen(index_db, tmp_path, fake_dvc):
     """Leaving the pipeline screen leaves its command running: coming back shows it, its output so far, and cancel
     reaches it; a second launch meanwhile is refused with the command's name, PID and the cancel key."""
     app = TaskspaceApp(db=index_db, project=tmp_path, dvc=fake_dvc)
     async with app.run_test(size=(80, 24)) as pilot:
         try:
-            await settle(app, pilot)
-            await pilot.press("p")
-            await quiet(app, pilot)
-            await pilot.press("ctrl+r")
-            await until(pilot, lambda: "stage one done" in app.pipeline.log)
+            await launched(app, pilot)
             pid = app.pipeline.runner.pid
             await pilot.press("escape")
             await quiet(app, pilot)
@@ -671,11 +676,7 @@ async def test_a_cancelled_run_says_what_is_kept_and_how_to_go_on(index_db, tmp_
     app = TaskspaceApp(db=index_db, project=tmp_path, dvc=fake_dvc)
     async with app.run_test(size=(80, 24)) as pilot:
         try:
-            await settle(app, pilot)
-            await pilot.press("p")
-            await quiet(app, pilot)
-            await pilot.press("ctrl+r")
-            await until(pilot, lambda: "stage one done" in app.pipeline.log)
+            await launched(app, pilot)
             await pilot.press("ctrl+c")
             await until(pilot, lambda: not app.pipeline.busy)
             await quiet(app, pilot)
