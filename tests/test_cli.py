@@ -236,8 +236,7 @@ def test_the_stage_group_is_hidden_but_works(tmp_path):
 def taskspace_script() -> str:
     script = Path(sys.executable).parent / "taskspace"
     found = str(script) if script.exists() else shutil.which("taskspace")
-    if not found:
-        pytest.skip("no `taskspace` console script installed")
+    assert found, "no `taskspace` console script: scripts/setup.sh installs it (pip install -e .)"
     return found
 
 
