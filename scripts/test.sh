@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 export DVC_NO_ANALYTICS=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-.venv/bin/ruff check taskspace taskspace_tui tests bench
+.venv/bin/ruff check taskspace taskspace_tui tests bench docs
 exec .venv/bin/python -m pytest -q "$@"

@@ -1,6 +1,6 @@
 """Keys, declared once per screen: each `Key` makes its binding (footer), its command-palette entry and its line
-in the help screen; a test checks the README's key table against them. `BACK` is declared here once for every
-screen above the first (`screens.base.KeyedScreen` adds it)."""
+in the help screen; a test checks the key table of docs/reference/tui.md against them. `BACK` is declared here
+once for every screen above the first (`screens.base.KeyedScreen` adds it)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ class Key:
     action: str  # action name; "app.…" for app actions
     label: str  # footer label
     help: str  # one line: what it does (help screen, palette)
-    shown: str = ""  # how help and README spell the key (default: `keys`)
+    shown: str = ""  # how help and the docs spell the key (default: `keys`)
     palette: bool = True  # offered in the command palette
     priority: bool = False  # fires even while an input has focus
 

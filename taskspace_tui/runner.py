@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +66,31 @@ def first_line(text: str) -> str:
 
 
 BUSY = "a dvc command is already running (DVC runs one per project)"
+
+# `dvc exp run -n NAME` makes the git ref refs/exps/…/NAME and refuses a NAME git's check-ref-format refuses (or
+# with a "/", which DVC keeps for itself), and one the baseline has already; a leading "-" would read as an option
+REF_BAD_CHARS = " ~^:?*[\\/"
+NAMING = "names are git refs: letters, digits, - _ . and no spaces"
+
+
+def exp_name_problem(name: str, taken: Iterable[str] = ()) -> str | None:
+    """Why `dvc exp run -n NAME` would refuse NAME, as one line for the form (None: it would take it)."""
+    if not name:
+        return None
+    bad = [c for c in dict.fromkeys(name) if c in REF_BAD_CHARS or ord(c) < 0o40 or ord(c) == 0o177]
+    why = (
+        ("has a space" if " " in bad else f"has {', '.join(repr(c) for c in bad)}") if bad
+        else f"starts with {name[0]!r}" if name.startswith((".", "-"))
+        else "ends with '.' or '.lock'" if name.endswith((".", ".lock"))
+        else "has '..'" if ".." in name
+        else "has '@{'" if "@{" in name
+        else None
+    )  # fmt: skip
+    if why:
+        return f"experiment name {name!r} {why}: DVC refuses it ({NAMING})"
+    if name in set(taken):
+        return f"an experiment named {name!r} exists already: choose another name (or `dvc exp remove {name}`)"
+    return None
 
 
 class RunnerBusy(RuntimeError):

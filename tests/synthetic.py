@@ -57,10 +57,12 @@ def write_run(
     created: str = "",
     cells: bool = False,
     weights_of: str | None = None,
+    recorded: dict | None = None,
 ) -> Path:
     """data/{eval,probe}/<model>/<revision>/: made-up eval1/eval2 scores, spaces (phenomenon blocks plus noise)
     and run.json; with `cells`, each transfer cell's paired test (its q below 0.05 within phenomena). The run's
-    weights hash is its own, or with `weights_of` that revision's (a checkpoint repeated on purpose)."""
+    weights hash is its own, or with `weights_of` that revision's (a checkpoint repeated on purpose). `recorded`
+    ({"probe": {...}, "run": {...}}) adds to probe.json and run.json: a run of another experiment or setting."""
     rng = np.random.default_rng(seed)
     t = len(tasks)
     groups = np.array([PARADIGMS[x][0] for x in tasks])
@@ -79,7 +81,7 @@ def write_run(
     for task in tasks:
         write_parquet(scores(tasks, 4, rng), layout.eval2(task))
     TaskSpaces(tasks, mats).save(layout.matrices)
-    write_json({"per_task": {}}, layout.summary)
+    write_json({"per_task": {}, **(recorded or {}).get("probe", {})}, layout.summary)
     run = {
         "run": f"{model}@{revision}",
         "model": model,
@@ -94,16 +96,22 @@ def write_run(
         "git_rev": "",
         "created": created or f"2026-01-01T00:00:{seed:02d}",
     }
-    layout.info.write_text(json.dumps(run))
+    layout.info.write_text(json.dumps(run | (recorded or {}).get("run", {})))
     return layout.probe
 
 
 def build_synthetic_index(
-    root: Path, runs: dict[str, list[str]], tasks: list[str], cells: bool = False, same: dict | None = None
+    root: Path,
+    runs: dict[str, list[str]],
+    tasks: list[str],
+    cells: bool = False,
+    same: dict | None = None,
+    recorded: dict | None = None,
 ) -> Path:
     """A project folder with made-up outputs for `runs` (model → revisions), analysed and indexed like the
     pipeline does it; returns the index file. `same` ({(model, revision): earlier revision}) gives a run the
-    weights of another revision of its model, on purpose."""
+    weights of another revision of its model, on purpose; `recorded` ({(model, revision): write_run's recorded})
+    gives a run its own recorded settings."""
     import os
 
     from taskspace.index import build_index
@@ -115,7 +123,8 @@ def build_synthetic_index(
     write_splits(data_dir, tasks)
     models = {m: {"spec": m, "revisions": revs} for m, revs in runs.items()}
     for i, (m, rev) in enumerate((m, r) for m, revs in runs.items() for r in revs):
-        write_run(data_dir, m, rev, tasks, seed=i, cells=cells, weights_of=(same or {}).get((m, rev)))
+        write_run(data_dir, m, rev, tasks, seed=i, cells=cells, weights_of=(same or {}).get((m, rev)),
+                  recorded=(recorded or {}).get((m, rev)))  # fmt: skip
     p = {"models": models, "data": {}, "ftgd": {}, "probing": {}, "analysis": {"permutations": 100}}
     p["runs"] = expand_runs(models)
     p["data_files"] = "taskspace/blimp/data.py"  # what data.source (hub, the default) derives

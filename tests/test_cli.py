@@ -151,6 +151,50 @@ def test_exps_shows_only_what_differs_between_measured_experiments():
     assert short(list(range(30))) == "[30 items]" and short("x" * 30).endswith("…")
 
 
+def test_exps_shows_per_model_overrides_and_whole_experiment_names():
+    """A model's own `ftgd:` override is a setting that differs (`models.tiny.ftgd.lr`), compared only between
+    experiments that have that model; which models and revisions exist stays in the run label; a long experiment
+    name is printed whole, and every line fits 80 columns."""
+    from rich.console import Console
+
+    from taskspace.cli.tables import exps_table
+    from taskspace.pipeline.experiments import HEADLINE, exp_rows
+
+    def entry(params: dict, runs: list[str]) -> dict:
+        values = dict(zip(HEADLINE, (0.41, 0.003, 0.012, 0.8, 0.2, 0.01)))
+        metrics = {"data/analyze/metrics.json": {"data": {run: values for run in runs}}}
+        return {"params": {"params.yaml": {"data": params}}, "metrics": metrics}
+
+    tiny = {"spec": "data/tiny/tiny", "revisions": ["step30", "step300"]}
+    base = {"ftgd": {"lr": 1e-4, "steps": 10}, "models": {"tiny": tiny, "smollm2": {"spec": "smollm2"}}}
+    tuned = {**base, "models": {**base["models"], "tiny": {**tiny, "ftgd": {"lr": 1e-3}}}}
+    # another experiment's model with an override of its own: no other experiment has it, so nothing to compare
+    other = {**base, "models": {"pythia": {"spec": "EleutherAI/pythia-70m", "revisions": ["step1000"],
+                                           "ftgd": {"lr": 5e-5}}}}  # fmt: skip
+    long_name = "offline-20250612-143210-tiny-lr-sweep-final"
+    shown = [
+        {"rev": "workspace", "data": entry(base, ["tiny@step30", "smollm2@main"])},
+        {"rev": "b" * 40, "name": "main", "experiments": [
+            {"revs": [{"name": long_name, "data": entry(tuned, ["tiny@step30", "smollm2@main"])}]},
+            {"revs": [{"name": "pythia-only", "data": entry(other, ["pythia-70m@step1000"])}]},
+        ]},
+    ]  # fmt: skip
+    differ, rows = exp_rows(shown)
+    assert differ == ["models.tiny.ftgd.lr"]  # not models.pythia.*, not spec or revisions (the run label says them)
+    by_name = {r["experiment"]: r["models.tiny.ftgd.lr"] for r in rows}
+    assert by_name == {"workspace": None, long_name: 1e-3, "pythia-only": None}
+    console = Console(width=80, record=True)
+    console.print(exps_table(rows, differ))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    lines = text.splitlines()
+    named = next(line for line in lines if long_name in line)  # whole, on a line of its own with its settings
+    assert "models.tiny.ftgd.lr 0.001" in named and "…" not in text
+    runs_below = lines[lines.index(named) + 1 : lines.index(named) + 3]
+    assert [line.split()[0] for line in runs_below] == ["tiny@step30", "smollm2@main"]
+    assert "+0.41" in runs_below[0] and "+0.010" in runs_below[0]  # every headline metric, Δloss the last
+
+
 # ---- CLI conventions: -h, choices, help on every option, the hidden stage group, exit codes, completion ----------
 
 

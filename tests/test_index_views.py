@@ -185,3 +185,42 @@ def test_index_tasks_come_from_the_tasks_table_else_from_blimp(tmp_path):
         ]
     finally:
         idx.close()
+
+
+def test_settings_diff_names_what_distinguishes_two_runs(tmp_path):
+    """The index's recorded settings (probe.json's ftgd and probing, device and dtype, analysis settings) are diffed
+    per run; when none differs, it says what does: the checkpoint, the model, or a setting only the hash covers."""
+    from taskspace.index.settings_diff import diff_runs
+
+    ftgd = {"lr": 1e-4, "steps": 10, "betas": [0.9, 0.999]}
+    probe = {"ftgd": ftgd, "probing": {"metric": "accuracy"}, "device": "cuda:0", "dtype": "bfloat16"}
+    recorded = {
+        ("tiny", "step30"): {"probe": probe},
+        ("tiny", "step60"): {"probe": probe | {"ftgd": ftgd | {"lr": 3e-4}, "device": "cuda:1"},
+                             "run": {"params_hash": "lr3lr3lr3lr3", "experiment": "lr3"}},
+        ("tiny", "step90"): {"probe": probe},
+        ("zeta", "main"): {"probe": probe},
+    }  # fmt: skip
+    db = build_synthetic_index(tmp_path, {"tiny": ["step30", "step60", "step90"], "zeta": ["main"]}, TASKS,
+                               recorded=recorded)  # fmt: skip
+    idx = Index(db)
+    try:
+        ids = {r["label"]: r["run_id"] for r in idx.runs()}
+        s30 = idx.settings(ids["tiny@step30"])
+        assert s30["ftgd.lr"] == 1e-4 and s30["compute.device"] == "cuda" and s30["probing.metric"] == "accuracy"
+        assert s30["analysis.permutations"] == 100 and s30["prefix"] == "<|endoftext|>"
+        d = idx.settings_diff(ids["tiny@step30"], ids["tiny@step60"])
+        assert d.settings == [("ftgd.lr", 1e-4, 3e-4)] and d.identity == ["revision"]  # cuda:0 and cuda:1: one kind
+        assert d.summary() == "1 setting differs" and d.experiments == ("", "lr3")  # "": a run of `dvc repro`
+        same = idx.settings_diff(ids["tiny@step30"], ids["tiny@step90"])
+        assert same.settings == [] and same.summary() == "same settings: only the checkpoint differs"
+        other = idx.settings_diff(ids["tiny@step30"], ids["zeta@main"])
+        assert other.summary() == "same settings: only the model and checkpoint differ"
+    finally:
+        idx.close()
+    # one model, other settings hashes, nothing recorded differs: a data.* setting, which only the hash covers
+    a = {"model": "tiny", "revision": "step30", "params_hash": "a", "settings": {"ftgd.lr": 1e-4}}
+    hidden = diff_runs(a, a | {"params_hash": "b"})
+    assert hidden.unrecorded and "the index does not record (data.*)" in hidden.summary()
+    # a section only one run records (not analysed yet) is unknown there, not a difference
+    assert diff_runs(a | {"settings": {"ftgd.lr": 1e-4, "analysis.seed": 0}}, a).settings == []

@@ -33,7 +33,7 @@ def test_committed_params_yaml_is_the_composed_pythia_profile(tmp_path):
     p = P.load_params(tmp_path / "committed.yaml")
     assert set(p["models"]) == {"pythia-70m", "pythia-160m", "pythia-410m"}
     assert p["ftgd"]["sparsity"] == 0.01 and p["data"]["n_train"] == 500
-    # the measured best (README "Noise floor and reliability"), not the paper's 100 steps at lr 1e-4 in accuracy
+    # the measured best (docs/concepts/statistics.md), not the paper's 100 steps at lr 1e-4 in accuracy
     assert (p["ftgd"]["lr"], p["ftgd"]["steps"], p["probing"]["metric"]) == (3e-5, 10, "margin")
 
 
@@ -42,7 +42,7 @@ def test_offline_profile_and_per_model_overrides(tmp_path):
     s = in_project(out)
     assert set(s.models) == {"tiny", "smollm2"} and s.data.source == "auto"
     assert s.ftgd("tiny").lr == 0.001  # the model's own override
-    assert s.ftgd("smollm2").lr == 3e-5  # the profile's (measured, README)
+    assert s.ftgd("smollm2").lr == 3e-5  # the profile's (measured, docs/concepts/statistics.md)
     assert s.ftgd("smollm2").sparsity == 0.05 and s.ftgd("tiny").sparsity == 0.05  # the -S override, under both
     assert s.ftgd().batch_size == 8 == s.ftgd("tiny").batch_size  # the profile's shared value under the override
     assert model_revisions(s.raw["models"]["smollm2"]) == ["main"]
@@ -113,6 +113,9 @@ def test_lookups_name_what_is_missing(tmp_path):
         Settings.load(tmp_path / "missing.yaml")
     with pytest.raises(P.ParamsError, match="missing section 'analysis'"):
         Settings.from_dict({k: v for k, v in s.raw.items() if k != "analysis"})
+    typo = {("analysys" if k == "analysis" else k): v for k, v in s.raw.items()}  # named as itself, not "missing"
+    with pytest.raises(P.ParamsError, match="unknown section 'analysys' — did you mean 'analysis'"):
+        Settings.from_dict(typo)
 
 
 def test_settings_travel_to_workers_intact(tmp_path):

@@ -47,8 +47,8 @@ async def test_runs_heatmap_cursor_shows_the_duckdb_value(index_db):
         screen = app.screen
         assert isinstance(screen, HeatmapScreen) and screen.kind == "transfer"
         hm = screen.query_one(Heatmap)
-        header, first_row = hm.render_line(0).text, hm.render_line(1).text
-        assert header.startswith("↓ tuned on  evaluated →") and "▾" in header  # axis titles; the cursor column
+        header, first_row = hm.render_line(0).text, hm.render_line(hm.HEADER + hm.grid.lines.count(0) // 2).text
+        assert header.startswith("↓ tuned") and "evaluated →" in header  # axis titles
         assert screen.tasks[screen.shown[0]][:8] in first_row and "▸" in first_row  # the gutter names the row
         await pilot.press("right", "right", "down")
         await pilot.pause()
@@ -194,6 +194,27 @@ async def test_compare_computes_a_pair_the_analysis_did_not_and_says_so(index_db
         assert (screen.result.r, screen.result.p) == pytest.approx((want.r, want.p))
         text = str(screen.query_one("#compare-stats").render())
         assert "computed here" in text and "from the analysis" not in text
+
+
+async def test_compare_names_the_settings_that_differ_between_the_two_runs(index_db, tmp_path):
+    """Two checkpoints tuned with another lr (another experiment): the compare screen says so, A's value → B's; two
+    runs under the same settings: it says only the checkpoint differs."""
+    probe = {"ftgd": {"lr": 1e-4, "steps": 10}, "probing": {"metric": "accuracy"}}
+    recorded = {("tiny", "step30"): {"probe": probe},
+                ("tiny", "step60"): {"probe": probe | {"ftgd": {"lr": 3e-4, "steps": 10}},
+                                     "run": {"params_hash": "lr3lr3lr3lr3", "experiment": "lr3"}}}  # fmt: skip
+    db = build_synthetic_index(tmp_path, {"tiny": ["step30", "step60"]}, TASKS, recorded=recorded)
+    for index, want in ((db, "experiment (dvc repro) → lr3 · settings A → B (1 setting differs): ftgd.lr 0.0001 → "
+                              "0.0003"), (index_db, "settings A → B same settings: only the checkpoint differs")):
+        app = TaskspaceApp(db=index)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(app, pilot)
+            await pilot.press("space", "down", "space", "c")
+            await settle(app, pilot)
+            assert isinstance(app.screen, CompareScreen)
+            shown = str(app.screen.query_one("#params-diff").render())
+            assert want in shown and "steps" not in shown, shown
+            assert want in " ".join(screen_text(app).split())  # on screen at 80×24
 
 
 async def test_escape_goes_back_from_every_screen_above_the_first(index_db):
@@ -372,16 +393,16 @@ def test_snapshots_67_tasks(snap_compare, index67, size, keys):
     assert snap_compare(TaskspaceApp(db=index67), terminal_size=size, run_before=run_before)
 
 
-def test_readme_key_table_matches_the_declared_keys():
+def test_the_documented_key_table_matches_the_declared_keys():
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    rows = {line.split("|")[1].strip(): line for line in readme.splitlines() if line.startswith("| ")}
+    page = (Path(__file__).resolve().parents[1] / "docs" / "reference" / "tui.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in page.splitlines() if line.startswith("| ")}
     for screen, name in ((TaskspaceApp, "everywhere"), (RunsScreen, "runs"), (HeatmapScreen, "heatmap"),
                          (CompareScreen, "compare"), (TaskScreen, "task"), (PipelineScreen, "pipeline")):  # fmt: skip
         for k in screen.KEYS:
             if k.keys != "escape":
-                assert f"`{k.spelled}` {k.label}" in rows[name], f"README's {name} row lacks `{k.spelled}` {k.label}"
+                assert f"`{k.spelled}` {k.label}" in rows[name], f"tui.md's {name} row lacks `{k.spelled}` {k.label}"
 
 
 @pytest.fixture(scope="module")
@@ -422,6 +443,52 @@ async def test_exp_run_beyond_the_workspace_asks_first(offline_project, index_db
         await pilot.press("n")
         await settle(app, pilot)
         assert app.screen is screen and not app.pipeline.busy and app.pipeline.runner.returncode is None  # not launched
+
+
+NAMED_DVC = """
+import sys, time
+args = sys.argv[1:]
+if args[:2] == ["exp", "list"]:
+    print("taken")
+elif args[:2] == ["exp", "run"]:
+    print("experiment started", flush=True)
+    time.sleep(60)
+"""
+
+
+async def test_exp_run_takes_a_name_and_refuses_one_dvc_would(offline_project, index_db, tmp_path):
+    """The name box's value reaches `dvc exp run -n NAME`; a name DVC refuses (a space, one the baseline has
+    already) is refused at once in one line, and nothing is launched."""
+    script = tmp_path / "named_dvc.py"
+    script.write_text(NAMED_DVC)
+    app = TaskspaceApp(db=index_db, project=offline_project, dvc=[sys.executable, str(script)])
+    async with app.run_test(size=(80, 24)) as pilot:
+        try:
+            await settle(app, pilot)
+            await pilot.press("p")
+            await quiet(app, pilot)
+            await pilot.press(*"profile=offline", "tab", *"my exp?")  # `?` and `p` typed as text, not keys
+            assert app.focused.id == "exp-name" and app.focused.value == "my exp?"
+            await pilot.press("ctrl+e")
+            await quiet(app, pilot)
+            said = [n.message for n in app._notifications]
+            assert any("experiment name 'my exp?' has a space: DVC refuses it" in m for m in said), said
+            app.focused.value = "taken"
+            await pilot.press("ctrl+e")
+            await quiet(app, pilot)
+            said = [n.message for n in app._notifications]
+            assert any("an experiment named 'taken' exists already" in m for m in said), said
+            assert not app.pipeline.busy and not app.pipeline.log  # nothing launched
+            app.focused.value = "lr-sweep.1"
+            await pilot.press("ctrl+e")  # the workspace's own profile: launched without asking
+            await until(pilot, lambda: "experiment started" in app.pipeline.log)
+            assert app.pipeline.args == ["exp", "run", "-n", "lr-sweep.1", "-S", "profile=offline"]
+            assert "$ dvc exp run -n lr-sweep.1 -S profile=offline" in log_text(app.screen)
+            await pilot.press("ctrl+c")
+            await until(pilot, lambda: not app.pipeline.busy)
+            await quiet(app, pilot)
+        finally:
+            stop(app)
 
 
 async def test_escape_leaves_the_filter_box_and_keeps_the_filter(index_db):
@@ -540,7 +607,7 @@ async def test_67_task_heatmap_scrolls_with_the_cursor_and_jumps_to_a_task(index
         await settle(app, pilot)
         want = [screen.tasks[k] for k in screen.shown].index("wh_island")
         assert hm.cursor == (want, want) and "wh_island" in str(screen.query_one("#cell").render())
-        assert "▾" in hm.render_line(0).text  # its column is on screen too
+        assert "▾" in hm.render_line(1).text and "wh_island" in hm.render_line(1).text  # its column, named
 
 
 async def test_heatmap_fades_cells_not_significant_on_their_own_pairs(tmp_path):
@@ -564,6 +631,120 @@ async def test_heatmap_fades_cells_not_significant_on_their_own_pairs(tmp_path):
         await pilot.pause()
         panel = str(screen.query_one("#cell").render())
         assert "paired test: p 0.5000, q 1.0000" in panel and "not significant" in panel and "interval" in panel
+
+
+def label_lines(hm) -> list[tuple[str, str]]:
+    """(label shown in the gutter, task of the row on that line) for each cell line on screen that carries text."""
+    out = []
+    for y in range(hm.HEADER, hm.size.height):
+        line = y - hm.HEADER + hm._y0
+        if line in hm.grid.text_at:
+            row = hm.grid.text_at[line]
+            shown = hm.render_line(y).text[: hm.grid.gutter - 1].strip()
+            if hm.grid.numbered:
+                shown = shown.rsplit(" ", 1)[0]
+            out.append((shown, hm.labels[row]))
+    return out
+
+
+async def open_heatmap(app, pilot, *keys: str) -> tuple:
+    await settle(app, pilot)
+    await pilot.press("enter")
+    await settle(app, pilot)
+    for k in keys:
+        await pilot.press(k)
+        await pilot.pause()
+    return app.screen, app.screen.query_one(Heatmap)
+
+
+async def test_heatmap_uses_a_160x48_screen(index_db):
+    """Full task names on the rows, whole phenomenon names over their blocks, numbered columns and each cell's
+    value written in it."""
+    from taskspace_tui.widgets.heatmap_layout import format_value
+
+    app = TaskspaceApp(db=index_db)
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen, hm = await open_heatmap(app, pilot)
+        labelled = label_lines(hm)
+        assert [t for t, _ in labelled] == [screen.tasks[k] for k in screen.shown]  # every row, in full
+        assert all(shown == task for shown, task in labelled)
+        header = hm.render_line(0).text
+        assert sum(g in header for g in set(screen.groups())) >= 2  # phenomena named in full
+        assert hm.render_line(1).text.split() == [str(k + 1) for k in range(len(screen.shown))]
+        cw = hm.grid.cell_width
+        for line, row in hm.grid.text_at.items():
+            text = hm.render_line(hm.HEADER + line - hm._y0).text[hm.grid.gutter :]
+            want = [format_value(hm.matrix[row, c], cw - 1, hm.scale.diverging) for c in range(len(hm.matrix))]
+            assert None not in want and text.split() == want
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+async def test_67_task_heatmap_labels_every_visible_row(index67, size):
+    """One line per task: the scrolled view names each row on screen (in full at 160×48), at the top and the end."""
+    from taskspace_tui.widgets.heatmap import shorten
+
+    app = TaskspaceApp(db=index67)
+    async with app.run_test(size=size) as pilot:
+        screen, hm = await open_heatmap(app, pilot)
+        for key in ("pagedown", "end"):
+            labelled = label_lines(hm)
+            assert len(labelled) == len(hm.visible_rows()) == hm.size.height - hm.HEADER  # every line, a row
+            width = hm.grid.gutter - 1 - (len(str(len(hm.matrix))) + 1 if hm.grid.numbered else 0)
+            assert all(shown == shorten(task, width) for shown, task in labelled)
+            if size == (160, 48):
+                assert all(shown == task for shown, task in labelled)
+            await pilot.press(key)
+            await pilot.pause()
+        assert hm.cursor[0] == 66 and label_lines(hm)[-1][1] == screen.tasks[screen.shown[66]]
+
+
+async def test_zoom_and_reorder_keep_the_cursor_pair_and_the_colour_scale(index_db):
+    """`z` shows the blocks of the cursor's row and column phenomena, `o` reorders: the cursor stays on its task
+    pair, and a signed space keeps its diverging scale (that of the whole space)."""
+    from taskspace_tui.widgets.heatmap import Scale
+
+    app = TaskspaceApp(db=index_db)
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen, hm = await open_heatmap(app, pilot, "down", "down", "down", "right")
+        pair = screen.pair()
+        groups = dict(zip(screen.tasks, screen.groups()))
+        assert groups[pair[0]] != groups[pair[1]] and hm.scale.diverging
+        whole = Scale.of(screen.matrix)
+        for key in ("z", "o", "o", "z", "o", "z"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert screen.pair() == pair and hm.scale == whole, key
+            assert screen.cell(*hm.cursor)[:2] == pair
+        assert screen.zoom == (groups[pair[0]], groups[pair[1]]) and len(screen.shown) == 4
+
+
+async def test_compare_maps_label_rows_and_read_out_the_cursor_cell(index_db):
+    """A names the rows; one cursor moves over A, B and A − B; the readout gives the pair and the three values."""
+    app = TaskspaceApp(db=index_db)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("space", "down", "space", "c")
+        await settle(app, pilot)
+        screen = app.screen
+        maps = [screen.query_one(f"#map-{k}", Heatmap) for k in "abd"]
+        maps[0].focus()
+        await pilot.press("down", "right", "right", "right")
+        await pilot.pause()
+        row, col = maps[0].cursor
+        assert (row, col) == (1, 3) and all(m.cursor == (1, 3) for m in maps)
+        labelled = label_lines(maps[0])
+        assert len(labelled) == len(maps[0].labels) and all(s and s[:5] == t[:5] for s, t in labelled)
+        a_task, b_task = maps[0].labels[row], maps[0].labels[col]
+        idx = Index(index_db)
+        values = []
+        for run in (screen.a, screen.b):
+            tasks, m = idx.matrix(run["run_id"], "transfer")
+            values.append(float(m[tasks.index(a_task), tasks.index(b_task)]))
+        idx.close()
+        readout = str(screen.query_one("#compare-cell").render())
+        assert f"tuned on {a_task}" in readout and f"evaluated on {b_task}" in readout
+        for name, v in zip(("A", "B", "A − B"), (*values, values[0] - values[1])):
+            assert f"{name} {v:+.4f}" in readout
 
 
 # ---- at 80×24: the pipeline screen over a stand-in for dvc, help, task view, runs footer -------------------------

@@ -234,3 +234,29 @@ async def test_pipeline_run_keeps_the_log_and_tells_its_watchers(tmp_path):
         assert list(run.log)[-2:] == ["next", "[exit 0]"]
     finally:
         kill_left_over(pid)
+
+
+NAMES = ["lr-sweep", "lr_3e-4", "v1.2", "offline-20250612-143210", "my exp", "a/b", "a..b", "x.", "x.lock", ".x", "@",
+         "a@{1}", "a~1", "a^", "a:b", "a?", "a*", "a[1]", "a\\b", "tab\there", "ünïcode"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_exp_names_are_refused_exactly_where_dvc_refuses_them(name):
+    """The form's check agrees with DVC's own (`dvc exp run -n` checks refs/exps/<baseline>/NAME with dulwich's
+    git-check-ref-format and refuses any "/"), so a name is refused in one line before anything runs."""
+    from dulwich.refs import check_ref_format
+
+    from taskspace_tui.runner import exp_name_problem
+
+    dvc_takes = check_ref_format(f"refs/exps/ab/{'c' * 38}/{name}".encode()) and "/" not in name
+    problem = exp_name_problem(name)
+    assert (problem is None) == dvc_takes, problem
+    assert problem is None or (problem.startswith(f"experiment name {name!r} ") and "\n" not in problem)
+
+
+def test_an_exp_name_the_baseline_has_is_refused_and_no_name_is_fine():
+    from taskspace_tui.runner import exp_name_problem
+
+    assert exp_name_problem("", ["taken"]) is None and exp_name_problem("fresh", ["taken"]) is None
+    assert "an experiment named 'taken' exists already" in exp_name_problem("taken", ["taken", "other"])
+    assert "starts with '-'" in exp_name_problem("-f")  # git takes it, but the command line would read an option

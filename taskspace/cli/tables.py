@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 from rich import box
+from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from taskspace.report import labels
 
@@ -178,23 +180,37 @@ def transfer_line(r, chosen: str) -> str | None:
     return f"{r.model}: transfer " + " · ".join(parts)
 
 
-def exps_table(rows: list[dict], differ: list[str]) -> Table:
-    """Experiments × runs: the settings that differ, then the headline metrics (blank where absent)."""
+def exps_table(rows: list[dict], differ: list[str]) -> Group:
+    """Experiments × runs: each experiment's name on a line of its own (whole: names are never cut) with the
+    settings that differ written out (`models.tiny.ftgd.lr 0.001`), then its runs' headline metrics in columns
+    of one width for every experiment, so they line up down the page; 80 columns suffice."""
     from taskspace.pipeline.experiments import HEADLINE, short
 
     header = {m: labels.short(m) for m in HEADLINE}
-    t = Table(title="experiments: settings that differ, metrics per run", title_justify="left", box=box.SIMPLE_HEAD,
-              pad_edge=False, collapse_padding=True,
-              caption=labels.caption(header))  # fmt: skip
-    last = [k.rsplit(".", 1)[-1] for k in differ]  # `sparsity` for ftgd.sparsity, unless two keys share it
-    names = [n if last.count(n) == 1 else k for n, k in zip(last, differ)]
-    for col in ("experiment", *names):  # names give way first (…): the numbers are what is compared
-        t.add_column(col, no_wrap=True, overflow="ellipsis", max_width=max(12, len(col)))
-    t.add_column("run", no_wrap=True)
-    for m in HEADLINE:
-        t.add_column(header[m], justify="right", no_wrap=True, min_width=max(len(header[m]), 6))
-    for r in rows:
-        cells = [str(r.get("experiment", "")), *(short(r.get(k)) for k in differ), str(r.get("run", ""))]
-        cells += [labels.compact(r.get(m), m) for m in HEADLINE]
-        t.add_row(*cells)
-    return t
+    cells = [[str(r.get("run", "")), *(labels.compact(r.get(m), m) for m in HEADLINE)] for r in rows]
+    widths = [max(len(c) for c in col) for col in zip(["run", *header.values()], *cells)]
+
+    def runs_table(show_header: bool) -> Table:
+        # runs indented under their experiment's line
+        t = Table(box=box.SIMPLE_HEAD if show_header else None, show_header=show_header, show_edge=False)
+        t.padding = (0, 0, 0, 2)
+        for i, col in enumerate(["run", *header.values()]):
+            t.add_column(col, justify="left" if i == 0 else "right", no_wrap=True, width=widths[i])
+        return t
+
+    parts: list = [Text("experiments: settings that differ, metrics per run", style="italic"), runs_table(True)]
+    by_name: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_name.setdefault(str(r.get("experiment", "")), []).append(i)
+    for name, idx in by_name.items():
+        line = Text(name, style="bold", overflow="fold")
+        for k in differ:
+            line.append("  ").append(k, style="dim").append(f" {short(rows[idx[0]].get(k))}")
+        t = runs_table(False)
+        for i in idx:
+            t.add_row(*cells[i])
+        parts += [line, t]
+    unset = any(r.get(k) is None for r in rows for k in differ)
+    parts.append(Text(labels.caption(header) + ("; —: not set (a model's entry: the shared setting applies)"
+                                                if unset else ""), style="dim"))  # fmt: skip
+    return Group(*parts)

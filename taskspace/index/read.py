@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from taskspace.index.schema import TABLES, VIEW_NAMES, connect_readonly
+from taskspace.index.settings_diff import RunsDiff, diff_runs, run_settings
 from taskspace.runs import revision_key
 
 
@@ -167,6 +168,23 @@ class Index:
         """The settings the run was analysed with (empty when it has not been analysed)."""
         row = self.con.execute("SELECT analysis_settings FROM runs WHERE run_id = ?", [run_id]).fetchone()
         return json.loads(row[0]) if row and row[0] else {}
+
+    def settings(self, run_id: int) -> dict[str, object]:
+        """The settings the run was computed with, flattened (`ftgd.lr`, `probing.metric`, `analysis.seed`…)."""
+        row = self.con.execute(
+            "SELECT probe, analysis_settings, prefix FROM runs WHERE run_id = ?", [run_id]
+        ).fetchone()
+        if not row:
+            return {}
+        return run_settings(json.loads(row[0]) if row[0] else {}, json.loads(row[1]) if row[1] else {}, row[2])
+
+    def settings_diff(self, run_a: int, run_b: int) -> RunsDiff:
+        """What distinguishes run A from run B besides their spaces: the settings that differ, or what does."""
+        rows = {r["run_id"]: r for r in self._rows(
+            "SELECT run_id, model, revision, params_hash, experiment FROM runs WHERE run_id IN (?, ?)", [run_a, run_b]
+        )}  # fmt: skip
+        a, b = ({**rows.get(i, {}), "settings": self.settings(i)} for i in (run_a, run_b))
+        return diff_runs(a, b)
 
     def comparison(self, run_a: int, run_b: int, kind: str) -> dict | None:
         """The stored comparison of two runs (either order), as the analyze stage computed it."""

@@ -4,8 +4,9 @@ Transfer is the change of task j's mean margin when the model moves by task i's 
 it is g_j · Δθ_i, with g_j the gradient of task j's mean margin over its eval pairs at the base model. Exact
 transfer (eval2) scores T × T × n_eval × 2 sentences; this needs one gradient per evaluated task, held one at a
 time against every (sparse) delta, so memory is one model-sized fp32 gradient plus the deltas' selected entries.
-It is a screen, not a replacement: measured agreement with exact transfer is in the README ("First-order
-transfer"), and the space is stored as its own kind, `transfer_linear`, in margin units whatever the metric.
+It is a screen, not a replacement: measured agreement with exact transfer is in docs/concepts/statistics.md and
+docs/concepts/findings.md, and the space is stored as its own kind, `transfer_linear`, in margin units whatever
+the metric.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ lm-evaluation-harness's `EvaluatorConfig` do, keeps validation in one place."""
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib.util
 import os
 import subprocess
@@ -34,6 +35,8 @@ from taskspace.runs import MODEL_CODE, Run, expand_runs, expand_seeds, model_rev
 from taskspace.stats.grouping import GROUPINGS, check_names, groups_for, load_grouping
 
 SECTIONS = ("data", "models", "ftgd", "probing", "analysis")
+# every other top-level key params.yaml may hold: optional sections, and what Hydra derives
+KNOWN = (*SECTIONS, "tiny_models", "compute", "executor", "runs", "data_files")
 
 
 class ParamsError(ConfigError):
@@ -95,6 +98,11 @@ class Settings:
     def from_dict(cls, raw: dict, path: str | Path = "params.yaml") -> Settings:
         """Check every section, model and run of a params dict; the first problem is raised as one line."""
         path = Path(path)
+        for key in raw:  # a typo is named as itself, before the section it hides is reported missing
+            if key not in KNOWN:
+                close = difflib.get_close_matches(str(key), KNOWN, n=1)
+                hint = f" — did you mean '{close[0]}'?" if close else f" (known sections: {', '.join(KNOWN)})"
+                raise ParamsError(f"{path}: unknown section '{key}'{hint}")
         for key in SECTIONS:
             if key not in raw:
                 raise ParamsError(f"{path}: missing section '{key}' (see conf/config.yaml)")

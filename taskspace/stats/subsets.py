@@ -1,7 +1,7 @@
 """Task-sample sensitivity: how much a fit depends on which tasks were run.
 
 A study that runs a sample of BLiMP's 67 paradigms reads its fits off that sample; a different sample can say
-something else (README "Findings at 67 tasks"). From a T-task space, every fit statistic is recomputed on random
+something else (docs/concepts/findings.md). From a T-task space, every fit statistic is recomputed on random
 task subsets drawn as such a study would draw them (k tasks per group), so a reader sees the spread of each
 statistic and how often it would have come out significant.
 """

@@ -14,12 +14,14 @@ from textual.widgets import Footer, Header, Static
 
 from taskspace.config import AnalysisConfig
 from taskspace.errors import OutputError
+from taskspace.index.settings_diff import RunsDiff
 from taskspace.report.labels import CONTRAST_TIGHT, NAMES, format_stat, p_method, trust_lines, unit, unit_name
 from taskspace.stats import analysis, spaces
 from taskspace.stats.spaces import SpaceComparison, same_weights
 from taskspace_tui.keys import Key
 from taskspace_tui.screens.base import DataScreen, message_box
 from taskspace_tui.widgets.heatmap import Heatmap, Scale, legend
+from taskspace_tui.widgets.params_diff import ParamsDiff
 
 
 def stability_plot(title: str, revisions: list[str], values: list, width: int = 60) -> Text:
@@ -61,6 +63,7 @@ class CompareData:
     trust: tuple[str, str] = ("", "")  # A's and B's reliability and noise floor for this kind
     identical: bool | None = None  # A's and B's weights hash the same (None: a hash unknown)
     seeds: list[dict] = dataclasses.field(default_factory=list)  # A's family's spread over seeds (empty: one seed)
+    settings: RunsDiff | None = None  # what distinguishes A from B: the settings that differ, or what does
 
 
 def seed_lines(rows: list[dict]) -> str:
@@ -109,9 +112,11 @@ class CompareScreen(DataScreen):
                     name = "A − B" if title is None else f"{title['model']}@{title['revision']} {title['experiment']}"
                     yield Static(name, classes="compare-title")
                     yield Heatmap(id=f"map-{key}")
+        yield Static(id="compare-cell")
         with Horizontal(id="compare-legends"):
             yield Static(id="legend-ab")
             yield Static(id="legend-d")
+        yield ParamsDiff(id="params-diff")
         with Horizontal(id="compare-info"):
             yield Static(id="compare-stats")
             yield Static(id="stability")
@@ -142,6 +147,7 @@ class CompareScreen(DataScreen):
             tuple(self._trust(index, run) for run in (self.a, self.b)),
             same_weights(self.a.get("weights_sha256"), self.b.get("weights_sha256")),
             index.seed_spread(self.a["run_id"], self.kind),
+            index.settings_diff(self.a["run_id"], self.b["run_id"]),
         )
 
     def _trust(self, index, run: dict) -> str:
@@ -163,8 +169,11 @@ class CompareScreen(DataScreen):
         order = analysis.group_order([meta.get(t, {}).get("phenomenon", "") for t in tasks])
         groups = [meta.get(tasks[k], {}).get("phenomenon", "") for k in order]
         shared = Scale.of(np.concatenate([data.a.ravel(), data.b.ravel()]))
+        names = [tasks[k] for k in order]  # A names the rows; B and A − B beside it keep its rows' lines
         for key, m, scale in (("a", data.a, shared), ("b", data.b, shared), ("d", cmp.difference, None)):
-            self.query_one(f"#map-{key}", Heatmap).set_data(m[np.ix_(order, order)], groups, scale)
+            hm = self.query_one(f"#map-{key}", Heatmap)
+            hm.set_data(m[np.ix_(order, order)], groups, scale, labels=names, named=key == "a")
+        self.show_cell(*self.query_one("#map-a", Heatmap).cursor)
         changed = "\n".join(f"  {t}  {v:.3f}" for t, v in cmp.most_changed)
         u = unit(self.kind, data.metric)
         self.query_one("#legend-ab", Static).update(Text.assemble(("A, B ", "dim"), *_segments(shared), f"  {u}"))
@@ -192,6 +201,7 @@ class CompareScreen(DataScreen):
                 changed,
             )
         )
+        self.query_one(ParamsDiff).show(data.settings)
         stab = self.query_one("#stability", Static)
         parts = [Text(seed_lines(data.seeds))] if data.seeds else []
         if len(data.stability) > 1:
@@ -209,10 +219,31 @@ class CompareScreen(DataScreen):
             parts.insert(0, Text("stability curve: pick two checkpoints of one model (same params) to see it"))
         stab.update(Text("\n").join(parts))
 
+    def on_heatmap_cursor_moved(self, event: Heatmap.CursorMoved) -> None:
+        """One cursor over the three maps: the others follow the one moved, and the readout gives all three."""
+        for hm in self.query(Heatmap):
+            hm.cursor = (event.row, event.col)
+        self.show_cell(event.row, event.col)
+
+    def show_cell(self, row: int, col: int) -> None:
+        """The cursor's task pair and its value in A, B and A − B (each map's matrix, in display order)."""
+        a, b, d = (self.query_one(f"#map-{k}", Heatmap) for k in "abd")
+        if row >= len(a.labels) or col >= len(a.labels):
+            return
+        parts: list = [("tuned on ", "dim"), (a.labels[row], "bold"), ("  evaluated on ", "dim")]
+        parts.append((a.labels[col], "bold"))
+        for name, hm in (("A", a), ("B", b), ("A − B", d)):
+            parts += [(f"   {name} ", "dim"), (_value(hm.matrix[row, col]), "bold magenta")]
+        self.query_one("#compare-cell", Static).update(Text.assemble(*parts))
+
     def action_next_kind(self) -> None:
         kinds = list(spaces.COMPARED)
         self.kind = kinds[(kinds.index(self.kind) + 1) % len(kinds)] if self.kind in kinds else kinds[0]
         self.reload()
+
+
+def _value(x: float) -> str:
+    return f"{x:+.4f}" if np.isfinite(x) else "n/a"
 
 
 def _segments(scale: Scale) -> list[tuple[str, object]]:

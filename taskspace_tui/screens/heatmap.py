@@ -18,7 +18,7 @@ from taskspace.stats import analysis
 from taskspace.stats.spaces import CELL_KINDS, KINDS
 from taskspace_tui.keys import Key
 from taskspace_tui.screens.base import DataScreen, message_box
-from taskspace_tui.widgets.heatmap import Heatmap, legend
+from taskspace_tui.widgets.heatmap import Heatmap, Scale, legend
 
 
 @dataclass
@@ -56,7 +56,7 @@ class HeatmapScreen(DataScreen):
     KEYS = [
         Key("k", "next_kind", "next space", "Next kind of space: transfer → normalised → gradient → sharing"),
         Key("o", "toggle_order", "order", "Order tasks by phenomenon ↔ by clustering the space"),
-        Key("z", "zoom", "zoom", "Only the block of the cursor's phenomenon (again: all)"),
+        Key("z", "zoom", "zoom", "Only the blocks of the cursor's phenomena, row's and column's (again: all)"),
         Key("enter", "task", "task view", "Task view of the cursor's row task"),
         Key("g", "jump", "go to task", "Move the cursor to a task typed by name (its own cell: row and column)"),
         Key("e", "export", "export", "Write this space as a paper figure (PNG) and its cells (CSV) into exports/"),
@@ -68,7 +68,7 @@ class HeatmapScreen(DataScreen):
         self.kind = kind
         self.kinds: list[str] = []
         self.order_by = "phenomenon"
-        self.zoom: str | None = None
+        self.zoom: tuple[str, ...] = ()  # the phenomena shown (empty: all)
         self.tasks: list[str] = []
         self.matrix = np.zeros((0, 0))
         self.interval: np.ndarray | None = None
@@ -105,22 +105,33 @@ class HeatmapScreen(DataScreen):
         return HeatmapData(kinds, kind, tasks, m, meta, index.analysis(run_id), ci, index.metric(run_id), cells)
 
     def show(self, data: HeatmapData) -> None:
+        pair = self.pair() if self.tasks else None
         self.kinds, self.kind, self.tasks, self.matrix = data.kinds, data.kind, data.tasks, data.matrix
         self.meta, self.stats, self.interval, self.metric = data.meta, data.stats, data.interval, data.metric
         self.cells = data.cells
-        self.redraw()
+        self.redraw(pair)
         self.query_one(Heatmap).focus()
 
     def groups(self) -> list[str]:
         return [self.meta.get(t, {}).get("phenomenon", "") for t in self.tasks]
 
-    def redraw(self) -> None:
+    def pair(self) -> tuple[str, str] | None:
+        """The cursor's (row task, column task): what zoom, reorder and the next space keep."""
+        r, c = self.query_one(Heatmap).cursor
+        n = len(self.shown)
+        return (self.tasks[self.shown[r]], self.tasks[self.shown[c]]) if r < n and c < n else None
+
+    def redraw(self, pair: tuple[str, str] | None = None) -> None:
+        """Draw the space in the current order and zoom, the cursor on the task pair it was on (when shown), on
+        the colour scale of the whole space (a zoomed block of a signed space stays diverging)."""
+        pair = pair or self.pair()
         groups = self.groups()
         order = display_order(self.matrix, groups, self.order_by)
         if self.zoom:
-            order = [k for k in order if groups[k] == self.zoom]
+            order = [k for k in order if groups[k] in self.zoom]
         self.shown = order
         sub = self.matrix[np.ix_(order, order)] if order else np.zeros((0, 0))
+        names = [self.tasks[k] for k in order]
         hm = self.query_one(Heatmap)
         marked = None
         if self.cells is not None and order:  # significant on its own pairs (q < 0.05), or the diagonal
@@ -129,9 +140,12 @@ class HeatmapScreen(DataScreen):
         hm.set_data(
             sub,
             [groups[k] for k in order] if self.order_by == "phenomenon" else [],
-            labels=[self.tasks[k] for k in order],
+            Scale.of(self.matrix),
+            labels=names,
             marked=marked,
         )
+        if pair is not None and pair[0] in names and pair[1] in names:
+            hm.cursor = (names.index(pair[0]), names.index(pair[1]))
         run = self.run_row
         self.query_one("#title", Static).update(
             Text.assemble(
@@ -148,9 +162,9 @@ class HeatmapScreen(DataScreen):
                 ("\norder ", "dim"),
                 self.order_by,
                 ("  zoom ", "dim"),
-                self.zoom or "all",
+                " + ".join(self.zoom) or "all",
                 f"\n{len(order)} of {len(self.tasks)} tasks",
-                ("" if hm.fits else "\nscrolls with the cursor; z zooms to its phenomenon", "yellow"),
+                ("" if hm.fits else "\nscrolls with the cursor; z zooms to its phenomena", "yellow"),
             )
         )
         self.query_one("#legend", Static).update(Text.assemble(*[(s.text, s.style) for s in legend(hm.scale)]))
@@ -229,11 +243,13 @@ class HeatmapScreen(DataScreen):
         self.redraw()
 
     def action_zoom(self) -> None:
+        """The row's and the column's phenomena (one block when they are the same): the cursor's pair stays."""
+        pair = self.pair()
         if self.zoom:
-            self.zoom = None
-        elif self.shown:
-            self.zoom = self.groups()[self.shown[self.query_one(Heatmap).cursor[0]]]
-            self.query_one(Heatmap).cursor = (0, 0)
+            self.zoom = ()
+        elif pair is not None:
+            phenomenon = {t: g for t, g in zip(self.tasks, self.groups())}
+            self.zoom = tuple(dict.fromkeys(phenomenon[t] for t in pair))
         self.redraw()
 
     def action_task(self) -> None:

@@ -1,10 +1,10 @@
-"""Pipeline screen: dvc status and stages, launch `dvc repro` / `dvc exp run -S …` with a live log, cancel.
+"""Pipeline screen: dvc status and stages, launch `dvc repro` / `dvc exp run [-n NAME] -S …` with a live log, cancel.
 
 A view of the App's `PipelineRun` (taskspace_tui.runner), which runs the process and keeps its output: leaving this
 screen leaves the command running, and coming back shows it, its output so far and lets you cancel it. DVC allows one
 pipeline command per repo at a time, so a second launch while one runs is refused with a message (and the way to
 cancel) rather than failing on DVC's lock. Focus starts in the overrides box, and the screen's keys are ctrl keys:
-what is typed there goes into the box, never to a key."""
+what is typed there or in the name box goes into the box, never to a key."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, LoadingInd
 
 from taskspace_tui.keys import BACK, Key
 from taskspace_tui.messages import IndexChanged
-from taskspace_tui.runner import BUSY, DvcRunner, PipelineRun, group_stages, stage_states
+from taskspace_tui.runner import BUSY, DvcRunner, PipelineRun, exp_name_problem, group_stages, stage_states
 from taskspace_tui.screens.base import KeyedScreen
 from taskspace_tui.screens.confirm import ConfirmScreen
 
@@ -36,7 +36,7 @@ class PipelineScreen(KeyedScreen):
     NAME = "pipeline"
     KEYS = [
         Key("ctrl+r", "repro", "dvc repro", "Reproduce the pipeline (dvc repro)", priority=True),
-        Key("ctrl+e", "exp_run", "dvc exp run", "Run an experiment with the overrides in the form", priority=True),
+        Key("ctrl+e", "exp_run", "dvc exp run", "Run an experiment with the form's overrides and name", priority=True),
         Key("ctrl+c", "cancel", "cancel", "Stop the running dvc command (it resumes next time)", priority=True),
         Key("ctrl+s", "status", "status", "Re-read dvc status", priority=True),
     ]
@@ -65,8 +65,10 @@ class PipelineScreen(KeyedScreen):
                 yield DataTable(id="stages", cursor_type="row")
                 yield DataTable(id="progress", cursor_type="row")
             with Vertical(id="pipeline-form"):
-                yield Static("overrides for dvc exp run", id="overrides-label")
-                yield Input(placeholder="profile=offline ftgd.sparsity=0.05", id="overrides")
+                yield Static("exp run: overrides · name (optional)", id="overrides-label")
+                with Horizontal(id="exp-fields"):
+                    yield Input(placeholder="profile=offline ftgd.sparsity=0.05", id="overrides")
+                    yield Input(placeholder="e.g. lr-3e-4", id="exp-name")
                 with Horizontal(id="buttons"):
                     yield Button("repro", id="repro", variant="primary")
                     yield Button("exp run", id="exp_run", variant="success")
@@ -155,14 +157,32 @@ class PipelineScreen(KeyedScreen):
         if self._refuse_while_busy():
             return
         overrides = [item.removeprefix("-S") for item in shlex.split(self.query_one("#overrides", Input).value)]
-        self.preview([item for item in overrides if item])
+        overrides = [item for item in overrides if item]
+        name = self.query_one("#exp-name", Input).value.strip()
+        problem = exp_name_problem(name)
+        if problem:
+            self.notify(problem, severity="error")
+        elif name:
+            self.check_name(name, overrides)
+        else:
+            self.preview(overrides, "")
+
+    @work(exclusive=True, group="name", exit_on_error=False)
+    async def check_name(self, name: str, overrides: list[str]) -> None:
+        """A name the baseline has already: said now, not after DVC refuses it (`dvc exp run -f` would overwrite)."""
+        listed = await self.runner.output("exp", "list", "--name-only")
+        problem = exp_name_problem(name, listed.out.split() if listed.rc == 0 else ())
+        if problem:
+            self.notify(problem, severity="error")
+        else:
+            self.preview(overrides, name)
 
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
-    def preview(self, overrides: list[str]) -> None:
+    def preview(self, overrides: list[str], name: str = "") -> None:
         """What the experiment would run; beyond the workspace's runs, ask first (it may be hours of GPU work)."""
         from taskspace.pipeline.settings import preview_exp_run
 
-        args = ["exp", "run", *(a for item in overrides for a in ("-S", item))]
+        args = ["exp", "run", *(("-n", name) if name else ()), *(a for item in overrides for a in ("-S", item))]
         try:
             runs, now = preview_exp_run(self.app.project, overrides)
         except Exception as e:  # noqa: BLE001 - a bad override or params file: said, nothing launched
