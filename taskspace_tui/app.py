@@ -7,6 +7,7 @@ palette and the help screen all come from them.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from taskspace_tui.messages import IndexChanged
 from taskspace_tui.runner import DvcRunner, PipelineRun
 from taskspace_tui.screens.base import DataScreen
 from taskspace_tui.screens.compare import CompareScreen
+from taskspace_tui.screens.confirm import QuitScreen, quit_question
 from taskspace_tui.screens.heatmap import HeatmapScreen
 from taskspace_tui.screens.help import HelpScreen, TooSmallScreen
 from taskspace_tui.screens.pipeline import PipelineScreen
@@ -38,7 +40,7 @@ class TaskspaceApp(App):
         Key("r", "show_runs", "runs", "Runs and experiments in the index"),
         Key("p", "show_pipeline", "pipeline", "dvc status, repro / exp run with a live log"),
         Key("question_mark", "help", "help", "Every screen's keys and what the statistics mean", shown="?"),
-        Key("q", "quit", "quit", "Leave taskspace", palette=False),
+        Key("q", "quit", "quit", "Leave taskspace (asks first while a pipeline command runs)", palette=False),
     ]
     BINDINGS = bindings(KEYS)
     KEYED_SCREENS = (RunsScreen, HeatmapScreen, CompareScreen, TaskScreen, PipelineScreen)  # in the help's order
@@ -71,6 +73,30 @@ class TaskspaceApp(App):
     def action_show_pipeline(self) -> None:
         if not isinstance(self.screen, PipelineScreen):
             self.push_screen(PipelineScreen())
+
+    async def action_quit(self) -> None:
+        """Quit at once, unless a pipeline command runs (`q`, ctrl+q and the palette's Quit alike): then ask whether
+        to cancel it, leave it running, or stay; never leave it running unasked."""
+        if not self.pipeline.busy:
+            self.exit()
+        elif not isinstance(self.screen, QuitScreen):
+            self.push_screen(QuitScreen(quit_question(self.pipeline)), self._quit_as)
+
+    def _quit_as(self, choice: str | None) -> None:
+        run = self.pipeline
+        if choice == "cancel":
+            run.cancel()  # as ctrl+c on the pipeline screen: SIGINT to its group, then SIGTERM, SIGKILL
+            self.notify(f"cancelling {run.command}: taskspace quits once it has stopped", timeout=60)
+            self.run_worker(self._quit_when_stopped(), group="quit", exit_on_error=False)
+        elif choice == "leave" and run.busy:
+            self.exit(message=f"{run.command} goes on (PID {run.runner.pid}); its output: {run.runner.log_path}")
+        elif choice == "leave":
+            self.exit()
+
+    async def _quit_when_stopped(self) -> None:
+        while self.pipeline.busy:
+            await asyncio.sleep(0.05)
+        self.exit()
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.key_sections()))

@@ -1,6 +1,10 @@
 """DVC as a process: one pipeline command at a time in a project, its output line by line, cancelled as a whole
 process group; and one-shot queries (`dvc status`) with what their answer means for each stage.
 
+The command is detached from the start (its own session, stdin from /dev/null, output into a log file under
+`.taskspace/pipeline/` that the runner tails): so it can outlive the TUI when asked to, and no closed pipe or
+terminal hangup kills it halfway through a stage.
+
 No Textual here: the pipeline screen is a shell over a `DvcRunner`, and tests drive one with real subprocesses."""
 
 from __future__ import annotations
@@ -9,7 +13,9 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
@@ -65,6 +71,9 @@ def first_line(text: str) -> str:
     return lines[0][:80] if lines else "dvc status failed"
 
 
+LOGS = Path(".taskspace") / "pipeline"  # in the project: each pipeline command's output (git- and DVC-ignored)
+POLL_SECONDS = 0.05  # how often the log is read while the command runs
+
 BUSY = "a dvc command is already running (DVC runs one per project)"
 
 # `dvc exp run -n NAME` makes the git ref refs/exps/…/NAME and refuses a NAME git's check-ref-format refuses (or
@@ -104,27 +113,28 @@ def default_sigint() -> None:
 
 
 class DvcRunner:
-    """`start(args)` launches `dvc <args>` in the project, in a session of its own; `lines()` yields its output
-    (stdout and stderr) until it exits; `cancel()` sends SIGINT to its whole process group (DVC stops cleanly,
-    stages resume next time), then SIGTERM and SIGKILL to what is left of it `grace` seconds apart. `busy` while it
-    runs; `returncode` once it has exited (negative: killed by that signal). `command` replaces `dvc` (tests run
-    plain Python)."""
+    """`start(args)` launches `dvc <args>` in the project, in a session of its own, its output (stdout and stderr)
+    going to `log_path`; `lines()` yields that output until it exits; `cancel()` sends SIGINT to its whole process
+    group (DVC stops cleanly, stages resume next time), then SIGTERM and SIGKILL to what is left of it `grace`
+    seconds apart. `busy` while it runs; `returncode` once it has exited (negative: killed by that signal). Nothing
+    stops it when this process exits. `command` replaces `dvc` (tests run plain Python)."""
 
     def __init__(self, project: str | Path, command: Sequence[str] | None = None, grace: float = 10.0) -> None:
         self.project = Path(project)
         self.command = list(command) if command is not None else dvc_command()
         self.grace = grace
         self.args: list[str] = []
-        self._proc: asyncio.subprocess.Process | None = None
+        self.log_path: Path | None = None  # the running or last command's output
+        self._proc: subprocess.Popen | None = None
 
     @property
     def busy(self) -> bool:
-        return self._proc is not None and self._proc.returncode is None
+        return self._proc is not None and self._proc.poll() is None
 
     @property
     def returncode(self) -> int | None:
         """The last command's exit status; None before the first and while one runs."""
-        return None if self._proc is None else self._proc.returncode
+        return None if self._proc is None else self._proc.poll()
 
     @property
     def pid(self) -> int | None:
@@ -136,31 +146,64 @@ class DvcRunner:
         path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
         return {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": path}
 
+    def _new_log(self) -> Path:
+        """A fresh file for this command's output, `.taskspace/pipeline/<time>-<verb>.log`: never one that a command
+        left running by an earlier session still writes."""
+        folder = self.project / LOGS
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = "-".join([time.strftime("%Y%m%d-%H%M%S"), *self.args[:2]])  # 20250612-143210-exp-run
+        stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:60]
+        for n in range(1, 1000):
+            path = folder / (f"{stem}.log" if n == 1 else f"{stem}-{n}.log")
+            try:
+                path.touch(exist_ok=False)
+                return path
+            except FileExistsError:
+                continue
+        raise OSError(f"no free log file name in {folder}")
+
     async def start(self, args: Sequence[str]) -> None:
         """Launch the command (raises RunnerBusy while one runs, OSError when it cannot be started)."""
         if self.busy:
             raise RunnerBusy(BUSY)
         self.args = list(args)
-        self._proc = await asyncio.create_subprocess_exec(
-            *self.command,
-            *self.args,
-            cwd=self.project,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env=self.env(),
-            start_new_session=True,  # its own process group: cancel reaches the stages it spawns
-            preexec_fn=default_sigint,  # and SIGINT stops them even where this app ignores it
-        )
+        self.log_path = log = self._new_log()
+        try:
+            with log.open("wb") as out:
+                self._proc = subprocess.Popen(
+                    [*self.command, *self.args],
+                    cwd=self.project,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=self.env(),
+                    start_new_session=True,  # its own process group: cancel reaches the stages it spawns
+                    preexec_fn=default_sigint,  # and SIGINT stops them even where this app ignores it
+                )
+        except OSError:
+            log.unlink(missing_ok=True)
+            self.log_path = None
+            raise
 
     async def lines(self) -> AsyncIterator[str]:
         """The running command's output, one line at a time (a progress bar's carriage-return redraws: its last
-        state), until it exits; `returncode` is set when this ends."""
-        proc = self._proc
-        if proc is None:
+        state), read from its log until it exits; `returncode` is set when this ends."""
+        proc, path = self._proc, self.log_path
+        if proc is None or path is None:
             return
-        async for raw in proc.stdout:
-            yield raw.decode(errors="replace").rstrip("\n").split("\r")[-1]
-        await proc.wait()
+        with path.open("rb") as log:
+            pending = b""
+            while True:
+                ended = proc.poll() is not None  # before reading: all it wrote is then in the file
+                pending += log.read()
+                *done, pending = pending.split(b"\n")
+                for raw in done:
+                    yield raw.decode(errors="replace").split("\r")[-1]
+                if ended:
+                    break
+                await asyncio.sleep(POLL_SECONDS)
+        if pending:
+            yield pending.decode(errors="replace").split("\r")[-1]
 
     def cancel(self) -> bool:
         """Interrupt the running command and everything it started; False when nothing runs. What has not exited

@@ -132,3 +132,11 @@ async def test_the_tutorial_and_the_sharing_recipe_run_as_written(tmp_path, blim
         assert isinstance(app.screen, RunsScreen)
         labels = {r["label"] for r in app.screen.rows}
         assert {"smollm2@main", "tiny@step100", "tiny@step200", "tiny@step300"} <= labels
+
+
+def test_every_index_table_and_view_is_in_the_reference():
+    from taskspace.index import schema
+
+    page = (DOCS / "reference" / "index-schema.md").read_text()
+    missing = [n for n in (*schema.TABLES, *schema.VIEW_NAMES) if f"| `{n}` |" not in page]
+    assert not missing, f"docs/reference/index-schema.md lacks {missing}"

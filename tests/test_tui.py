@@ -759,7 +759,9 @@ elif args[:1] == ["status"]:
     print('{"analyze": [], "index": []}')
 else:
     print("stage one done", flush=True)
-    time.sleep(60)
+    for i in range(120):  # goes on writing: a detached run keeps writing into its log once the TUI is gone
+        time.sleep(0.5)
+        print(f"stage two: {i}", flush=True)
 """
 
 
@@ -875,6 +877,111 @@ async def test_a_cancelled_run_says_what_is_kept_and_how_to_go_on(index_db, tmp_
             await quiet(app, pilot)  # the status re-read after it ended
         finally:
             stop(app)
+
+
+def running(pid: int) -> bool:
+    """Not exited (a zombie no one has reaped yet counts as exited)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def exited(app, seconds: float = 30.0) -> None:
+    """Wait for the app to exit (plain sleeps: an exiting app is no longer paused by the pilot)."""
+    import asyncio
+
+    for _ in range(int(seconds / 0.05)):
+        if app.return_code is not None:
+            return
+        await asyncio.sleep(0.05)
+    assert app.return_code is not None
+
+
+async def asked_to_quit(app, pilot) -> None:
+    """Launch the stand-in, go back to the runs screen (on the pipeline screen `q` is typed into the form), q."""
+    from taskspace_tui.screens.confirm import QuitScreen
+
+    await launched(app, pilot)
+    await pilot.press("escape")
+    await quiet(app, pilot)
+    await pilot.press("q")
+    await until(pilot, lambda: isinstance(app.screen, QuitScreen) and "stay (escape)" in screen_text(app))
+
+
+async def test_q_without_a_running_command_quits_at_once(index_db, tmp_path, fake_dvc):
+    app = TaskspaceApp(db=index_db, project=tmp_path, dvc=fake_dvc)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("q")
+        await exited(app)
+    assert app.return_code == 0 and not (tmp_path / ".taskspace").exists()  # nothing launched, nothing asked
+
+
+async def test_q_during_a_run_asks_and_stay_keeps_the_app_and_the_run(index_db, tmp_path, fake_dvc):
+    """The question names the command, its PID, its log and what cancel keeps; escape (stay) changes nothing; the
+    palette's Quit asks the same."""
+    from taskspace_tui.screens.confirm import QuitScreen
+
+    app = TaskspaceApp(db=index_db, project=tmp_path, dvc=fake_dvc)
+    async with app.run_test(size=(80, 24)) as pilot:
+        try:
+            await asked_to_quit(app, pilot)
+            pid, log = app.pipeline.runner.pid, app.pipeline.runner.log_path
+            assert log.parent == tmp_path / ".taskspace" / "pipeline" and "stage one done" in log.read_text()
+            question = " ".join(app.screen.question.split())
+            for said in ("dvc repro is running", f"PID {pid}", "finished tasks are kept", str(log), f"-- -{pid}"):
+                assert said in question, said
+            assert app.screen.region.contains_region(app.screen.query_one("#confirm").region)  # all of it at 80×24
+            for button in ("cancel & quit (c)", "leave running & quit (l)", "stay (escape)"):
+                assert button in screen_text(app), button
+            await pilot.press("escape")
+            await quiet(app, pilot)
+            assert isinstance(app.screen, RunsScreen) and app.return_code is None
+            assert app.pipeline.busy and app.pipeline.runner.pid == pid and not app.pipeline.cancelled
+            palette_quit = next(c for c in app.get_system_commands(app.screen) if c.title == "Quit")
+            await palette_quit.callback()
+            await until(pilot, lambda: isinstance(app.screen, QuitScreen))
+            await pilot.press("enter")  # focus starts on stay
+            await quiet(app, pilot)
+            assert isinstance(app.screen, RunsScreen) and app.pipeline.runner.pid == pid and running(pid)
+        finally:
+            stop(app)
+
+
+async def test_cancel_and_quit_stops_the_command_then_quits(index_db, tmp_path, fake_dvc):
+    app = TaskspaceApp(db=index_db, project=tmp_path, dvc=fake_dvc)
+    async with app.run_test(size=(80, 24)) as pilot:
+        try:
+            await asked_to_quit(app, pilot)
+            pid = app.pipeline.runner.pid
+            await pilot.press("c")
+            await exited(app)
+            assert not running(pid) and app.pipeline.cancelled and app.pipeline.runner.returncode == -2  # SIGINT
+            assert "[cancelled: finished tasks are kept" in "\n".join(app.pipeline.log)
+        finally:
+            stop(app)
+
+
+async def test_leave_running_and_quit_leaves_the_command_writing_its_log(index_db, tmp_path, fake_dvc):
+    """A command left running is detached: the TUI gone, it goes on, and its output goes on into its log."""
+    import time
+
+    app = TaskspaceApp(db=index_db, project=tmp_path, dvc=fake_dvc)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await asked_to_quit(app, pilot)
+            pid, log = app.pipeline.runner.pid, app.pipeline.runner.log_path
+            await pilot.press("l")
+            await exited(app)
+        assert app.return_code == 0 and running(pid) and not app.pipeline.cancelled
+        before = log.read_text().count("stage two")
+        deadline = time.monotonic() + 10
+        while log.read_text().count("stage two") <= before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert log.read_text().count("stage two") > before and running(pid)  # still writing, after the app exited
+    finally:
+        stop(app)
 
 
 async def test_typing_overrides_right_after_opening_the_pipeline_goes_into_the_field(index_db, tmp_path, fake_dvc):

@@ -180,6 +180,40 @@ def test_cancel_works_from_an_app_started_in_the_background(tmp_path):
         kill_left_over(*pids)
 
 
+TICKER = "import time\nfor i in range(600):\n    print('tick', i, flush=True)\n    time.sleep(0.1)\n"
+STARTS_AND_EXITS = (  # the app's process: start TICKER, read its first line, say its pid and log, exit
+    "import asyncio, sys\n"
+    "from taskspace_tui.runner import DvcRunner\n"
+    "async def main():\n"
+    "    runner = DvcRunner(sys.argv[1], [sys.executable, '-c'])\n"
+    "    await runner.start([sys.argv[2]])\n"
+    "    assert await runner.lines().__anext__() == 'tick 0'\n"
+    "    print(runner.pid, runner.log_path, flush=True)\n"
+    "asyncio.run(main())\n"
+)
+
+
+def test_the_command_outlives_the_process_that_started_it(tmp_path):
+    """Output into a log under .taskspace/pipeline/, its own session, stdin from /dev/null: when the app exits, the
+    command goes on writing (no closed pipe to die of, no hangup), which the TUI's "leave it running" relies on."""
+    app = subprocess.run([sys.executable, "-c", STARTS_AND_EXITS, str(tmp_path), TICKER], capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    pid, log = (app.stdout.split() + [None, None])[:2]
+    try:
+        assert app.returncode == 0 and pid, app.stderr
+        log = Path(log)
+        assert log.parent == tmp_path / ".taskspace" / "pipeline" and log.name.endswith(".log")
+        before = log.read_text().count("tick")
+        time.sleep(1.0)
+        assert alive(int(pid)) and log.read_text().count("tick") > before  # still running, still writing
+    finally:
+        if pid:
+            try:
+                os.killpg(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 @pytest.mark.parametrize(
     ("ignored", "ended_by"),
     [((signal.SIGINT,), signal.SIGTERM), ((signal.SIGINT, signal.SIGTERM), signal.SIGKILL)],
