@@ -169,3 +169,21 @@ def refused_tuning(lm, blimp: Path, out: Path, lr: float, steps: int, match: str
     assert not layout.ftgd_info("anaphor_gender_agreement").exists()
     assert not layout.delta("anaphor_gender_agreement").exists()
     return train, layout
+
+
+# The TUI tests' (tests/test_tui*.py) synthetic index and stand-in dvc.
+@pytest.fixture(scope="module")
+def index_db(tmp_path_factory):
+    from synthetic import build_synthetic_index
+    from tui_support import RUNS
+
+    return build_synthetic_index(tmp_path_factory.mktemp("synthetic"), RUNS, SYNTHETIC_TASKS)
+
+
+@pytest.fixture
+def fake_dvc(tmp_path):
+    from tui_support import FAKE_DVC
+
+    script = tmp_path / "fake_dvc.py"
+    script.write_text(FAKE_DVC)
+    return [sys.executable, str(script)]
