@@ -28,6 +28,7 @@ def cost(tasks: int, n_eval: int, model: str) -> None:
     from taskspace.blimp import data
     from taskspace.lm.models import load_model
     from taskspace.lm.scoring import PreparedEval, score_pairs
+    from taskspace.method.ftgd import param_group
     from taskspace.method.linear import linear_transfer
 
     torch.manual_seed(0)
@@ -41,7 +42,9 @@ def cost(tasks: int, n_eval: int, model: str) -> None:
     score_pairs(lm, prepared)
     one_pass = time.perf_counter() - t0
     t0 = time.perf_counter()
-    linear_transfer(lm, ev, [{} for _ in names], batch_size=8)  # the T gradients; the dots are below
+    # a delta that touches every tensor, as a real 1% mask does: the gradient is then taken for all parameters
+    step = {n: (torch.zeros(1, dtype=torch.long), torch.zeros(1)) for n in param_group(lm.model, "all")}
+    linear_transfer(lm, ev, [step] * len(names), batch_size=8)  # the T gradients and T × T dot products
     grads = time.perf_counter() - t0
     print(f"{model}, {len(names)} tasks × {n_eval} eval pairs, torch threads {torch.get_num_threads()}")
     print(f"exact: one eval2 pass {one_pass:.1f} s × {len(names)} tuned tasks = {one_pass * len(names) / 60:.1f} min")
