@@ -1,3 +1,4 @@
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -190,6 +191,26 @@ def test_study_profile_covers_every_phenomenon_twice_with_replicates_and_control
     assert len(s.data.tasks) == 26 and all(phenomena.count(ph) == 2 for ph in set(phenomena))
     assert len(set(phenomena)) == 13 and [r.label for r in s.runs] == ["smollm2@main"]
     assert s.probe.control and len(s.replicate_seeds("smollm2")) == 2
+
+
+@pytest.mark.parametrize("profile", sorted(p.stem for p in (ROOT / "conf" / "profile").glob("*.yaml")))
+def test_every_profile_composes_into_valid_settings(tmp_path, profile):
+    """A typo in a profile the docs tell users to run fails here, not after an hour of FTGD."""
+    s = in_project(P.compose_params([f"profile={profile}"], tmp_path / "p.yaml", str(ROOT / "conf")))
+    assert s.runs
+
+
+def test_the_67_task_profiles_share_settings_but_gemmas_lr(tmp_path):
+    """study67 and gemma67 are the two scales of one comparison: the same tasks, splits and FTGD but the lr that
+    keeps Gemma from collapsing (measured in conf/profile/gemma67.yaml)."""
+    smol, gemma = (
+        in_project(P.compose_params([f"profile={p}"], tmp_path / f"{p}.yaml", str(ROOT / "conf")))
+        for p in ("study67", "gemma67")
+    )
+    assert smol.data == gemma.data and not smol.data.tasks  # all 67
+    assert smol.ftgd("smollm2").lr == 3e-5 and gemma.ftgd("gemma3").lr == 5e-6
+    assert replace(smol.ftgd("smollm2"), lr=1.0) == replace(gemma.ftgd("gemma3"), lr=1.0)
+    assert (smol.probe.transfer, gemma.probe.transfer) == ("both", "linear")
 
 
 def test_compute_setting_reaches_the_model_and_refuses_a_missing_gpu(tmp_path):
