@@ -213,6 +213,19 @@ def test_the_67_task_profiles_share_settings_but_gemmas_lr(tmp_path):
     assert (smol.probe.transfer, gemma.probe.transfer) == ("both", "linear")
 
 
+def test_gemma26_is_gemma67_on_the_studys_tasks_with_exact_transfer(tmp_path):
+    """gemma26's exact cells are read against SmolLM2's on the same tasks: its task list must stay the study's and
+    everything else gemma67's (the composition inherits it; the list is written out twice)."""
+    study, g67, g26 = (
+        in_project(P.compose_params([f"profile={p}"], tmp_path / f"{p}.yaml", str(ROOT / "conf")))
+        for p in ("study", "gemma67", "gemma26")
+    )
+    assert len(g26.data.tasks) == 26 and g26.data.tasks == study.data.tasks
+    assert replace(g26.data, tasks=()) == replace(g67.data, tasks=())
+    assert g26.ftgd("gemma3") == g67.ftgd("gemma3") and g26.runs == g67.runs
+    assert g26.probe == replace(g67.probe, transfer="both")
+
+
 def test_compute_setting_reaches_the_model_and_refuses_a_missing_gpu(tmp_path):
     """`compute` decides the device kind and dtype a run's model is loaded with; asking for cuda where torch sees
     no GPU fails in one line naming the setting (a job on a node without a GPU must not run on its CPU in fp32)."""
