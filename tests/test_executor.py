@@ -52,7 +52,14 @@ def base(tmp_path_factory, blimp) -> tuple[Path, dict]:
     return root, p
 
 
-def _run(base, tmp_path, executor: dict | None, said: list | None = None, ftgd: dict | None = None) -> dict[str, bytes]:
+def _run(
+    base,
+    tmp_path,
+    executor: dict | None,
+    said: list | None = None,
+    ftgd: dict | None = None,
+    probing: dict | None = None,
+) -> dict[str, bytes]:
     """ftgd + probe of one run in a copy of the base project (or again in the same copy, with `ftgd` settings
     changed); every output file's bytes by relative path."""
     root, p = base
@@ -63,7 +70,8 @@ def _run(base, tmp_path, executor: dict | None, said: list | None = None, ftgd: 
     os.chdir(work)
     try:
         q = {**p, "executor": {"folder": str(work / "jobs"), "poll_seconds": 0.2, **(executor or {})},
-             "ftgd": {**p["ftgd"], **(ftgd or {})}, "data_files": source_files(p["data"]["source"])}  # fmt: skip
+             "ftgd": {**p["ftgd"], **(ftgd or {})}, "probing": {**p["probing"], **(probing or {})},
+             "data_files": source_files(p["data"]["source"])}  # fmt: skip
         say = said.append if said is not None else _quiet
         s = Settings.from_dict(q)
         pipeline.stage_ftgd(s, s.run(*RUN), say)
@@ -100,6 +108,20 @@ def test_two_local_cpu_workers_match_serial_bit_for_bit(base, serial, tmp_path):
     progress = run_progress(Settings.from_dict(base[1], base[0] / "params.yaml"), tmp_path / "local" / "data")
     step30 = [r for r in progress if r.label == "tiny@step30"]
     assert step30 == [RunProgress("tiny@step30", 12, 12, 12)]  # read from the folders, as the TUI does
+
+
+def test_first_order_alone_on_local_workers_runs_no_eval2_and_matches_serial(base, tmp_path):
+    """With `probing.transfer: linear` the workers tune but do no eval2: a Gemma 67-task run once spent its workers
+    on the T² exact passes the setting exists to skip. Its spaces are serial's bit for bit."""
+    linear = {"transfer": "linear"}
+    serial_lin = _run(base, tmp_path / "s", None, probing=linear)
+    said: list[str] = []
+    got = _run(base, tmp_path / "l", {"kind": "local", "devices": ["cpu", "cpu"]}, said, probing=linear)
+    _same(serial_lin, got)
+    assert not [k for k in got if "eval2" in Path(k).name], "eval2 written for a first-order-only run"
+    assert any("ftgd" in line and "on 2 local worker(s)" in line for line in said)
+    assert not any("probe" in line and "worker(s)" in line for line in said)
+    assert any(k.endswith("matrices.npz") for k in got)
 
 
 @pytest.mark.parametrize("cluster", ["local", "debug"])

@@ -183,8 +183,8 @@ def stage_probe(s: Settings, run: Run, say: Say = print) -> None:
     stamps = s.stamp("eval2", run), s.stamp("ftgd", run)
     replicas = replicates(s, run)
     units = {(r, c): layout for r, rep in enumerate(replicas) for layout, c in rep.units(s.probe.control)}
-    device = None
-    if s.executor.kind != "serial":
+    device, exact = None, s.probe.transfer != "linear"
+    if s.executor.kind != "serial" and exact:  # first order alone is T gradients: done below, in this process
         tasks = _tasks(replicas[0].eval)
         pending = {u: [t for t in tasks if not eval2_finished(lay, t, *stamps, keep=True)] for u, lay in units.items()}
         _spread(s, run, "probe", pending, lambda u, t: eval2_finished(units[u], t, *stamps), say)
@@ -195,7 +195,7 @@ def stage_probe(s: Settings, run: Run, say: Say = print) -> None:
         rep, what = replicas[r], unit_name(run, r, replicas, c)
         eval1 = read_parquet(rep.layout.eval1, f"rerun `dvc repro -f eval@{run.stage_key}`")
         say_step = step_line(what, say)
-        if s.executor.kind == "serial" and s.probe.transfer != "linear":
+        if s.executor.kind == "serial" and exact:
             tasks = _tasks(rep.eval)
             kept = sum(eval2_finished(layout, t, *stamps, keep=True) for t in tasks)
             say(f"{what}: eval2 of {kept} of {len(tasks)} tasks finished earlier: kept")
