@@ -223,7 +223,7 @@ def test_gemma26_is_gemma67_on_the_studys_tasks_with_exact_transfer(tmp_path):
     assert len(g26.data.tasks) == 26 and g26.data.tasks == study.data.tasks
     assert replace(g26.data, tasks=()) == replace(g67.data, tasks=())
     assert g26.ftgd("gemma3") == g67.ftgd("gemma3") and g26.runs == g67.runs
-    assert g26.probe == replace(g67.probe, transfer="both")
+    assert g26.probe == replace(g67.probe, transfer="exact")
 
 
 def test_compute_setting_reaches_the_model_and_refuses_a_missing_gpu(tmp_path):
