@@ -15,7 +15,8 @@ transfer its reach: mean off-diagonal, within- and between-phenomenon cells as f
 With `--exact-b C/data/probe/gemma3/main/matrices.npz` (B's exact transfer on a task subset: `gemma26`, whose
 deltas are B's own), the same table for exact transfer on that subset (A's exact cells restricted to it), each
 model's first-order agreement with its exact cells there, and a check that the subset run's deltas are B's (its
-parameter-sharing cells equal B's).
+parameter-sharing cells equal B's). When A has exact transfer and B only first order, A's exact cells are also set
+against B's first order: the comparison to read where B's first order is measured to agree with its exact cells.
 """
 
 from __future__ import annotations
@@ -119,6 +120,11 @@ def main() -> None:
     if "transfer_linear" in a.matrices and "transfer_linear" in b.matrices:
         shared = [t for t in a.tasks if t in b.tasks]
         print_reach([a.restricted(shared), b.restricted(shared)], "transfer_linear", groups)
+    if "transfer" in a.matrices and "transfer" not in b.matrices and "transfer_linear" in b.matrices:
+        # B's first order where its agreement with exact is measured high (--exact-b), against A's exact cells
+        b_lin = spaces.TaskSpaces(b.tasks, {"transfer": b.matrices["transfer_linear"]}, f"{nb} first order")
+        print(f"\n## {na}'s exact transfer against {nb}'s first order\n")
+        table(a, b_lin, ("transfer",), args.draws, args.permutations)
     if args.exact_b:
         exact_subset(a, b, spaces.TaskSpaces.load(args.exact_b, f"{nb} exact"), args)
 
