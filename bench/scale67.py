@@ -86,7 +86,9 @@ def print_reach(runs: list[spaces.TaskSpaces], kind: str, groups: list[str]) -> 
               f"within {r['within']:+.3f}, between {r['between']:+.3f}")  # fmt: skip
 
 
-def exact_subset(a: spaces.TaskSpaces, b: spaces.TaskSpaces, exact_b: spaces.TaskSpaces, args) -> None:
+def exact_subset(
+    a: spaces.TaskSpaces, b: spaces.TaskSpaces, exact_b: spaces.TaskSpaces, draws: int, permutations: int
+) -> None:
     """Exact transfer on B's subset run, against A's exact cells on the same tasks; first order's agreement there."""
     tasks = [t for t in exact_b.tasks if t in a.tasks and t in b.tasks]
     a, b, eb = (s.restricted(tasks) for s in (a, b, exact_b))
@@ -95,7 +97,7 @@ def exact_subset(a: spaces.TaskSpaces, b: spaces.TaskSpaces, exact_b: spaces.Tas
         f"\n## exact transfer on {len(tasks)} tasks ({eb.key}: max |sharing − {b.key}'s| {same:.2g}, "
         "0 when its deltas are the same)\n"
     )
-    groups = table(a, eb, ("transfer",), args.draws, args.permutations)
+    groups = table(a, eb, ("transfer",), draws, permutations)
     print_reach([a, eb], "transfer", groups)
     print("\nfirst order against exact, off the diagonal (stats.agreement):")
     for name, exact, lin in ((a.key, a, a), (b.key, eb, b)):
@@ -126,7 +128,7 @@ def main() -> None:
         print(f"\n## {na}'s exact transfer against {nb}'s first order\n")
         table(a, b_lin, ("transfer",), args.draws, args.permutations)
     if args.exact_b:
-        exact_subset(a, b, spaces.TaskSpaces.load(args.exact_b, f"{nb} exact"), args)
+        exact_subset(a, b, spaces.TaskSpaces.load(args.exact_b, f"{nb} exact"), args.draws, args.permutations)
 
 
 if __name__ == "__main__":

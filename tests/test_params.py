@@ -27,6 +27,11 @@ def in_project(composed: Path) -> Settings:
     return Settings.from_dict(P.load_params(composed), ROOT / "params.yaml")
 
 
+def profile_settings(tmp_path: Path, profile: str) -> Settings:
+    """A committed profile composed as `dvc exp run -S profile=…` composes it, as the run's settings."""
+    return in_project(P.compose_params([f"profile={profile}"], tmp_path / f"{profile}.yaml", str(ROOT / "conf")))
+
+
 def test_committed_params_yaml_is_the_composed_pythia_profile(tmp_path):
     out = P.compose_params([], tmp_path / "params.yaml", conf=str(ROOT / "conf"))
     assert yaml.safe_load(out.read_text()) == yaml.safe_load(committed("params.yaml"))
@@ -186,7 +191,7 @@ def test_params_are_validated_up_front(tmp_path, section, key, value, message):
 def test_study_profile_covers_every_phenomenon_twice_with_replicates_and_control(tmp_path):
     from taskspace.blimp.meta import PARADIGMS
 
-    s = in_project(P.compose_params(["profile=study"], tmp_path / "p.yaml", str(ROOT / "conf")))
+    s = profile_settings(tmp_path, "study")
     phenomena = [PARADIGMS[t][0] for t in s.data.tasks]
     assert len(s.data.tasks) == 26 and all(phenomena.count(ph) == 2 for ph in set(phenomena))
     assert len(set(phenomena)) == 13 and [r.label for r in s.runs] == ["smollm2@main"]
@@ -196,17 +201,13 @@ def test_study_profile_covers_every_phenomenon_twice_with_replicates_and_control
 @pytest.mark.parametrize("profile", sorted(p.stem for p in (ROOT / "conf" / "profile").glob("*.yaml")))
 def test_every_profile_composes_into_valid_settings(tmp_path, profile):
     """A typo in a profile the docs tell users to run fails here, not after an hour of FTGD."""
-    s = in_project(P.compose_params([f"profile={profile}"], tmp_path / "p.yaml", str(ROOT / "conf")))
-    assert s.runs
+    assert profile_settings(tmp_path, profile).runs
 
 
 def test_the_67_task_profiles_share_settings_but_gemmas_lr(tmp_path):
     """study67 and gemma67 are the two scales of one comparison: the same tasks, splits and FTGD but the lr that
     keeps Gemma from collapsing (measured in conf/profile/gemma67.yaml)."""
-    smol, gemma = (
-        in_project(P.compose_params([f"profile={p}"], tmp_path / f"{p}.yaml", str(ROOT / "conf")))
-        for p in ("study67", "gemma67")
-    )
+    smol, gemma = (profile_settings(tmp_path, p) for p in ("study67", "gemma67"))
     assert smol.data == gemma.data and not smol.data.tasks  # all 67
     assert smol.ftgd("smollm2").lr == 3e-5 and gemma.ftgd("gemma3").lr == 5e-6
     assert replace(smol.ftgd("smollm2"), lr=1.0) == replace(gemma.ftgd("gemma3"), lr=1.0)
@@ -216,10 +217,7 @@ def test_the_67_task_profiles_share_settings_but_gemmas_lr(tmp_path):
 def test_gemma26_is_gemma67_on_the_studys_tasks_with_exact_transfer(tmp_path):
     """gemma26's exact cells are read against SmolLM2's on the same tasks: its task list must stay the study's and
     everything else gemma67's (the composition inherits it; the list is written out twice)."""
-    study, g67, g26 = (
-        in_project(P.compose_params([f"profile={p}"], tmp_path / f"{p}.yaml", str(ROOT / "conf")))
-        for p in ("study", "gemma67", "gemma26")
-    )
+    study, g67, g26 = (profile_settings(tmp_path, p) for p in ("study", "gemma67", "gemma26"))
     assert len(g26.data.tasks) == 26 and g26.data.tasks == study.data.tasks
     assert replace(g26.data, tasks=()) == replace(g67.data, tasks=())
     assert g26.ftgd("gemma3") == g67.ftgd("gemma3") and g26.runs == g67.runs
